@@ -1,0 +1,293 @@
+"""The whole configuration: pydantic models, loaded from TOML and the environment.
+
+Precedence, lowest first: the defaults below, the TOML file, then environment variables
+named ``EDGE_AGENT_<TABLE>__<KEY>`` (for example ``EDGE_AGENT_MOTOR__POLE_PAIRS=2``; nested
+tables add more ``__``). Values from the environment are strings and are converted by the
+same validation as the file's. Every problem is reported once, at start-up, as a
+:class:`~edge_agent.errors.ConfigError` naming the field.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from edge_agent.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+ENV_PREFIX = "EDGE_AGENT_"
+CURRENT_CHANNELS = ("ia", "ib", "ic")
+VOLTAGE_CHANNELS = ("va", "vb", "vc")
+
+
+class _Model(BaseModel):
+    # A typo in a key is an error, not a silently ignored setting.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ChannelScaling(_Model):
+    """Conversion of a raw channel value to amperes or volts: ``(raw - offset) * gain * ratio``."""
+
+    offset: float = 0.0
+    gain: float = Field(1.0, description="units per raw count (or per volt at the ADC)")
+    ratio: float = Field(1.0, gt=0, description="CT or VT ratio, primary/secondary")
+
+
+class AcquisitionConfig(_Model):
+    fs: float = Field(15000.0, gt=0, le=1e6, description="sample rate per channel, Hz")
+    channels: list[Literal["ia", "ib", "ic", "va", "vb", "vc"]] = Field(
+        default_factory=lambda: list(CURRENT_CHANNELS),
+        description="channel order of the source; ia, ib, ic required, va, vb, vc optional",
+    )
+    scaling: dict[Literal["ia", "ib", "ic", "va", "vb", "vc"], ChannelScaling] = Field(
+        default_factory=dict
+    )
+
+    @model_validator(mode="after")
+    def _check_channels(self) -> AcquisitionConfig:
+        missing = [c for c in CURRENT_CHANNELS if c not in self.channels]
+        if missing:
+            raise ValueError(f"channels must include ia, ib, ic; missing {', '.join(missing)}")
+        if len(set(self.channels)) != len(self.channels):
+            raise ValueError(f"channels has duplicates: {self.channels}")
+        return self
+
+
+class BearingConfig(_Model):
+    """Rolling-element bearing geometry (drive end), for the bearing defect frequencies."""
+
+    n_balls: int = Field(gt=2, le=64)
+    ball_diameter_mm: float = Field(gt=0)
+    pitch_diameter_mm: float = Field(gt=0)
+    contact_angle_deg: float = Field(0.0, ge=0, lt=90)
+
+    @model_validator(mode="after")
+    def _check_geometry(self) -> BearingConfig:
+        if self.ball_diameter_mm >= self.pitch_diameter_mm:
+            raise ValueError("ball_diameter_mm must be smaller than pitch_diameter_mm")
+        return self
+
+
+class MotorConfig(_Model):
+    """The motor's nameplate."""
+
+    supply_hz: float | None = Field(
+        None, ge=5, le=120, description="supply frequency, Hz; absent = detect from the current"
+    )
+    pole_pairs: int = Field(2, ge=1, le=24)
+    rated_hz: float = Field(50.0, ge=5, le=120, description="nameplate frequency, Hz")
+    rated_rpm: float = Field(1440.0, gt=0, description="nameplate full-load speed, rpm")
+    rated_current: float = Field(10.0, gt=0, description="nameplate full-load current, A rms")
+    rated_voltage: float = Field(400.0, gt=0, description="nameplate line-to-line voltage, V rms")
+    rotor_bars: int | None = Field(None, ge=8, le=200)
+    bearing: BearingConfig | None = None
+
+    @property
+    def synchronous_rpm(self) -> float:
+        return 60.0 * self.rated_hz / self.pole_pairs
+
+    @property
+    def rated_slip(self) -> float:
+        """Full-load slip from the nameplate, (n_sync - n_rated) / n_sync."""
+        return 1.0 - self.rated_rpm / self.synchronous_rpm
+
+    @model_validator(mode="after")
+    def _check_speed(self) -> MotorConfig:
+        s = self.rated_slip
+        if not 0.0 < s < 0.2:
+            raise ValueError(
+                f"rated_rpm={self.rated_rpm:g} gives a full-load slip of {s:.3f} for "
+                f"pole_pairs={self.pole_pairs} at rated_hz={self.rated_hz:g} "
+                f"(synchronous {self.synchronous_rpm:g} rpm); expected 0 < slip < 0.2"
+            )
+        return self
+
+
+class WindowConfig(_Model):
+    length_s: float = Field(1.0, gt=0, le=60, description="short analysis window, s")
+    hop_s: float = Field(0.5, gt=0, le=60, description="time between windows, s")
+    long_length_s: float = Field(
+        8.0, ge=1, le=120, description="long window for rotor sidebands and slip, s"
+    )
+    long_fs: float = Field(
+        2000.0, ge=200, description="target sample rate of the decimated long window, Hz"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> WindowConfig:
+        if self.hop_s > self.length_s:
+            raise ValueError(f"hop_s={self.hop_s} must not exceed length_s={self.length_s}")
+        if self.long_length_s < self.length_s:
+            raise ValueError(
+                f"long_length_s={self.long_length_s} must be at least length_s={self.length_s}"
+            )
+        return self
+
+
+class ModelConfig(_Model):
+    path: Path | None = Field(
+        None, description="model bundle folder; absent = the bundled models/default"
+    )
+    enabled: bool = True
+
+
+class AlertConfig(_Model):
+    raise_after: int = Field(3, ge=1, description="consecutive abnormal windows to raise")
+    clear_after: int = Field(5, ge=1, description="consecutive normal windows to clear")
+    brb_watch_db: float = Field(-48.0, le=0, description="broken-bar sideband level for watch")
+    brb_warning_db: float = Field(-42.0, le=0)
+    brb_alarm_db: float = Field(-36.0, le=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> AlertConfig:
+        if not self.brb_watch_db < self.brb_warning_db < self.brb_alarm_db:
+            raise ValueError("expected brb_watch_db < brb_warning_db < brb_alarm_db")
+        return self
+
+
+class OutputConfig(_Model):
+    path: Path | None = Field(None, description="JSON Lines output; absent = stdout")
+    site: str = Field("site", min_length=1)
+    asset: str = Field("motor", min_length=1)
+
+
+class Config(_Model):
+    acquisition: AcquisitionConfig = Field(default_factory=AcquisitionConfig)
+    motor: MotorConfig = Field(default_factory=MotorConfig)
+    windows: WindowConfig = Field(default_factory=WindowConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    alerts: AlertConfig = Field(default_factory=AlertConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Nested dict from ``EDGE_AGENT_TABLE__KEY=value`` variables (keys lower-cased)."""
+    tree: dict[str, Any] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        path = name[len(ENV_PREFIX) :].lower().split("__")
+        node = tree
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"environment: {name} conflicts with another variable")
+            node = child
+        # A list is written the TOML way: EDGE_AGENT_ACQUISITION__CHANNELS=ia,ib,ic
+        node[path[-1]] = value.split(",") if path[-1] == "channels" else value
+    return tree
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _describe(err: ValidationError, source: str, env_keys: set[tuple[str, ...]]) -> str:
+    lines = []
+    for e in err.errors():
+        loc = tuple(str(p) for p in e["loc"])
+        field = ".".join(loc) or "(top level)"
+        origin = source
+        if loc and any(loc[: len(k)] == k for k in env_keys):
+            origin = "environment " + ENV_PREFIX + "__".join(p.upper() for p in loc)
+        got = ""
+        if e["type"] not in ("missing", "extra_forbidden") and "input" in e:
+            got = f" (got {e['input']!r})"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown setting"
+        lines.append(f"{origin}: {field}: {msg}{got}")
+    return "\n".join(lines)
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Resolve the configuration: defaults, then the TOML file at ``path``, then environment.
+
+    ``overrides`` (a nested dict, e.g. from command-line options) is applied last.
+    Raises :class:`ConfigError` naming the file and field on any problem.
+    """
+    environ = os.environ if environ is None else environ
+    data: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        p = Path(path)
+        source = str(p)
+        try:
+            with p.open("rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"{p}: config file not found") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{p}: cannot read config file: {exc}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+    env = _env_overrides(environ)
+    env_keys = {tuple(k) for k in _leaf_paths(env)}
+    merged = _merge(_merge(data, env), overrides or {})
+    try:
+        return Config.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source, env_keys)) from None
+
+
+def _leaf_paths(tree: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    out = []
+    for k, v in tree.items():
+        if isinstance(v, Mapping):
+            out.extend(_leaf_paths(v, (*prefix, k)))
+        else:
+            out.append((*prefix, k))
+    return out
+
+
+def to_toml(cfg: Config) -> str:
+    """The resolved configuration as TOML text (what ``check-config`` prints)."""
+    data = cfg.model_dump(mode="json", exclude_none=True)
+    lines: list[str] = []
+
+    def emit(table: str, obj: Mapping[str, Any]) -> None:
+        scalars = {k: v for k, v in obj.items() if not isinstance(v, Mapping)}
+        tables = {k: v for k, v in obj.items() if isinstance(v, Mapping)}
+        if table and (scalars or not tables):
+            lines.append(f"[{table}]")
+        for k, v in scalars.items():
+            lines.append(f"{k} = {_toml_value(v)}")
+        if table and (scalars or not tables):
+            lines.append("")
+        for k, v in tables.items():
+            emit(f"{table}.{k}" if table else k, v)
+
+    emit("", data)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        if isinstance(v, float) and not math.isfinite(v):
+            return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
+        return repr(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
