@@ -1,0 +1,349 @@
+"""Streaming readers for recordings: CSV with a header row, or ``.npy`` (n_samples, channels).
+
+A recording is read in chunks and never whole, so files larger than memory work. Columns
+are mapped to the roles ``ia, ib, ic[, va, vb, vc]``; the sample rate comes from a ``t_s``
+column when there is one, else from the caller. Problems raise
+:class:`~edge_agent.errors.InputDataError` naming the file, line and column; rows read
+before a bad line are still delivered first, so nothing already accepted is lost.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edge_agent.config import CURRENT_CHANNELS, VOLTAGE_CHANNELS
+from edge_agent.errors import InputDataError, InputMissingError
+
+TIME_COLUMN = "t_s"
+DEFAULT_CHUNK = 32768
+
+
+@dataclass
+class Chunk:
+    """Consecutive samples: ``samples`` shape (n, len(roles)), float64, in role order.
+
+    ``gaps`` holds indices into this chunk of samples preceded by a time gap (a jump in
+    ``t_s`` larger than 1.5 sample periods); index 0 means the gap precedes the chunk.
+    """
+
+    samples: np.ndarray
+    start: int  # index of the first sample in the recording
+    gaps: list[int] = field(default_factory=list)
+
+
+def _roles_for(n_columns: int) -> list[str]:
+    return list(CURRENT_CHANNELS + VOLTAGE_CHANNELS)[:n_columns]
+
+
+class Recording:
+    """Common interface: ``path``, ``fs``, ``roles``, ``chunks()``, ``bytes_read``, ``size``."""
+
+    path: Path
+    fs: float
+    roles: list[str]
+    size: int
+    bytes_read: int
+
+    def chunks(self) -> Iterator[Chunk]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the file. Safe to call twice."""
+
+    def __enter__(self) -> Recording:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_recording(
+    path: str | Path,
+    *,
+    fs: float | None = None,
+    columns: Sequence[str] | None = None,
+    chunk_samples: int = DEFAULT_CHUNK,
+) -> Recording:
+    """Open a ``.csv`` or ``.npy`` recording for streaming.
+
+    ``fs`` (Hz) is required for ``.npy`` and for CSV without ``t_s``; with ``t_s`` it must
+    agree with the time column. ``columns`` names the file's columns (CSV header names, or
+    0-based indices for ``.npy``) that hold ia, ib, ic[, va, vb, vc], in that order.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputMissingError(f"{p}: no such file")
+    if not p.is_file():
+        raise InputMissingError(f"{p}: not a regular file")
+    if p.suffix.lower() == ".npy":
+        return NpyRecording(p, fs=fs, columns=columns, chunk_samples=chunk_samples)
+    return CsvRecording(p, fs=fs, columns=columns, chunk_samples=chunk_samples)
+
+
+def _check_columns(columns: Sequence[str] | None, path: Path) -> None:
+    if columns is not None and len(columns) not in (3, 6):
+        raise InputDataError(
+            f"{path}: --columns names {len(columns)} columns; expected 3 (ia,ib,ic) "
+            "or 6 (ia,ib,ic,va,vb,vc)"
+        )
+
+
+class CsvRecording(Recording):
+    def __init__(
+        self,
+        path: Path,
+        *,
+        fs: float | None,
+        columns: Sequence[str] | None,
+        chunk_samples: int,
+    ) -> None:
+        self.path = path
+        self.size = path.stat().st_size
+        self.bytes_read = 0
+        self._chunk = int(chunk_samples)
+        _check_columns(columns, path)
+        try:
+            self._fh = path.open("r", encoding="utf-8", newline="")
+        except OSError as exc:
+            raise InputMissingError(f"{path}: cannot open: {exc.strerror}") from None
+        try:
+            self._open(fs, columns)
+        except BaseException:
+            self._fh.close()
+            raise
+
+    def _open(self, fs: float | None, columns: Sequence[str] | None) -> None:
+        path = self.path
+        try:
+            header = self._fh.readline()
+        except UnicodeDecodeError:
+            raise InputDataError(f"{path}: not a text CSV file (not UTF-8)") from None
+        self.bytes_read += len(header)
+        if not header.strip():
+            raise InputDataError(
+                f"{path}: file is empty; expected a header row such as t_s,ia,ib,ic"
+            )
+        names = [h.strip() for h in header.strip().lstrip("\ufeff").split(",")]
+        self._n_fields = len(names)
+        wanted = list(columns) if columns is not None else None
+        if wanted is None:
+            missing = [c for c in CURRENT_CHANNELS if c not in names]
+            if missing:
+                raise InputDataError(
+                    f"{path}: line 1: header has columns {','.join(names)}; expected "
+                    f"t_s (optional), ia, ib, ic (and optionally va, vb, vc); missing "
+                    f"{', '.join(missing)}. Map other names with --columns"
+                )
+            wanted = list(CURRENT_CHANNELS)
+            if all(v in names for v in VOLTAGE_CHANNELS):
+                wanted += list(VOLTAGE_CHANNELS)
+        absent = [c for c in wanted if c not in names]
+        if absent:
+            raise InputDataError(
+                f"{path}: line 1: no column named {', '.join(absent)} in the header "
+                f"({','.join(names)})"
+            )
+        self.roles = _roles_for(len(wanted))
+        self._cols = [names.index(c) for c in wanted]
+        self._tcol = names.index(TIME_COLUMN) if TIME_COLUMN in names else None
+        self._line = 1  # lines consumed so far
+        self._pending_error: InputDataError | None = None
+        # The first block also sets the sample rate from t_s: make it long enough for that.
+        self._first = self._read_block(max(self._chunk, 4096))
+        if self._first is None or self._first.shape[0] == 0:
+            raise InputDataError(f"{path}: header but no samples; expected rows after line 1")
+        self.fs = self._resolve_fs(fs)
+        self._t_prev: float | None = None
+
+    def _resolve_fs(self, fs: float | None) -> float:
+        if self._tcol is None:
+            if fs is None:
+                raise InputDataError(
+                    f"{self.path}: no {TIME_COLUMN} column to take the sample rate from; "
+                    "give it with --fs"
+                )
+            return float(fs)
+        t = self._first[:, self._tcol]
+        if t.shape[0] < 2:
+            if self._pending_error is not None:
+                raise self._pending_error
+            if fs is None:
+                raise InputDataError(f"{self.path}: one sample is too few to know the sample rate")
+            return float(fs)
+        # The span of the whole first block, not single steps: t_s is printed with few
+        # decimals, and one rounded step of 1/15000 s is off by a part in 10⁴.
+        span = float(t[-1] - t[0])
+        if not span > 0:
+            raise InputDataError(
+                f"{self.path}: column {TIME_COLUMN} does not increase; expected seconds"
+            )
+        fs_t = (t.shape[0] - 1) / span
+        if abs(fs_t - round(fs_t)) < 1e-4 * fs_t:
+            fs_t = float(round(fs_t))
+        if fs is not None and abs(fs - fs_t) > 1e-3 * fs_t:
+            raise InputDataError(
+                f"{self.path}: column {TIME_COLUMN} gives a sample rate of {fs_t:g} Hz but "
+                f"{fs:g} Hz was asked for; drop --fs or fix the file"
+            )
+        return fs_t
+
+    def _read_block(self, size: int | None = None) -> np.ndarray | None:
+        """Next block of rows as a float array (rows, fields); None at the end of the file.
+
+        ``self._block_line`` is set to the file line of the block's first row.
+
+        On a bad line, returns the good rows before it first and raises on the next call.
+        """
+        pending = self._pending_error
+        if pending is not None:
+            self._pending_error = None
+            raise pending
+        lines = list(itertools.islice(self._fh, size or self._chunk))
+        if not lines:
+            return None
+        start_line = self._line + 1
+        self._block_line = start_line
+        self._line += len(lines)
+        self.bytes_read += sum(len(s) for s in lines)
+        try:
+            block = np.loadtxt(lines, delimiter=",", dtype=np.float64, ndmin=2)
+            if block.shape[0] and block.shape[1] != self._n_fields:
+                raise ValueError("field count")
+        except ValueError:
+            bad, error = self._locate_error(lines, start_line)
+            self._pending_error = error
+            good = lines[:bad]
+            block = np.loadtxt(good, delimiter=",", dtype=np.float64, ndmin=2) if good else None
+            if block is None or block.shape[0] == 0:
+                self._pending_error = None
+                raise error from None
+        return block
+
+    def _locate_error(self, lines: list[str], start_line: int) -> tuple[int, InputDataError]:
+        for i, line in enumerate(lines):
+            if not line.strip():
+                continue
+            cells = line.rstrip("\r\n").split(",")
+            where = f"{self.path}: line {start_line + i}"
+            if len(cells) != self._n_fields:
+                return i, InputDataError(
+                    f"{where}: {len(cells)} fields, expected {self._n_fields} as in the header"
+                    + (" (the file may be truncated)" if i == len(lines) - 1 else "")
+                )
+            for j, cell in enumerate(cells):
+                try:
+                    float(cell)
+                except ValueError:
+                    return i, InputDataError(
+                        f"{where}, column {j + 1}: {cell.strip()!r} is not a number"
+                    )
+        return len(lines), InputDataError(f"{self.path}: unreadable rows near line {start_line}")
+
+    def chunks(self) -> Iterator[Chunk]:
+        index = 0
+        period = 1.0 / self.fs
+        block, self._first = self._first, None
+        block_line = 2
+        while block is not None:
+            gaps: list[int] = []
+            if self._tcol is not None and block.shape[0]:
+                t = block[:, self._tcol]
+                if self._t_prev is not None:
+                    t = np.concatenate([[self._t_prev], t])
+                d = np.diff(t)
+                # d[k] is the step into row k of this block when t_prev leads, else row k + 1.
+                offset = 1 if self._t_prev is not None else 0
+                if np.any(~(d > 0)):
+                    k = int(np.flatnonzero(~(d > 0))[0])
+                    raise InputDataError(
+                        f"{self.path}: line {block_line + k + 1 - offset}: "
+                        f"{TIME_COLUMN} does not increase"
+                    )
+                gaps = [int(g) + 1 - offset for g in np.flatnonzero(d > 1.5 * period)]
+                self._t_prev = float(block[-1, self._tcol])
+            yield Chunk(np.ascontiguousarray(block[:, self._cols]), index, gaps)
+            index += block.shape[0]
+            block = self._read_block()
+            block_line = self._block_line
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+class NpyRecording(Recording):
+    def __init__(
+        self,
+        path: Path,
+        *,
+        fs: float | None,
+        columns: Sequence[str] | None,
+        chunk_samples: int,
+    ) -> None:
+        self.path = path
+        self.size = path.stat().st_size
+        self.bytes_read = 0
+        self._chunk = int(chunk_samples)
+        _check_columns(columns, path)
+        try:
+            arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise InputDataError(f"{path}: not a readable .npy array: {exc}") from None
+        if arr.ndim != 2 or arr.shape[1] < 3:
+            raise InputDataError(
+                f"{path}: array of shape {arr.shape}; expected (n_samples, channels) with "
+                "at least 3 channels (ia, ib, ic)"
+            )
+        if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
+            raise InputDataError(f"{path}: dtype {arr.dtype}; expected real numbers")
+        if arr.shape[0] == 0:
+            raise InputDataError(f"{path}: no samples")
+        if fs is None:
+            raise InputDataError(f"{path}: a .npy recording has no time column; give --fs")
+        if columns is None:
+            cols = list(range(6 if arr.shape[1] >= 6 else 3))
+        else:
+            try:
+                cols = [int(c) for c in columns]
+            except ValueError:
+                raise InputDataError(
+                    f"{path}: --columns for a .npy file are 0-based column indices, got "
+                    f"{','.join(columns)}"
+                ) from None
+            if any(not 0 <= c < arr.shape[1] for c in cols):
+                raise InputDataError(
+                    f"{path}: --columns {','.join(map(str, cols))} out of range for "
+                    f"{arr.shape[1]} columns"
+                )
+        self._arr = arr
+        self._cols = cols
+        self.roles = _roles_for(len(cols))
+        self.fs = float(fs)
+
+    def chunks(self) -> Iterator[Chunk]:
+        n = self._arr.shape[0]
+        row_bytes = self.size / max(n, 1)
+        for start in range(0, n, self._chunk):
+            block = np.asarray(self._arr[start : start + self._chunk, self._cols], dtype=np.float64)
+            self.bytes_read = int(min(self.size, (start + block.shape[0]) * row_bytes))
+            yield Chunk(np.ascontiguousarray(block), start, [])
+
+    def close(self) -> None:
+        self._arr = None  # drop the memory map
+
+
+def parse_columns(text: str | None) -> list[str] | None:
+    """``--columns ia,ib,ic`` as a list, or None."""
+    if text is None:
+        return None
+    cols = [c.strip() for c in text.split(",") if c.strip()]
+    return cols
+
+
+def finite_or_none(x: float) -> float | None:
+    return float(x) if x is not None and math.isfinite(x) else None

@@ -1,0 +1,74 @@
+"""Configuration: defaults, TOML, environment overrides, and errors that name the field."""
+
+from __future__ import annotations
+
+import pytest
+
+from edge_agent.config import Config, load_config, to_toml
+from edge_agent.errors import ConfigError
+
+
+def test_defaults_work_with_no_file_and_give_a_consistent_nameplate():
+    cfg = load_config(None, environ={})
+    assert cfg.acquisition.fs == 15000
+    assert cfg.motor.supply_hz is None  # detect
+    assert cfg.motor.rated_slip == pytest.approx(0.04)
+
+
+def test_toml_then_environment_precedence(tmp_path):
+    f = tmp_path / "motor.toml"
+    f.write_text('[motor]\npole_pairs = 3\nrated_rpm = 960\nrated_current = 22.5\n'
+                 '[acquisition]\nfs = 10000\n')
+    cfg = load_config(f, environ={"EDGE_AGENT_MOTOR__RATED_CURRENT": "30",
+                                  "EDGE_AGENT_ACQUISITION__CHANNELS": "ia,ib,ic,va,vb,vc",
+                                  "EDGE_AGENT_CONFIG": "ignored: no table"})
+    assert cfg.motor.pole_pairs == 3
+    assert cfg.motor.rated_current == 30.0
+    assert cfg.acquisition.fs == 10000
+    assert cfg.acquisition.channels == ["ia", "ib", "ic", "va", "vb", "vc"]
+
+
+def test_resolved_config_round_trips_through_toml(tmp_path):
+    cfg = load_config(None, environ={"EDGE_AGENT_MOTOR__SUPPLY_HZ": "60",
+                                     "EDGE_AGENT_MOTOR__RATED_HZ": "60",
+                                     "EDGE_AGENT_MOTOR__RATED_RPM": "1725"})
+    f = tmp_path / "out.toml"
+    f.write_text(to_toml(cfg))
+    assert load_config(f, environ={}) == cfg
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "needle"),
+    [
+        ("[motor]\npole_pairs = -1\n", {}, "motor.pole_pairs: Input should be greater than or equal to 1"),
+        ("[motor]\npole_pairs = 'two'\n", {}, "motor.pole_pairs"),
+        ("[motor]\npolepairs = 2\n", {}, "motor.polepairs: unknown setting"),
+        ("[motor]\nrated_rpm = 1600\n", {}, "expected 0 < slip < 0.2"),
+        ("[windows]\nhop_s = 2\n", {}, "must not exceed length_s"),
+        ("[acquisition]\nchannels = ['ia', 'ib']\n", {}, "missing ic"),
+        ("", {"EDGE_AGENT_ACQUISITION__FS": "fast"}, "environment EDGE_AGENT_ACQUISITION__FS"),
+        ("[motor\n", {}, "not valid TOML"),
+    ],
+)
+def test_bad_values_name_the_field_and_source(tmp_path, text, env, needle):
+    f = tmp_path / "bad.toml"
+    f.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(f, environ=env)
+    assert needle in str(err.value)
+    assert err.value.exit_code == 78
+    if not env:
+        assert str(f) in str(err.value)
+
+
+def test_missing_config_file_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.toml", environ={})
+
+
+def test_shipped_example_config_is_valid():
+    from pathlib import Path
+
+    example = Path(__file__).parent.parent / "systemd" / "edge-agent.toml"
+    cfg = load_config(example, environ={})
+    assert isinstance(cfg, Config)
