@@ -14,7 +14,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from edge_agent.config import Config, load_config  # noqa: E402
-from edge_agent.pipeline import Pipeline, analyze  # noqa: E402
+from edge_agent.config import Config, load_config
+from edge_agent.pipeline import Pipeline, analyze
 
 __all__ = ["Config", "Pipeline", "__version__", "analyze", "load_config"]

@@ -16,6 +16,7 @@ from edge_agent.kernels.spectrum import (
     band_power,
     peak_frequency,
     power_spectrum,
+    space_vector_spectrum,
     spectral_window,
     thd,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "power_spectrum",
     "rms",
     "sequence_components",
+    "space_vector_spectrum",
     "spectral_window",
     "thd",
     "warm_up",
@@ -48,11 +50,11 @@ def warm_up() -> None:
     fs, n = 1000.0, 1000
     t = np.arange(n) / fs
     x = np.stack([np.sin(2 * np.pi * 50 * t + k) for k in range(3)])
-    freqs, p = power_spectrum(x, fs)
+    _freqs, p = power_spectrum(x, fs)
     f = peak_frequency(p.sum(axis=0), fs / n, 10.0, 100.0)
     rms(x)
     thd(p, fs / n, f, 5)
     sequence_components(dft_phasors(x, fs, f))
     epva_line_db(x, fs, 2 * f)
-    brb_sidebands(p.sum(axis=0), fs / n, f, 0.01, 0.05)
+    brb_sidebands(p.sum(axis=0), fs / n, f, 0.1, 0.2)
     FirDecimator(fs, 2, 3).process(x)

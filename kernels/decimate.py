@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.signal
-
 from edge_agent.kernels._flags import jit
 
 
@@ -66,8 +65,9 @@ class FirDecimator:
             return chunk.copy()
         xext = np.concatenate([self._hist, chunk], axis=1)
         count = 0 if self._first >= n else (n - 1 - self._first) // self.factor + 1
-        out = _fir_decimate(xext, self.taps, self._first, self.factor,
-                            np.empty((chunk.shape[0], count)))
+        out = _fir_decimate(
+            xext, self.taps, self._first, self.factor, np.empty((chunk.shape[0], count))
+        )
         self._first = self._first + count * self.factor - n
         self._hist = xext[:, xext.shape[1] - self._hist.shape[1] :].copy()
         return out

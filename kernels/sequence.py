@@ -11,7 +11,6 @@ import cmath
 import math
 
 import numpy as np
-
 from edge_agent.kernels._flags import jit
 from edge_agent.kernels.spectrum import spectral_window
 

@@ -2,7 +2,7 @@
 
 Broken bars modulate the stator current at twice the slip frequency, putting a lower
 sideband at (1 - 2s)f and an upper one at (1 + 2s)f (Thomson & Fenger, 2001). The slip is
-not known in advance, so the pair is searched for: every lower-sideband bin in the band
+not known in advance, so the pair is searched for: every local maximum in the lower band
 is scored by the power of the pair it implies, the strongest pair wins, and its levels are
 band powers over the window's main lobe relative to the fundamental's.
 """
@@ -13,7 +13,6 @@ import math
 from typing import NamedTuple
 
 import numpy as np
-
 from edge_agent.kernels._flags import jit
 from edge_agent.kernels.spectrum import _band_power, _peak_bin
 
@@ -34,14 +33,20 @@ def _brb(p, df, f, s_lo, s_hi, hw):
     lo = max(lo, 1)
     best = lo
     best_score = -1.0
-    for k in range(lo, hi + 1):
-        mirror = int(round(2.0 * kf - k))
-        if mirror >= p.shape[0]:
-            continue
-        score = p[k] + p[mirror]
-        if score > best_score:
-            best_score = score
-            best = k
+    # Only local maxima are candidates: a band edge on the fundamental's skirt is not a line.
+    for peaks_only in (True, False):
+        for k in range(lo, hi + 1):
+            if peaks_only and not (p[k] > p[k - 1] and p[k] >= p[k + 1]):
+                continue
+            mirror = int(round(2.0 * kf - k))
+            if mirror >= p.shape[0]:
+                continue
+            score = p[k] + p[mirror]
+            if score > best_score:
+                best_score = score
+                best = k
+        if best_score >= 0.0:
+            break
     k_lsb = _peak_bin(p, max(best - 1, 1), min(best + 2, p.shape[0] - 1))
     slip = (kf - k_lsb) / (2.0 * kf)
     k_usb = kf * (1.0 + 2.0 * slip)
@@ -66,7 +71,8 @@ def brb_sidebands(
     ``s_lo``..``s_hi`` is the slip band searched. ``half_width`` is the window's main-lobe
     half width in bins (4 for Blackman-Harris, which this search needs: a Hann window's
     leakage from the fundamental would mask sidebands 50 dB down a few Hz away). Keep
-    ``2·s_lo·f`` beyond ``2·half_width`` bins so the fundamental's own lobe is not found.
+    ``2·s_lo·f`` at least ``2·half_width + 1`` bins from ``f``, so that neither the search nor
+    the sideband's band power reaches into the fundamental's main lobe.
     """
     p = np.ascontiguousarray(p, dtype=np.float64)
     if p.ndim != 1:
@@ -75,8 +81,9 @@ def brb_sidebands(
         raise ValueError(f"expected 0 < {s_lo=} < {s_hi=} < 0.5")
     if f * (1 + 2 * s_hi) / df + half_width >= p.shape[0]:
         raise ValueError(f"the search band around {f=} Hz runs past the spectrum's last bin")
-    if 2 * s_lo * f / df < half_width:
+    if 2 * s_lo * f / df < 2 * half_width + 1:
         raise ValueError(
-            f"{s_lo=} puts sidebands within the fundamental's main lobe at {df=} Hz resolution"
+            f"{s_lo=} puts sidebands within reach of the fundamental's main lobe at {df=} Hz "
+            f"resolution; expected 2·s_lo·f >= {2 * half_width + 1} bins"
         )
     return BrbResult(*_brb(p, float(df), float(f), float(s_lo), float(s_hi), int(half_width)))

@@ -14,7 +14,6 @@ import math
 
 import numpy as np
 import scipy.fft
-
 from edge_agent.kernels._flags import jit
 
 # Half-width of the main lobe, in bins, of each window (Hann ±2, 4-term Blackman-Harris ±4).
@@ -71,6 +70,30 @@ def power_spectrum(
     p = spec.real**2 + spec.imag**2
     p *= (2.0 / w.sum()) ** 2
     return np.arange(p.shape[-1]) * (fs / nfft), p
+
+
+def space_vector_spectrum(
+    x: np.ndarray, fs: float, *, window: str = "blackmanharris"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Power spectrum, positive frequencies only, of the current space vector i_α + j·i_β.
+
+    ``x`` holds phases a, b, c, shape (3, n). With the amplitude-invariant Clarke transform
+    a balanced set of amplitude A reads ``A²`` at +f; negative-sequence components land at
+    negative frequencies and are left out, so one complex FFT separates the sequences and
+    rotor sidebands, which rotate forwards, are not smeared by a changing unbalance.
+    Returns ``(freqs, p)`` for bins 0 .. n//2.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] != 3:
+        raise ValueError(f"x must have shape (3, n), got {x.shape}")
+    n = x.shape[1]
+    w = spectral_window(window, n)
+    alpha = (2.0 / 3.0) * (x[0] - 0.5 * (x[1] + x[2]))
+    beta = (x[1] - x[2]) / np.sqrt(3.0)
+    spec = scipy.fft.fft((alpha + 1j * beta) * w)[: n // 2 + 1]
+    p = spec.real**2 + spec.imag**2
+    p *= (1.0 / w.sum()) ** 2
+    return np.arange(p.shape[0]) * (fs / n), p
 
 
 @jit

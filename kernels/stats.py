@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-
 from edge_agent.kernels._flags import jit
 
 

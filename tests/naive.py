@@ -49,7 +49,9 @@ def peak_frequency(p: np.ndarray, df: float, fmin: float, fmax: float) -> float:
 
 def band_power(p: np.ndarray, df: float, f: float, half_width: int) -> float:
     k0 = round(f / df)
-    return float(sum(p[k] for k in range(max(0, k0 - half_width), min(len(p) - 1, k0 + half_width) + 1)))
+    return float(
+        sum(p[k] for k in range(max(0, k0 - half_width), min(len(p) - 1, k0 + half_width) + 1))
+    )
 
 
 def thd(p: np.ndarray, df: float, f: float, n_harmonics: int, half_width: int = 2) -> np.ndarray:
@@ -107,15 +109,19 @@ def brb_sidebands(p, df, f, s_lo, s_hi, half_width=4):
     scores = {}
     for k in range(lo, hi + 1):
         mirror = round(2 * kf - k)
-        if mirror < len(p):
+        if mirror < len(p) and p[k] > p[k - 1] and p[k] >= p[k + 1]:
             scores[k] = p[k] + p[mirror]
+    if not scores:
+        scores = {k: p[k] + p[round(2 * kf - k)] for k in range(lo, hi + 1)}
     best = max(scores, key=lambda k: (scores[k], -k))
-    k_lsb = peak_frequency(p, 1.0, max(best - 1, 1), min(best + 1, len(p) - 2)) if True else best
+    k_lsb = peak_frequency(p, 1.0, max(best - 1, 1), min(best + 1, len(p) - 2))
     slip = (kf - k_lsb) / (2 * kf)
     lsb = band_power(p, df, k_lsb * df, half_width)
     usb = band_power(p, df, f * (1 + 2 * slip), half_width)
-    floor = float(np.median(p[lo : hi + 1])) if (hi - lo) % 2 == 0 else float(
-        np.sort(p[lo : hi + 1])[(hi - lo + 1) // 2]
+    floor = (
+        float(np.median(p[lo : hi + 1]))
+        if (hi - lo) % 2 == 0
+        else float(np.sort(p[lo : hi + 1])[(hi - lo + 1) // 2])
     )
     floor *= 2 * half_width + 1
     return (
@@ -130,3 +136,21 @@ def fir_decimate(x: np.ndarray, taps: np.ndarray, factor: int) -> np.ndarray:
     """Full convolution from zero initial state, every factor-th output from the first."""
     x = np.atleast_2d(x)
     return np.array([np.convolve(row, taps)[: row.shape[0]][::factor] for row in x])
+
+
+def space_vector_spectrum(x: np.ndarray, fs: float, window_name: str = "blackmanharris"):
+    """Clarke transform sample by sample, then the DFT by definition at bins 0 .. n//2."""
+    ia, ib, ic = np.asarray(x, dtype=np.float64)
+    z = np.array(
+        [
+            complex(2 / 3 * (a - (b + c) / 2), (b - c) / math.sqrt(3))
+            for a, b, c in zip(ia, ib, ic, strict=True)
+        ]
+    )
+    n = len(z)
+    w = window(window_name, n)
+    out = []
+    for k in range(n // 2 + 1):
+        acc = sum(w[i] * z[i] * cmath.exp(-2j * math.pi * k * i / n) for i in range(n))
+        out.append(abs(acc) ** 2 / w.sum() ** 2)
+    return np.array(out)

@@ -17,11 +17,18 @@ def test_defaults_work_with_no_file_and_give_a_consistent_nameplate():
 
 def test_toml_then_environment_precedence(tmp_path):
     f = tmp_path / "motor.toml"
-    f.write_text('[motor]\npole_pairs = 3\nrated_rpm = 960\nrated_current = 22.5\n'
-                 '[acquisition]\nfs = 10000\n')
-    cfg = load_config(f, environ={"EDGE_AGENT_MOTOR__RATED_CURRENT": "30",
-                                  "EDGE_AGENT_ACQUISITION__CHANNELS": "ia,ib,ic,va,vb,vc",
-                                  "EDGE_AGENT_CONFIG": "ignored: no table"})
+    f.write_text(
+        "[motor]\npole_pairs = 3\nrated_rpm = 960\nrated_current = 22.5\n"
+        "[acquisition]\nfs = 10000\n"
+    )
+    cfg = load_config(
+        f,
+        environ={
+            "EDGE_AGENT_MOTOR__RATED_CURRENT": "30",
+            "EDGE_AGENT_ACQUISITION__CHANNELS": "ia,ib,ic,va,vb,vc",
+            "EDGE_AGENT_CONFIG": "ignored: no table",
+        },
+    )
     assert cfg.motor.pole_pairs == 3
     assert cfg.motor.rated_current == 30.0
     assert cfg.acquisition.fs == 10000
@@ -29,9 +36,14 @@ def test_toml_then_environment_precedence(tmp_path):
 
 
 def test_resolved_config_round_trips_through_toml(tmp_path):
-    cfg = load_config(None, environ={"EDGE_AGENT_MOTOR__SUPPLY_HZ": "60",
-                                     "EDGE_AGENT_MOTOR__RATED_HZ": "60",
-                                     "EDGE_AGENT_MOTOR__RATED_RPM": "1725"})
+    cfg = load_config(
+        None,
+        environ={
+            "EDGE_AGENT_MOTOR__SUPPLY_HZ": "60",
+            "EDGE_AGENT_MOTOR__RATED_HZ": "60",
+            "EDGE_AGENT_MOTOR__RATED_RPM": "1725",
+        },
+    )
     f = tmp_path / "out.toml"
     f.write_text(to_toml(cfg))
     assert load_config(f, environ={}) == cfg
@@ -40,7 +52,11 @@ def test_resolved_config_round_trips_through_toml(tmp_path):
 @pytest.mark.parametrize(
     ("text", "env", "needle"),
     [
-        ("[motor]\npole_pairs = -1\n", {}, "motor.pole_pairs: Input should be greater than or equal to 1"),
+        (
+            "[motor]\npole_pairs = -1\n",
+            {},
+            "motor.pole_pairs: Input should be greater than or equal to 1",
+        ),
         ("[motor]\npole_pairs = 'two'\n", {}, "motor.pole_pairs"),
         ("[motor]\npolepairs = 2\n", {}, "motor.polepairs: unknown setting"),
         ("[motor]\nrated_rpm = 1600\n", {}, "expected 0 < slip < 0.2"),

@@ -16,7 +16,7 @@ def write_csv(path, data, fs=1000.0, header="t_s,ia,ib,ic", t=None):
     t = np.arange(data.shape[0]) / fs if t is None else t
     with open(path, "w") as fh:
         fh.write(header + "\n")
-        for ti, row in zip(t, data):
+        for ti, row in zip(t, data, strict=False):
             fh.write(f"{ti:.6f}," + ",".join(repr(float(v)) for v in row) + "\n")
 
 
@@ -27,8 +27,11 @@ def read_all(rec):
 
 @settings(max_examples=25, deadline=None)
 @given(
-    hnp.arrays(np.float64, st.tuples(st.integers(2, 300), st.just(3)),
-               elements=st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False)),
+    hnp.arrays(
+        np.float64,
+        st.tuples(st.integers(2, 300), st.just(3)),
+        elements=st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False),
+    ),
     st.integers(1, 97),
 )
 def test_csv_round_trip_any_values_any_chunk_size(tmp_path_factory, data, chunk):
@@ -97,7 +100,7 @@ def test_npy_streams_and_maps_columns(tmp_path):
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(InputMissingError, match="nope.csv: no such file") as err:
+    with pytest.raises(InputMissingError, match=r"nope\.csv: no such file") as err:
         open_recording(tmp_path / "nope.csv")
     assert err.value.exit_code == 66
 
@@ -141,7 +144,7 @@ def test_truncated_csv_delivers_every_good_row_before_the_error(tmp_path):
 
 def test_bad_npy(tmp_path):
     (tmp_path / "junk.npy").write_bytes(b"not numpy at all")
-    with pytest.raises(InputDataError, match="not a readable .npy"):
+    with pytest.raises(InputDataError, match=r"not a readable \.npy"):
         open_recording(tmp_path / "junk.npy", fs=1000.0)
     np.save(tmp_path / "narrow.npy", np.zeros((10, 2)))
     with pytest.raises(InputDataError, match="at least 3 channels"):

@@ -1,0 +1,317 @@
+"""Command line: ``edge-agent COMMAND``. Thin: parse, call, print.
+
+Exit codes (ARCHITECTURE.md): 0 ok, 1 runtime failure, 2 usage error, 65 bad input data,
+66 input file missing, 78 bad configuration.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from edge_agent import __version__
+from edge_agent.config import Config, load_config, to_toml
+from edge_agent.errors import EdgeAgentError
+
+CONFIG_HELP = "TOML configuration file (environment variables EDGE_AGENT_TABLE__KEY override it)."
+
+
+class _Group(click.Group):
+    """Turns an EdgeAgentError into its message on stderr and its exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except EdgeAgentError as exc:
+            click.echo(f"edge-agent: error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+def _config(path: Path | None, **overrides: Any) -> Config:
+    tree: dict[str, Any] = {}
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        table, key = dotted.split(".")
+        tree.setdefault(table, {})[key] = value
+    return load_config(path, overrides=tree)
+
+
+config_option = click.option(
+    "--config", "config_path", type=click.Path(path_type=Path), help=CONFIG_HELP
+)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="edge-agent")
+def main() -> None:
+    """Motor current signature analysis for three-phase induction motors.
+
+    Computes per-window MCSA features from stator currents, scores each window with an
+    autoencoder trained on the motor's own healthy baseline, and raises alerts.
+    """
+
+
+@main.command("check-config")
+@click.argument("file", required=False, type=click.Path(path_type=Path))
+@config_option
+def check_config(file: Path | None, config_path: Path | None) -> None:
+    """Validate a configuration and print it resolved (defaults, file, environment).
+
+    Exits 78 naming the field when a value is wrong.
+    """
+    cfg = load_config(file or config_path)
+    click.echo(to_toml(cfg), nl=False)
+
+
+@main.command()
+@click.option(
+    "-o",
+    "--output",
+    "output",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Recording to write: .csv (t_s,ia,ib,ic[,va,vb,vc]) or .npy.",
+)
+@click.option("--fs", type=float, default=15000.0, show_default=True, help="Sample rate, Hz.")
+@click.option("--duration", type=float, default=10.0, show_default=True, help="Length, s.")
+@click.option(
+    "--supply-hz", type=float, default=50.0, show_default=True, help="Supply frequency, Hz."
+)
+@click.option(
+    "--load",
+    type=float,
+    default=0.8,
+    show_default=True,
+    help="Load as a fraction of rated torque (sets current and slip).",
+)
+@click.option(
+    "--fault",
+    type=click.Choice(
+        ["broken-bar", "eccentricity", "bearing-outer", "stator-short", "supply-unbalance"]
+    ),
+    help="Fault to inject (default: healthy).",
+)
+@click.option(
+    "--severity",
+    type=float,
+    help="broken-bar, eccentricity, bearing-outer: dB of the first sideband pair "
+    "below the fundamental; stator-short: % of phase-C turns shorted; "
+    "supply-unbalance: % voltage unbalance.",
+)
+@click.option(
+    "--onset", type=float, default=0.0, show_default=True, help="Time at which the fault starts, s."
+)
+@click.option("--voltages", is_flag=True, help="Also write phase voltages va, vb, vc.")
+@click.option(
+    "--noise",
+    type=float,
+    default=0.002,
+    show_default=True,
+    help="White noise rms as a fraction of the fundamental.",
+)
+@click.option(
+    "--ct-mismatch",
+    type=float,
+    default=0.01,
+    show_default=True,
+    help="Largest relative CT gain error, drawn per phase (0.01: class 1 CTs; "
+    "0 for an ideal measurement chain).",
+)
+@click.option("--adc-bits", type=int, help="Quantise to this ADC resolution.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+@config_option
+def simulate(
+    output: Path,
+    fs: float,
+    duration: float,
+    supply_hz: float,
+    load: float,
+    fault: str | None,
+    severity: float | None,
+    onset: float,
+    voltages: bool,
+    noise: float,
+    ct_mismatch: float,
+    adc_bits: int | None,
+    seed: int,
+    config_path: Path | None,
+) -> None:
+    """Write a synthetic three-phase motor recording, healthy or with a fault.
+
+    The motor is the config's [motor] nameplate (default: 4-pole, 1440 rpm at 50 Hz, 10 A).
+    """
+    from edge_agent import simulate as sim
+
+    cfg = _config(config_path)
+    spec = sim.SimulationSpec(
+        fs=fs,
+        duration_s=duration,
+        supply_hz=supply_hz,
+        load=load,
+        fault=fault,
+        severity=severity,
+        onset_s=onset,
+        voltages=voltages,
+        noise=noise,
+        ct_mismatch=ct_mismatch,
+        adc_bits=adc_bits,
+        seed=seed,
+    )
+    try:
+        sim.validate_spec(spec, cfg.motor)
+        n = sim.write_recording(output, spec, cfg.motor)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    click.echo(f"wrote {output}: {n} samples, {n / fs:g} s at {fs:g} Hz", err=True)
+
+
+def _open_out(out: Path | None):
+    if out is None:
+        return sys.stdout, False
+    try:
+        return out.open("w", encoding="utf-8"), True
+    except OSError as exc:
+        raise EdgeAgentError(f"{out}: cannot write: {exc.strerror}") from None
+
+
+def _load_scorer(cfg: Config, model: Path | None, no_model: bool):
+    from edge_agent.scoring import Scorer
+
+    if no_model or (model is None and not cfg.model.enabled):
+        return None
+    return Scorer.load(model or cfg.model.path)
+
+
+@main.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--fs", type=float, help="Sample rate, Hz (when the file has no t_s column).")
+@click.option(
+    "--columns",
+    help="File columns holding ia,ib,ic[,va,vb,vc], comma-separated "
+    "(CSV header names, or 0-based indices for .npy).",
+)
+@click.option(
+    "--model",
+    type=click.Path(path_type=Path),
+    help="Model bundle folder (default: the config's, else the bundled default).",
+)
+@click.option(
+    "--no-model", is_flag=True, help="Compute features only; no scores or anomaly alerts."
+)
+@click.option("--out", type=click.Path(path_type=Path), help="JSON Lines output (default stdout).")
+@click.option(
+    "--speed",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Pace at this multiple of real time (1 = live rate); default: as fast as possible.",
+)
+@config_option
+def replay(
+    file: Path,
+    fs: float | None,
+    columns: str | None,
+    model: Path | None,
+    no_model: bool,
+    out: Path | None,
+    speed: float | None,
+    config_path: Path | None,
+) -> None:
+    """Run the full pipeline over a recording (.csv or .npy) and write records.
+
+    One JSON object per line: "window" records with features, score and flags, and "alert"
+    records. A summary line goes to stderr.
+    """
+    from edge_agent.recording import parse_columns
+    from edge_agent.replay import replay as run_replay
+
+    cfg = _config(config_path)
+    scorer = _load_scorer(cfg, model, no_model)
+    out = out or cfg.output.path
+    stream, close = _open_out(out)
+    bar = None
+    try:
+        on_progress = None
+        if sys.stderr.isatty() and stream is not sys.stdout:
+            bar = click.progressbar(
+                length=file.stat().st_size if file.is_file() else 0,
+                label=file.name,
+                file=sys.stderr,
+            )
+            bar.__enter__()
+            state = {"done": 0}
+
+            def on_progress(done: int, total: int) -> None:
+                bar.update(done - state["done"])
+                state["done"] = done
+
+        result = run_replay(
+            file,
+            cfg,
+            stream,
+            scorer=scorer,
+            fs=fs,
+            columns=parse_columns(columns),
+            speed=speed,
+            on_progress=on_progress,
+        )
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+        if close:
+            stream.close()
+    click.echo(result.summary(), err=True)
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Folder for the model bundle (model.onnx, model.json).",
+)
+@click.option("--fs", type=float, help="Sample rate, Hz (when the files have no t_s column).")
+@click.option("--columns", help="File columns holding ia,ib,ic[,va,vb,vc], comma-separated.")
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=10),
+    default=1500,
+    show_default=True,
+    help="Training epochs.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+@config_option
+def train(
+    files: tuple[Path, ...],
+    out: Path,
+    fs: float | None,
+    columns: str | None,
+    epochs: int,
+    seed: int,
+    config_path: Path | None,
+) -> None:
+    """Learn a motor's healthy baseline from recordings and write a model bundle.
+
+    Every clean window of the FILES (recordings of the motor running healthy) becomes a
+    training vector; the threshold is set from the scores of these healthy windows.
+    """
+    from edge_agent.recording import parse_columns
+    from edge_agent.training.baseline import train_baseline
+
+    cfg = _config(config_path)
+    bundle, result, threshold, base = train_baseline(
+        files, out, cfg, fs=fs, columns=parse_columns(columns), epochs=epochs, seed=seed
+    )
+    click.echo(
+        f"wrote {bundle}: {base.X.shape[0]} windows from {len(files)} recordings at "
+        f"{base.fs:g} Hz ({result.n_train} train, {result.n_val} validation), "
+        f"threshold {threshold:.4g}",
+        err=True,
+    )
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

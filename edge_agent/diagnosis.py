@@ -1,0 +1,157 @@
+"""From window features and scores to named faults, severities and alerts.
+
+First cut: two kinds of finding per window.
+
+- ``anomaly``: the autoencoder's score is above the model's threshold. Severity grows
+  with score / threshold: below 2 ``watch``, below 5 ``warning``, else ``alarm``.
+- ``broken_rotor_bar``: the lower sideband (1 - 2s)f stands out of the noise
+  (the slip came from the sidebands) and is above ``brb_watch_db``. Severity follows the
+  usual MCSA bands (Thomson & Fenger 2001): 48-42 dB below the fundamental ``watch``,
+  42-36 dB ``warning``, closer than 36 dB ``alarm``.
+
+:class:`AlertTracker` turns findings into alerts: one is raised after ``raise_after``
+consecutive abnormal windows and cleared after ``clear_after`` consecutive normal ones.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from edge_agent.config import AlertConfig
+from edge_agent.features import SLIP_METHOD_SIDEBANDS
+
+SEVERITIES = ("watch", "warning", "alarm")
+FAULTS = (
+    "anomaly",
+    "broken_rotor_bar",
+    "eccentricity",
+    "bearing",
+    "stator_short",
+    "supply_unbalance",
+)
+
+
+@dataclass(frozen=True)
+class Finding:
+    fault: str
+    severity: str
+    evidence: dict[str, Any]
+
+
+def anomaly_severity(score: float, threshold: float) -> str:
+    ratio = score / threshold
+    return "watch" if ratio < 2 else "warning" if ratio < 5 else "alarm"
+
+
+def diagnose(
+    features: Mapping[str, float | None],
+    score: float | None,
+    threshold: float | None,
+    cfg: AlertConfig,
+) -> dict[str, Finding]:
+    """Findings of one window, by fault name; an absent fault is a normal window for it."""
+    found: dict[str, Finding] = {}
+    if score is not None and threshold is not None and score > threshold:
+        found["anomaly"] = Finding(
+            "anomaly",
+            anomaly_severity(score, threshold),
+            {"score": score, "threshold": threshold},
+        )
+    lsb = features.get("brb_lsb_db")
+    if (
+        lsb is not None
+        and features.get("slip_method") == SLIP_METHOD_SIDEBANDS
+        and lsb >= cfg.brb_watch_db
+    ):
+        severity = (
+            "alarm"
+            if lsb >= cfg.brb_alarm_db
+            else "warning"
+            if lsb >= cfg.brb_warning_db
+            else "watch"
+        )
+        found["broken_rotor_bar"] = Finding(
+            "broken_rotor_bar",
+            severity,
+            {
+                "brb_lsb_db": lsb,
+                "brb_usb_db": features.get("brb_usb_db"),
+                "slip": features.get("slip"),
+                "supply_hz": features.get("supply_hz"),
+            },
+        )
+    return found
+
+
+@dataclass
+class _State:
+    abnormal: int = 0
+    normal: int = 0
+    alert_id: str | None = None
+    severity: str | None = None
+
+
+@dataclass
+class AlertTracker:
+    """Debounces findings into raised/cleared alert records, per fault."""
+
+    raise_after: int = 3
+    clear_after: int = 5
+    _states: dict[str, _State] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, cfg: AlertConfig) -> AlertTracker:
+        return cls(raise_after=cfg.raise_after, clear_after=cfg.clear_after)
+
+    @property
+    def active(self) -> dict[str, str]:
+        """Alert ids of the raised alerts, by fault."""
+        return {f: s.alert_id for f, s in self._states.items() if s.alert_id is not None}
+
+    def update(
+        self, t: float, findings: Mapping[str, Finding], score: float | None
+    ) -> list[dict[str, Any]]:
+        """Feed one window's findings (at time ``t``); returns the alert records it causes."""
+        records = []
+        for fault in sorted(set(findings) | set(self._states)):
+            st = self._states.setdefault(fault, _State())
+            finding = findings.get(fault)
+            if finding is not None:
+                st.abnormal += 1
+                st.normal = 0
+                if st.alert_id is None and st.abnormal >= self.raise_after:
+                    st.alert_id = str(uuid.uuid4())
+                    st.severity = finding.severity
+                    records.append(
+                        _alert(st.alert_id, "raised", t, finding, score, self.raise_after)
+                    )
+            else:
+                st.normal += 1
+                st.abnormal = 0
+                if st.alert_id is not None and st.normal >= self.clear_after:
+                    cleared = Finding(fault, st.severity or "watch", {})
+                    records.append(_alert(st.alert_id, "cleared", t, cleared, score, 0))
+                    st.alert_id = None
+                    st.severity = None
+        return records
+
+
+def _alert(
+    alert_id: str, state: str, t: float, finding: Finding, score: float | None, windows: int
+) -> dict[str, Any]:
+    evidence = dict(finding.evidence)
+    if state == "raised":
+        evidence["consecutive_windows"] = windows
+    return {
+        "type": "alert",
+        "id": alert_id,
+        "state": state,
+        "t": t,
+        "fault": finding.fault,
+        "severity": finding.severity,
+        "score": score,
+        "evidence": evidence,
+    }

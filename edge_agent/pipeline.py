@@ -1,0 +1,255 @@
+"""Windowing and the per-window chain: features, score, diagnosis, alerts.
+
+The same :class:`Pipeline` serves ``replay``, the daemon and notebooks: feed it chunks of
+samples with :meth:`Pipeline.update` and it returns the records (ARCHITECTURE.md) that the
+chunk completes. Work happens once per hop: the last ``length_s`` of signal make the short
+window, and the same hop is decimated into the long window used for rotor features.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from edge_agent.config import CURRENT_CHANNELS, Config
+from edge_agent.diagnosis import AlertTracker, diagnose
+from edge_agent.features import empty_features, rotor_features, short_features
+from edge_agent.kernels import FirDecimator
+
+if TYPE_CHECKING:
+    from edge_agent.scoring import Scorer
+
+# Largest (max - min) / mean of i1 across the long window for rotor features to be read.
+MAX_LOAD_VARIATION = 0.05
+
+
+@dataclass
+class PipelineStats:
+    samples: int = 0
+    windows: int = 0
+    flagged_windows: int = 0
+    alerts_raised: int = 0
+    alerts_cleared: int = 0
+    anomalous_windows: int = 0
+
+
+class Pipeline:
+    """Stateful analysis of one motor's sample stream.
+
+    Parameters
+    ----------
+    config : resolved configuration (nameplate, windows, alert debouncing)
+    fs : sample rate of the stream, Hz
+    roles : channel role of each column fed to :meth:`update`, e.g. ``["ia", "ib", "ic"]``
+    scorer : autoencoder scorer, or None to compute features only
+    t0 : time of the first sample, s (0 for a recording; UNIX time live)
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        fs: float,
+        roles: Sequence[str] = CURRENT_CHANNELS,
+        scorer: Scorer | None = None,
+        t0: float = 0.0,
+    ) -> None:
+        self.config = config
+        self.fs = float(fs)
+        self.roles = list(roles)
+        missing = [c for c in CURRENT_CHANNELS if c not in self.roles]
+        if missing:
+            raise ValueError(f"roles {self.roles} lack {', '.join(missing)}")
+        self._cur = [self.roles.index(c) for c in CURRENT_CHANNELS]
+        self.scorer = scorer
+        self.t0 = float(t0)
+        w = config.windows
+        self.length = round(w.length_s * self.fs)
+        self.hop = round(w.hop_s * self.fs)
+        if self.length < 64:
+            raise ValueError(
+                f"windows.length_s={w.length_s} s at fs={self.fs:g} Hz is {self.length} "
+                "samples; expected at least 64"
+            )
+        self._recent = np.zeros((3, self.length))
+        self._filled = 0
+        self._pending: list[np.ndarray] = []
+        self._n_pending = 0
+        self._n = 0  # samples moved into the window so far
+        self._gaps: list[int] = []  # absolute indices of samples preceded by a gap
+        self._nan_until = -1  # last absolute index of a NaN sample seen
+        factor = max(1, int(self.fs // w.long_fs))
+        self._decimator = FirDecimator(self.fs, factor, 3)
+        self.fs_long = self._decimator.fs_out
+        self._long = np.zeros((3, round(w.long_length_s * self.fs_long)))
+        self._long_filled = 0
+        # i1 of the short windows the long window spans: sidebands are only read off a
+        # steady load, since a load step smears the fundamental into the sideband band.
+        self._i1_history: deque[float] = deque(maxlen=math.ceil(w.long_length_s / w.hop_s))
+        self.tracker = AlertTracker.from_config(config.alerts)
+        self.stats = PipelineStats()
+
+    def update(self, chunk: np.ndarray, gaps: Iterable[int] = ()) -> list[dict[str, Any]]:
+        """Take samples of shape (n, channels) in ``roles`` order; return completed records.
+
+        ``gaps`` are indices into ``chunk`` of samples that follow a loss of data: windows
+        spanning one are flagged ``gap`` and the long window starts afresh after it.
+        """
+        chunk = np.asarray(chunk, dtype=np.float64)
+        if chunk.ndim != 2 or chunk.shape[1] != len(self.roles):
+            raise ValueError(
+                f"chunk has shape {chunk.shape}; expected (n, {len(self.roles)}) for {self.roles}"
+            )
+        base = self._n + self._n_pending
+        self._gaps.extend(base + int(g) for g in gaps)
+        self._pending.append(chunk[:, self._cur].T)
+        self._n_pending += chunk.shape[0]
+        records: list[dict[str, Any]] = []
+        while self._n_pending >= self.hop:
+            records.extend(self._step(self._take(self.hop)))
+        return records
+
+    def _take(self, n: int) -> np.ndarray:
+        block = (
+            np.concatenate(self._pending, axis=1) if len(self._pending) > 1 else self._pending[0]
+        )
+        out, rest = block[:, :n], block[:, n:]
+        self._pending = [rest] if rest.shape[1] else []
+        self._n_pending = rest.shape[1]
+        return np.ascontiguousarray(out)
+
+    def _step(self, hop: np.ndarray) -> list[dict[str, Any]]:
+        h = hop.shape[1]
+        start = self._n
+        self._n += h
+        self.stats.samples = self._n
+        if np.isnan(hop).any():
+            self._nan_until = start + int(np.flatnonzero(np.isnan(hop).any(axis=0))[-1])
+        gap_here = any(start <= g < self._n for g in self._gaps)
+        self._gaps = [g for g in self._gaps if g > self._n - self.length]
+        # Shift the short window by one hop.
+        if h >= self.length:
+            self._recent[:] = hop[:, -self.length :]
+        else:
+            self._recent[:, :-h] = self._recent[:, h:]
+            self._recent[:, -h:] = hop
+        self._filled = min(self.length, self._filled + h)
+        self._push_long(np.nan_to_num(hop))
+        if gap_here or self._nan_until >= start:
+            # The long window must be contiguous and clean: start it afresh.
+            self._decimator.reset()
+            self._long_filled = 0
+            self._i1_history.clear()
+        if self._filled < self.length:
+            return []
+        return self._window()
+
+    def _push_long(self, hop: np.ndarray) -> None:
+        dec = self._decimator.process(hop)
+        m = dec.shape[1]
+        if m == 0:
+            return
+        L = self._long.shape[1]
+        if m >= L:
+            self._long[:] = dec[:, -L:]
+        else:
+            self._long[:, :-m] = self._long[:, m:]
+            self._long[:, -m:] = dec
+        self._long_filled = min(L, self._long_filled + m)
+
+    def _window(self) -> list[dict[str, Any]]:
+        end = self._n
+        start = end - self.length
+        flags = []
+        if any(start < g < end for g in self._gaps):
+            flags.append("gap")
+        has_nan = self._nan_until >= start
+        if has_nan:
+            flags.append("nan")
+        features = empty_features()
+        if not has_nan:
+            features.update(short_features(self._recent, self.fs, self.config.motor))
+            self._i1_history.append(features["i1"])
+            x_long = self._long if self._long_filled >= self._long.shape[1] else None
+            if x_long is not None and _variation(self._i1_history) > MAX_LOAD_VARIATION:
+                x_long = None
+            features.update(
+                rotor_features(
+                    x_long,
+                    self.fs_long,
+                    features["supply_hz"],
+                    features["i1"],
+                    self.config.motor,
+                )
+            )
+        features = {k: _clean(v) for k, v in features.items()}
+        score = self.scorer.score_features(features) if self.scorer is not None else None
+        threshold = self.scorer.threshold if self.scorer is not None else None
+        anomalous = score is not None and threshold is not None and score > threshold
+        t_end = self.t0 + end / self.fs
+        record = {
+            "type": "window",
+            "t_start": self.t0 + start / self.fs,
+            "t_end": t_end,
+            "score": score,
+            "anomalous": anomalous,
+            "features": features,
+            "flags": flags,
+        }
+        self.stats.windows += 1
+        self.stats.flagged_windows += bool(flags)
+        self.stats.anomalous_windows += anomalous
+        findings = {} if flags else diagnose(features, score, threshold, self.config.alerts)
+        alerts = self.tracker.update(t_end, findings, score)
+        for a in alerts:
+            if a["state"] == "raised":
+                self.stats.alerts_raised += 1
+            else:
+                self.stats.alerts_cleared += 1
+        return [record, *alerts]
+
+
+def _variation(values: Iterable[float]) -> float:
+    v = np.fromiter(values, dtype=np.float64)
+    mean = v.mean() if v.size else 0.0
+    return float((v.max() - v.min()) / mean) if mean > 0 else math.inf
+
+
+def _clean(v: float | None) -> float | None:
+    if v is None:
+        return None
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
+def analyze(
+    samples: np.ndarray,
+    fs: float,
+    *,
+    config: Config | None = None,
+    roles: Sequence[str] | None = None,
+    scorer: Scorer | str | None = "default",
+) -> list[dict[str, Any]]:
+    """Run the whole pipeline over an in-memory array; returns all records.
+
+    ``samples`` has shape (n_samples, channels) with columns ia, ib, ic[, va, vb, vc]
+    (amperes, volts) unless ``roles`` says otherwise. ``scorer="default"`` scores with the
+    model of ``config.model`` (the bundled default when unset); ``None`` computes features
+    only.
+    """
+    from edge_agent.scoring import Scorer
+
+    config = config or Config()
+    samples = np.asarray(samples)
+    if samples.ndim != 2 or samples.shape[1] < 3:
+        raise ValueError(f"samples must have shape (n, >=3), got {samples.shape}")
+    if roles is None:
+        roles = list(CURRENT_CHANNELS) + ["va", "vb", "vc"][: max(0, samples.shape[1] - 3)]
+    if isinstance(scorer, str):
+        scorer = Scorer.load(config.model.path) if config.model.enabled else None
+    pipe = Pipeline(config, fs, roles, scorer)
+    return pipe.update(samples)

@@ -1,0 +1,209 @@
+"""Anomaly scoring with a model bundle (``model.onnx`` + ``model.json``) and onnxruntime.
+
+The scorer runs in the processing thread beside the acquisition thread on a small board,
+so the onnxruntime session is pinned to one thread, sequential execution, CPU only. One
+call scores a feature vector in tens of microseconds.
+
+A bundle is checked once, at load: a broken or mismatched bundle is reported with the
+file and field at fault (exit 65, or 66 when missing) before the daemon starts, never in
+the hot loop.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import onnxruntime as ort
+
+from edge_agent.errors import InputDataError, InputMissingError
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
+
+__all__ = ["BUNDLE_FORMAT", "DEFAULT_MODEL_DIR", "Scorer"]
+
+BUNDLE_FORMAT = "edge-agent-model/1"  # same as edge_agent.training.bundle (not imported: onnx)
+_MODEL = "model.onnx"
+_CARD = "model.json"
+
+
+def _default_model_dir() -> Traversable:
+    # Installed (also editable): models/ is the package edge_agent.models. In a source tree
+    # that was never installed it is only the top-level folder beside edge_agent/.
+    try:
+        return resources.files("edge_agent.models") / "default"
+    except (ModuleNotFoundError, TypeError, AttributeError):
+        return Path(__file__).resolve().parent.parent / "models" / "default"
+
+
+DEFAULT_MODEL_DIR: Traversable = _default_model_dir()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _check_card(card: object, where: str) -> tuple[list[str], float]:
+    """Feature names and threshold from a parsed card; InputDataError naming the key."""
+    if not isinstance(card, dict):
+        raise InputDataError(f"{where}: expected a JSON object (the model card)")
+    for key in ("format", "feature_names", "threshold"):
+        if key not in card:
+            raise InputDataError(f"{where}: required key {key!r} is missing")
+    fmt = card["format"]
+    if not isinstance(fmt, str) or fmt.split(".")[0] != BUNDLE_FORMAT:
+        raise InputDataError(
+            f"{where}: 'format' is {fmt!r}; expected {BUNDLE_FORMAT!r} "
+            "(a bundle written by `edge-agent train`)"
+        )
+    names = card["feature_names"]
+    if (
+        not isinstance(names, list)
+        or not names
+        or not all(isinstance(n, str) and n for n in names)
+        or len(set(names)) != len(names)
+    ):
+        raise InputDataError(
+            f"{where}: 'feature_names' must be a non-empty list of distinct strings, got {names!r}"
+        )
+    thr = card["threshold"]
+    if (
+        isinstance(thr, bool)
+        or not isinstance(thr, (int, float))
+        or not math.isfinite(thr)
+        or thr <= 0
+    ):
+        raise InputDataError(f"{where}: 'threshold' must be a positive finite number, got {thr!r}")
+    return list(names), float(thr)
+
+
+class Scorer:
+    """Scores feature vectors with a model bundle; higher scores are more anomalous.
+
+    Attributes: ``feature_names`` (input order), ``threshold`` (a score above it is
+    anomalous), ``card`` (the parsed model.json) and ``path`` (the bundle folder).
+    """
+
+    def __init__(
+        self, session: ort.InferenceSession, card: dict, path: Path, *, input_name: str
+    ) -> None:
+        self._session = session
+        self._input = input_name
+        self.card = card
+        self.path = path
+        self.feature_names, self.threshold = _check_card(card, str(path / _CARD))
+
+    @classmethod
+    def load(cls, path: str | Path | Traversable | None = None) -> Scorer:
+        """Load and check the bundle in folder ``path`` (None: the bundled default model).
+
+        Raises InputMissingError (exit 66) if the folder or one of its files is missing,
+        InputDataError (exit 65) if the card or the ONNX model is unusable.
+        """
+        folder: Traversable = DEFAULT_MODEL_DIR if path is None else Path(path)
+        shown = Path(str(folder))
+        hint = "expected a folder with model.onnx and model.json, as written by `edge-agent train`"
+        if not folder.is_dir():
+            raise InputMissingError(f"model bundle {shown}: folder not found; {hint}")
+        for name in (_MODEL, _CARD):
+            if not folder.joinpath(name).is_file():
+                raise InputMissingError(f"model bundle {shown}: {name} not found; {hint}")
+        card_path = shown / _CARD
+        model_path = shown / _MODEL
+
+        try:
+            card = json.loads(folder.joinpath(_CARD).read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InputDataError(f"{card_path}: not valid JSON: {_first_line(exc)}") from None
+        except OSError as exc:
+            raise InputMissingError(f"{card_path}: cannot read: {exc.strerror}") from None
+        names, _ = _check_card(card, str(card_path))
+
+        try:
+            model_bytes = folder.joinpath(_MODEL).read_bytes()
+        except OSError as exc:
+            raise InputMissingError(f"{model_path}: cannot read: {exc.strerror}") from None
+        opts = ort.SessionOptions()
+        # One thread, sequential: the acquisition thread must keep its core.
+        opts.intra_op_num_threads = 1
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.log_severity_level = 3  # errors only; warnings would land in the journal
+        try:
+            # From bytes, so a bundle inside a zipped package works as well as a folder.
+            session = ort.InferenceSession(
+                model_bytes, sess_options=opts, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime's errors derive from Exception only
+            raise InputDataError(
+                f"{model_path}: onnxruntime cannot load the model: {_first_line(exc)}"
+            ) from None
+
+        inputs = session.get_inputs()
+        outputs = [o.name for o in session.get_outputs()]
+        if len(inputs) != 1 or "score" not in outputs:
+            raise InputDataError(
+                f"{model_path}: expected one input and a 'score' output, got inputs "
+                f"{[i.name for i in inputs]} and outputs {outputs}"
+            )
+        shape = inputs[0].shape
+        width = shape[-1] if len(shape) == 2 else None
+        if width != len(names):
+            raise InputDataError(
+                f"{model_path}: the graph takes input of shape {shape} but {card_path} lists "
+                f"{len(names)} feature_names; expected [batch, {len(names)}]"
+            )
+        # The card and the graph must come from the same fit (files are replaced one by one).
+        meta = session.get_modelmeta().custom_metadata_map.get("feature_names")
+        if meta is not None and json.loads(meta) != names:
+            raise InputDataError(
+                f"{card_path}: feature_names differ from those stored in {model_path}; "
+                "the two files are from different bundles"
+            )
+        return cls(session, card, Path(str(folder)), input_name=inputs[0].name)
+
+    def score(self, X: np.ndarray) -> np.ndarray:
+        """Scores of feature rows ``X`` (n, d) or one row (d,), columns in ``feature_names``
+        order; returns (n,) float64. A row with a NaN scores NaN."""
+        X = np.asarray(X, dtype=np.float32)
+        if X.ndim == 1:
+            X = X[np.newaxis, :]
+        d = len(self.feature_names)
+        if X.ndim != 2 or X.shape[1] != d:
+            raise ValueError(f"X has shape {X.shape}; expected (n, {d}) in feature_names order")
+        (scores,) = self._session.run(["score"], {self._input: np.ascontiguousarray(X)})
+        return np.asarray(scores, dtype=np.float64).reshape(-1)
+
+    def score_features(self, features: Mapping[str, float | None]) -> float | None:
+        """Score one window's features by name; None if any model feature is missing,
+        None or non-finite (a window with a data problem gets no score, not a wrong one)."""
+        row = np.empty(len(self.feature_names), dtype=np.float32)
+        for i, name in enumerate(self.feature_names):
+            value = features.get(name)
+            if value is None:
+                return None
+            try:
+                value = float(value)
+            except (TypeError, ValueError):
+                return None
+            if not math.isfinite(value):
+                return None
+            row[i] = value
+        return float(self.score(row)[0])
+
+    def is_anomalous(self, score: float | None) -> bool:
+        """True if ``score`` exceeds the threshold; a missing score is never anomalous."""
+        return score is not None and score > self.threshold
+
+    def __repr__(self) -> str:
+        return (
+            f"Scorer(path={str(self.path)!r}, features={len(self.feature_names)}, "
+            f"threshold={self.threshold:.6g})"
+        )

@@ -1,0 +1,1 @@
+"""Model bundles shipped with edge-agent (installed as the package ``edge_agent.models``)."""
