@@ -187,9 +187,12 @@ class Pipeline:
                 )
             )
         features = {k: _clean(v) for k, v in features.items()}
-        score = self.scorer.score_features(features) if self.scorer is not None else None
-        threshold = self.scorer.threshold if self.scorer is not None else None
-        anomalous = score is not None and threshold is not None and score > threshold
+        score, threshold, anomalous = None, None, False
+        if self.scorer is not None:
+            # float32 overflow on absurd input gives inf: no score rather than invalid JSON.
+            score = _clean(self.scorer.score_features(features))
+            threshold = self.scorer.threshold
+            anomalous = self.scorer.is_anomalous(score)
         t_end = self.t0 + end / self.fs
         record = {
             "type": "window",

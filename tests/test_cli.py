@@ -255,3 +255,12 @@ def test_library_use_on_a_numpy_array():
     assert len(w) == 7
     assert np.isclose(w[0]["features"]["supply_hz"], 50.0, atol=0.05)
     assert all(r["score"] is None for r in w)
+
+
+def test_paced_replay_gives_the_same_records_as_a_fast_one(tmp_path):
+    rec = tmp_path / "r.csv"
+    assert run("simulate", "--duration", "3", "--fs", "4000", "-o", rec).exit_code == 0
+    fast, paced = tmp_path / "fast.jsonl", tmp_path / "paced.jsonl"
+    assert run("replay", rec, "--no-model", "--out", fast).exit_code == 0
+    assert run("replay", rec, "--no-model", "--speed", "30", "--out", paced).exit_code == 0
+    assert records(fast) == records(paced)
