@@ -14,15 +14,9 @@ import functools
 
 import numpy as np
 
+from edge_agent import kernels
 from edge_agent.config import Config
 from edge_agent.features import MAX_HARMONIC, SUPPLY_BAND_HZ
-from edge_agent.kernels import (
-    FirDecimator,
-    peak_frequency,
-    power_spectrum,
-    space_vector_spectrum,
-)
-from edge_agent.kernels.spectrum import MAIN_LOBE_HALF_WIDTH
 from edge_agent.simulate import SimulationSpec, simulate
 
 FS = 15000.0
@@ -66,9 +60,9 @@ def short_params() -> tuple[np.ndarray, float, float, int]:
     """``(p, df, f, n_harmonics)`` of the short window, as ``short_features`` derives them."""
     x = short_window()
     df = FS / x.shape[1]
-    _, p = power_spectrum(x, FS)
-    f = peak_frequency(p.sum(0), df, SUPPLY_BAND_HZ[0], min(SUPPLY_BAND_HZ[1], FS / 2.5))
-    hw = MAIN_LOBE_HALF_WIDTH["hann"]
+    _, p = kernels.power_spectrum(x, FS)
+    f = kernels.peak_frequency(p.sum(0), df, SUPPLY_BAND_HZ[0], min(SUPPLY_BAND_HZ[1], FS / 2.5))
+    hw = kernels.spectrum.MAIN_LOBE_HALF_WIDTH["hann"]
     n_harm = min(MAX_HARMONIC, int((p.shape[1] - 1 - hw) * df / f))
     return p, df, f, n_harm
 
@@ -76,7 +70,7 @@ def short_params() -> tuple[np.ndarray, float, float, int]:
 @functools.cache
 def long_window() -> tuple[np.ndarray, float]:
     """The full long window ``(x, fs_long)``: x has shape (3, ~17143) at 2142.86 Hz."""
-    dec = FirDecimator(FS, DECIMATION, 3)
+    dec = kernels.FirDecimator(FS, DECIMATION, 3)
     x = dec.process(np.ascontiguousarray(samples().T))
     n = round(CONFIG.windows.long_length_s * dec.fs_out)
     return np.ascontiguousarray(x[:, -n:]), dec.fs_out
@@ -87,11 +81,11 @@ def brb_params() -> tuple[np.ndarray, float, float, float, float, int]:
     """``(p_sum, df, f, s_lo, s_hi, half_width)`` for the sideband search, as in
     ``edge_agent.features.rotor_features``."""
     x, fs_long = long_window()
-    hw = MAIN_LOBE_HALF_WIDTH["blackmanharris"]
+    hw = kernels.spectrum.MAIN_LOBE_HALF_WIDTH["blackmanharris"]
     df = fs_long / x.shape[1]
-    _, p_sum = space_vector_spectrum(x, fs_long, window="blackmanharris")
+    _, p_sum = kernels.space_vector_spectrum(x, fs_long, window="blackmanharris")
     _, _, f0, _ = short_params()
-    f = peak_frequency(p_sum, df, f0 - 1.0, f0 + 1.0)
+    f = kernels.peak_frequency(p_sum, df, f0 - 1.0, f0 + 1.0)
     slip = CONFIG.motor.rated_slip
     s_hi = min(0.25, 1.5 * slip)
     s_lo = max(0.05 * slip, (2 * hw + 1.5) * df / (2 * f))

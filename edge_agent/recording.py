@@ -44,11 +44,19 @@ def _roles_for(n_columns: int) -> list[str]:
 class Recording:
     """Common interface: ``path``, ``fs``, ``roles``, ``chunks()``, ``bytes_read``, ``size``."""
 
-    path: Path
     fs: float
     roles: list[str]
-    size: int
-    bytes_read: int
+
+    def __init__(self, path: Path, columns: Sequence[str] | None, chunk_samples: int) -> None:
+        self.path = path
+        self.size = path.stat().st_size
+        self.bytes_read = 0
+        self._chunk = int(chunk_samples)
+        if columns is not None and len(columns) not in (3, 6):
+            raise InputDataError(
+                f"{path}: --columns names {len(columns)} columns; expected 3 (ia,ib,ic) "
+                "or 6 (ia,ib,ic,va,vb,vc)"
+            )
 
     def chunks(self) -> Iterator[Chunk]:  # pragma: no cover - interface
         raise NotImplementedError
@@ -86,14 +94,6 @@ def open_recording(
     return CsvRecording(p, fs=fs, columns=columns, chunk_samples=chunk_samples)
 
 
-def _check_columns(columns: Sequence[str] | None, path: Path) -> None:
-    if columns is not None and len(columns) not in (3, 6):
-        raise InputDataError(
-            f"{path}: --columns names {len(columns)} columns; expected 3 (ia,ib,ic) "
-            "or 6 (ia,ib,ic,va,vb,vc)"
-        )
-
-
 class CsvRecording(Recording):
     def __init__(
         self,
@@ -103,11 +103,7 @@ class CsvRecording(Recording):
         columns: Sequence[str] | None,
         chunk_samples: int,
     ) -> None:
-        self.path = path
-        self.size = path.stat().st_size
-        self.bytes_read = 0
-        self._chunk = int(chunk_samples)
-        _check_columns(columns, path)
+        super().__init__(path, columns, chunk_samples)
         try:
             self._fh = path.open("r", encoding="utf-8", newline="")
         except OSError as exc:
@@ -285,11 +281,7 @@ class NpyRecording(Recording):
         columns: Sequence[str] | None,
         chunk_samples: int,
     ) -> None:
-        self.path = path
-        self.size = path.stat().st_size
-        self.bytes_read = 0
-        self._chunk = int(chunk_samples)
-        _check_columns(columns, path)
+        super().__init__(path, columns, chunk_samples)
         try:
             arr = np.load(path, mmap_mode="r", allow_pickle=False)
         except (ValueError, OSError, EOFError) as exc:
