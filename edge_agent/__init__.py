@@ -12,9 +12,25 @@ Library use, e.g. in a notebook::
 
 from __future__ import annotations
 
+from typing import Any
+
 __version__ = "0.1.0"
 
-from edge_agent.config import Config, load_config
-from edge_agent.pipeline import Pipeline, analyze
-
 __all__ = ["Config", "Pipeline", "__version__", "analyze", "load_config"]
+
+# Imported on first use: the pipeline pulls in numba and scipy (about a second), which
+# `edge-agent --help` or `check-config` should not pay for.
+_LAZY = {
+    "Config": "edge_agent.config",
+    "load_config": "edge_agent.config",
+    "Pipeline": "edge_agent.pipeline",
+    "analyze": "edge_agent.pipeline",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'edge_agent' has no attribute {name!r}")

@@ -273,6 +273,12 @@ class CsvRecording(Recording):
 
 
 class NpyRecording(Recording):
+    """A ``.npy`` array read block by block with plain file reads.
+
+    Not through a memory map: pages of a mapped file count as the process's resident
+    memory, so a long recording would creep towards a service's memory limit.
+    """
+
     def __init__(
         self,
         path: Path,
@@ -283,22 +289,45 @@ class NpyRecording(Recording):
     ) -> None:
         super().__init__(path, columns, chunk_samples)
         try:
-            arr = np.load(path, mmap_mode="r", allow_pickle=False)
+            self._fh = path.open("rb")
+        except OSError as exc:
+            raise InputMissingError(f"{path}: cannot open: {exc.strerror}") from None
+        try:
+            self._open(fs, columns)
+        except BaseException:
+            self._fh.close()
+            raise
+
+    def _open(self, fs: float | None, columns: Sequence[str] | None) -> None:
+        path = self.path
+        try:
+            version = np.lib.format.read_magic(self._fh)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(self._fh)
+            elif version == (2, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(self._fh)
+            else:
+                raise ValueError(f".npy format version {version} is not supported")
         except (ValueError, OSError, EOFError) as exc:
             raise InputDataError(f"{path}: not a readable .npy array: {exc}") from None
-        if arr.ndim != 2 or arr.shape[1] < 3:
+        if len(shape) != 2 or shape[1] < 3:
             raise InputDataError(
-                f"{path}: array of shape {arr.shape}; expected (n_samples, channels) with "
+                f"{path}: array of shape {shape}; expected (n_samples, channels) with "
                 "at least 3 channels (ia, ib, ic)"
             )
-        if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
-            raise InputDataError(f"{path}: dtype {arr.dtype}; expected real numbers")
-        if arr.shape[0] == 0:
+        if dtype.hasobject or dtype.kind not in "iuf":
+            raise InputDataError(f"{path}: dtype {dtype}; expected real numbers")
+        if fortran:
+            raise InputDataError(
+                f"{path}: stored in Fortran order, which cannot be streamed by rows; "
+                "save it with np.save(path, np.ascontiguousarray(a))"
+            )
+        if shape[0] == 0:
             raise InputDataError(f"{path}: no samples")
         if fs is None:
             raise InputDataError(f"{path}: a .npy recording has no time column; give --fs")
         if columns is None:
-            cols = list(range(6 if arr.shape[1] >= 6 else 3))
+            cols = list(range(6 if shape[1] >= 6 else 3))
         else:
             try:
                 cols = [int(c) for c in columns]
@@ -307,26 +336,38 @@ class NpyRecording(Recording):
                     f"{path}: --columns for a .npy file are 0-based column indices, got "
                     f"{','.join(columns)}"
                 ) from None
-            if any(not 0 <= c < arr.shape[1] for c in cols):
+            if any(not 0 <= c < shape[1] for c in cols):
                 raise InputDataError(
                     f"{path}: --columns {','.join(map(str, cols))} out of range for "
-                    f"{arr.shape[1]} columns"
+                    f"{shape[1]} columns"
                 )
-        self._arr = arr
+        self._shape = shape
+        self._dtype = dtype
         self._cols = cols
+        self.bytes_read = self._fh.tell()
         self.roles = _roles_for(len(cols))
         self.fs = float(fs)
 
     def chunks(self) -> Iterator[Chunk]:
-        n = self._arr.shape[0]
-        row_bytes = self.size / max(n, 1)
+        n, width = self._shape
+        row_bytes = width * self._dtype.itemsize
         for start in range(0, n, self._chunk):
-            block = np.asarray(self._arr[start : start + self._chunk, self._cols], dtype=np.float64)
-            self.bytes_read = int(min(self.size, (start + block.shape[0]) * row_bytes))
-            yield Chunk(np.ascontiguousarray(block), start, [])
+            rows = min(self._chunk, n - start)
+            raw = self._fh.read(rows * row_bytes)
+            whole = len(raw) // row_bytes
+            self.bytes_read += len(raw)
+            if whole:
+                block = np.frombuffer(raw[: whole * row_bytes], dtype=self._dtype)
+                block = block.reshape(whole, width)[:, self._cols]
+                yield Chunk(np.ascontiguousarray(block, dtype=np.float64), start, [])
+            if whole < rows:
+                raise InputDataError(
+                    f"{self.path}: ends after {start + whole} of {n} rows "
+                    "(the file may be truncated)"
+                )
 
     def close(self) -> None:
-        self._arr = None  # drop the memory map
+        self._fh.close()
 
 
 def parse_columns(text: str | None) -> list[str] | None:

@@ -105,7 +105,7 @@ class SimulationSpec:
     onset_s: float = 0.0  # fault starts at this time (step)
     voltages: bool = False
     noise: float = 0.002  # white noise rms as a fraction of the fundamental rms
-    ct_mismatch: float = 0.0  # max relative CT gain error per current phase
+    ct_mismatch: float = 0.01  # max relative CT gain error per current phase (class 1 CTs)
     adc_bits: int | None = None  # quantise over the ADC full scale (see *_FULL_SCALE)
     seed: int = 0
 

@@ -152,3 +152,16 @@ def test_bad_npy(tmp_path):
     np.save(tmp_path / "ok.npy", np.zeros((10, 3)))
     with pytest.raises(InputDataError, match="give --fs"):
         open_recording(tmp_path / "ok.npy")
+
+
+def test_truncated_npy_delivers_the_rows_before_the_cut(tmp_path):
+    data = np.arange(3000, dtype=np.float32).reshape(1000, 3)
+    np.save(tmp_path / "r.npy", data)
+    raw = (tmp_path / "r.npy").read_bytes()
+    (tmp_path / "cut.npy").write_bytes(raw[: len(raw) - 3 * 4 * 150])
+    got = []
+    with pytest.raises(InputDataError, match=r"ends after 850 of 1000 rows"):
+        with open_recording(tmp_path / "cut.npy", fs=1000.0, chunk_samples=100) as rec:
+            for c in rec.chunks():
+                got.append(c.samples)
+    np.testing.assert_array_equal(np.concatenate(got), data[:850])

@@ -60,6 +60,7 @@ def rotor_hz(load: float, f: float = 50.0) -> float:
 def run(**kw) -> np.ndarray:
     kw.setdefault("fs", FS)
     kw.setdefault("duration_s", 10.0)
+    kw.setdefault("ct_mismatch", 0.0)  # the motor model alone, through ideal sensors
     return simulate(SimulationSpec(**kw), MOTOR)[1]
 
 
