@@ -117,10 +117,17 @@ class WindowConfig(_Model):
     length_s: float = Field(1.0, gt=0, le=60, description="short analysis window, s")
     hop_s: float = Field(0.5, gt=0, le=60, description="time between windows, s")
     long_length_s: float = Field(
-        8.0, ge=1, le=120, description="long window for rotor sidebands and slip, s"
+        8.0,
+        ge=1,
+        le=120,
+        description="long window for rotor sidebands and slip, s (rounded to a power-of-two "
+        "number of decimated samples)",
     )
     long_fs: float = Field(
         2000.0, ge=200, description="target sample rate of the decimated long window, Hz"
+    )
+    rolling_windows: int = Field(
+        10, ge=2, le=1000, description="windows in the rolling mean of *_roll features"
     )
 
     @model_validator(mode="after")

@@ -4,8 +4,8 @@ First cut: two kinds of finding per window.
 
 - ``anomaly``: the autoencoder's score is above the model's threshold. Severity grows
   with score / threshold: below 2 ``watch``, below 5 ``warning``, else ``alarm``.
-- ``broken_rotor_bar``: the lower sideband (1 - 2s)f stands out of the noise
-  (the slip came from the sidebands) and is above ``brb_watch_db``. Severity follows the
+- ``broken_rotor_bar``: the lower sideband (1 - 2s)f stands out of the noise of its
+  search band by ``SIDEBAND_PROMINENCE_DB`` and is above ``brb_watch_db``. Severity follows the
   usual MCSA bands (Thomson & Fenger 2001): 48-42 dB below the fundamental ``watch``,
   42-36 dB ``warning``, closer than 36 dB ``alarm``.
 
@@ -15,13 +15,14 @@ consecutive abnormal windows and cleared after ``clear_after`` consecutive norma
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from edge_agent.config import AlertConfig
-from edge_agent.features import SLIP_METHOD_SIDEBANDS
+from edge_agent.features import SIDEBAND_PROMINENCE_DB
 
 SEVERITIES = ("watch", "warning", "alarm")
 FAULTS = (
@@ -63,7 +64,7 @@ def diagnose(
     lsb = features.get("brb_lsb_db")
     if (
         lsb is not None
-        and features.get("slip_method") == SLIP_METHOD_SIDEBANDS
+        and (features.get("brb_prominence_db") or -math.inf) >= SIDEBAND_PROMINENCE_DB
         and lsb >= cfg.brb_watch_db
     ):
         severity = (

@@ -1,39 +1,64 @@
 """The feature vector of one analysis window, from the kernels.
 
-Short-window features (1 s by default) come from the full-band currents; rotor features
-(slip, broken-bar sidebands) from the long decimated window, which needs 8 s or more of
-signal for 0.1 Hz resolution and is ``None`` until that much has arrived.
+Two windows feed each record (docs/features.md lists every feature with its unit and
+reference):
+
+- the **short window** (1 s by default) of the full-band currents, and the voltages when
+  they are wired: supply frequency, sequence components, harmonics, waveform statistics,
+  Park's vector, power and V-I trajectory features, rotor-slot harmonics;
+- the **long window** (about 8 s) of the current space vector i_α + j·i_β, decimated to
+  about 2 kS/s for 0.13 Hz resolution near the supply: slip, broken-bar, eccentricity and
+  bearing lines, and the Park's vector lines at 2sf and f_r. It is ``None`` until that
+  much clean signal has arrived, and while the load is changing.
+
+Work is shared: the currents' spectra come from two FFTs (kernels.engine), all phasors
+from one shared table, and the long window from one complex FFT.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
+import scipy.fft
 
 from edge_agent import kernels
 from edge_agent.config import MotorConfig
-from edge_agent.kernels.spectrum import MAIN_LOBE_HALF_WIDTH
-
-# Order of the features in every window record (contract names first).
-FEATURE_NAMES = (
-    "supply_hz",
-    "rms_a",
-    "rms_b",
-    "rms_c",
-    "i1",
-    "i2",
-    "i2_i1",
-    "thd_a",
-    "thd_b",
-    "thd_c",
-    "epva_2f_db",
-    "slip",
-    "rotor_hz",
-    "slip_method",
-    "brb_lsb_db",
-    "brb_usb_db",
+from edge_agent.kernels.bearing import bearing_orders
+from edge_agent.kernels.engine import phase_spectra, phasors
+from edge_agent.kernels.lines import (
+    bearing_line_levels,
+    eccentricity_sidebands,
+    slip_from_eccentricity,
+    slip_from_slot_harmonics,
 )
+from edge_agent.kernels.park import modulus_lines_db, park_ellipse
+from edge_agent.kernels.power import power_quantities
+from edge_agent.kernels.spectrum import MAIN_LOBE_HALF_WIDTH
+from edge_agent.kernels.vi import VI_FEATURE_NAMES, vi_features
+from edge_agent.kernels.waveform import WAVEFORM_STAT_NAMES, waveform_stats
+
+PHASES = ("a", "b", "c")
+BEARING_DEFECTS = ("outer", "inner", "ball", "cage")
+
+# How the slip was found (feature ``slip_method``), most trusted first.
+SLIP_METHOD_NAMEPLATE = 0.0
+SLIP_METHOD_SIDEBANDS = 1.0  # broken-bar pair (1 ± 2s)f
+SLIP_METHOD_ECCENTRICITY = 2.0  # f ± f_r
+SLIP_METHOD_SLOTS = 3.0  # rotor-slot harmonics (needs rotor_bars)
+
+# A line pair standing this far above the median of its search band fixes the slip;
+# weaker pairs are noise, and the slip then comes from the nameplate and the load current.
+SIDEBAND_PROMINENCE_DB = 10.0
+MAGNETISING_SHARE = 0.4  # no-load current as a share of rated current, typical of 4-pole motors
+MAX_HARMONIC = 40
+SUPPLY_BAND_HZ = (5.0, 120.0)
+# Park's vector lines below this are lost in the noise of any real current sensor; the
+# floor keeps the log of pure noise (heavy-tailed towards -inf) out of the feature.
+EPVA_FLOOR_DB = -80.0
+# Rolling statistics across windows, for these features.
+ROLLING_FEATURES = ("i1", "i2_i1", "thd_a", "thd_b", "thd_c", "epva_2f_db")
 
 # What the autoencoder sees by default: features every short window has, which describe
 # the motor rather than the grid (supply frequency is left out: it wanders with the grid).
@@ -58,27 +83,40 @@ FEATURE_RESOLUTION = {
     "thd_a": 0.002, "thd_b": 0.002, "thd_c": 0.002,
     "epva_2f_db": 3.0,
 }  # fmt: skip
-# Park's vector lines below this are lost in the noise of any real current sensor; the
-# floor keeps the log of pure noise (heavy-tailed towards -inf) out of the feature.
-EPVA_FLOOR_DB = -80.0
-
-SUPPLY_BAND_HZ = (5.0, 120.0)
-SLIP_METHOD_NAMEPLATE = 0.0
-SLIP_METHOD_SIDEBANDS = 1.0
-# A sideband pair standing this far above the band's median fixes the slip; weaker pairs
-# are noise, and the slip then comes from the nameplate and the load current.
-SIDEBAND_PROMINENCE_DB = 10.0
-MAGNETISING_SHARE = 0.4  # no-load current as a share of rated current, typical of 4-pole motors
-MAX_HARMONIC = 40
 
 
-def empty_features() -> dict[str, float | None]:
-    return dict.fromkeys(FEATURE_NAMES)
+def _names() -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    current = [
+        "supply_hz", "i1", "i2", "i0", "i2_i1", "i0_i1", "unbalance_nema",
+        *(f"rms_{p}" for p in PHASES),
+        *(f"{s}_{p}" for s in ("peak", "crest", "skew", "kurtosis", "dc") for p in PHASES),
+        *(f"thd_{p}" for p in PHASES),
+        *(f"h{h}_{p}" for h in (3, 5, 7) for p in PHASES),
+        "epva_2f_db", "epva_ellipse_ratio", "epva_axis_deg",
+        "slip", "rotor_hz", "slip_method", "slip_prominence_db",
+        "brb_lsb_db", "brb_usb_db", "brb_db", "brb_prominence_db",
+        "ecc_lsb_db", "ecc_usb_db", "ecc2_lsb_db", "ecc2_usb_db",
+        *(f"bearing_{d}_db" for d in BEARING_DEFECTS),
+        *(f"bearing_{d}_floor_db" for d in BEARING_DEFECTS),
+        "epva_2sf_db", "epva_fr_db",
+    ]  # fmt: skip
+    rolling = [f"{k}_{s}" for k in ROLLING_FEATURES for s in ("roll", "diff")]
+    voltage = [
+        "v1", "v2", "v2_v1", "p_w", "q_var", "pf", "z2_ohm",
+        *(f"rms_v{p}" for p in PHASES),
+        *(f"vi_{n}_{p}" for n in VI_FEATURE_NAMES for p in PHASES),
+    ]  # fmt: skip
+    return tuple(current), tuple(rolling), tuple(voltage)
 
 
-def supply_frequency(p_sum: np.ndarray, df: float, fs: float) -> float:
-    hi = min(SUPPLY_BAND_HZ[1], fs / 2.5)
-    return kernels.peak_frequency(p_sum, df, SUPPLY_BAND_HZ[0], hi)
+CURRENT_FEATURES, ROLLING_NAMES, VOLTAGE_FEATURES = _names()
+# Order of the features in every window record (contract names first among equals).
+FEATURE_NAMES = CURRENT_FEATURES + ROLLING_NAMES + VOLTAGE_FEATURES
+
+
+def empty_features(voltages: bool = False) -> dict[str, float | None]:
+    names = CURRENT_FEATURES + ROLLING_NAMES + (VOLTAGE_FEATURES if voltages else ())
+    return dict.fromkeys(names)
 
 
 def nameplate_slip(i1: float, motor: MotorConfig) -> float:
@@ -86,7 +124,7 @@ def nameplate_slip(i1: float, motor: MotorConfig) -> float:
 
     The active part of the current, ``sqrt(I1² - I_m²)`` with ``I_m`` the magnetising
     current, is taken as proportional to torque; at rated current the slip is the
-    nameplate's. A fallback when no sideband pair fixes the slip.
+    nameplate's. A fallback when no line in the spectrum fixes the slip.
     """
     i_m = MAGNETISING_SHARE * motor.rated_current
     i_active_rated = motor.rated_current * math.sqrt(1 - MAGNETISING_SHARE**2)
@@ -94,56 +132,213 @@ def nameplate_slip(i1: float, motor: MotorConfig) -> float:
     return motor.rated_slip * min(load, 1.5)
 
 
-def short_features(x: np.ndarray, fs: float, motor: MotorConfig) -> dict[str, float | None]:
-    """Features of one short window of currents ``x`` (shape (3, n), amperes)."""
-    out = empty_features()
-    df = fs / x.shape[1]
-    _, p = kernels.power_spectrum(x, fs)
-    f = motor.supply_hz if motor.supply_hz is not None else supply_frequency(p.sum(0), df, fs)
-    out["supply_hz"] = f
-    out["rms_a"], out["rms_b"], out["rms_c"] = (float(v) for v in kernels.rms(x))
-    _, i1, i2 = kernels.sequence_components(kernels.dft_phasors(x, fs, f))
-    # Sequence magnitudes in rms amperes, like rms_a..c.
-    out["i1"] = abs(i1) / math.sqrt(2)
-    out["i2"] = abs(i2) / math.sqrt(2)
-    out["i2_i1"] = abs(i2) / abs(i1) if abs(i1) > 0 else None
-    hw = MAIN_LOBE_HALF_WIDTH["hann"]
-    n_harm = min(MAX_HARMONIC, int((p.shape[1] - 1 - hw) * df / f))
-    if n_harm >= 2:
-        out["thd_a"], out["thd_b"], out["thd_c"] = (float(v) for v in kernels.thd(p, df, f, n_harm))
-    if 2 * f < fs / 2:
-        out["epva_2f_db"] = max(EPVA_FLOOR_DB, kernels.epva_line_db(x, fs, 2 * f))
-    return out
+def _db_ratio(p_line: float, p_ref: float) -> float | None:
+    if p_ref <= 0:
+        return None
+    return 10.0 * math.log10(max(p_line, 1e-300) / p_ref)
 
 
-def rotor_features(
-    x_long: np.ndarray | None, fs_long: float, f: float, i1: float, motor: MotorConfig
-) -> dict[str, float | None]:
-    """Slip, rotor speed and broken-bar sidebands from the long window (shape (3, n))."""
-    out: dict[str, float | None] = {
-        "slip": None,
-        "rotor_hz": None,
-        "slip_method": None,
-        "brb_lsb_db": None,
-        "brb_usb_db": None,
-    }
-    slip = nameplate_slip(i1, motor)
-    method = SLIP_METHOD_NAMEPLATE
-    if x_long is not None:
-        hw = MAIN_LOBE_HALF_WIDTH["blackmanharris"]
-        df = fs_long / x_long.shape[1]
-        _, p_sum = kernels.space_vector_spectrum(x_long, fs_long, window="blackmanharris")
-        f = kernels.peak_frequency(p_sum, df, f - 1.0, f + 1.0)
-        s_hi = min(0.25, 1.5 * motor.rated_slip)
-        # Sidebands closer than 2·hw + 1 bins would share bins with the fundamental's lobe.
-        s_lo = max(0.05 * motor.rated_slip, (2 * hw + 1.5) * df / (2 * f))
-        if s_lo < s_hi and f * (1 + 2 * s_hi) / df + hw < p_sum.shape[0]:
-            brb = kernels.brb_sidebands(p_sum, df, f, s_lo, s_hi, hw)
-            out["brb_lsb_db"] = brb.lsb_db
-            out["brb_usb_db"] = brb.usb_db
-            if brb.prominence_db >= SIDEBAND_PROMINENCE_DB:
-                slip, method = brb.slip, SLIP_METHOD_SIDEBANDS
-    out["slip"] = slip
-    out["rotor_hz"] = (1.0 - slip) * f / motor.pole_pairs
-    out["slip_method"] = method
-    return out
+class FeatureExtractor:
+    """Computes the features of a window for one motor at one sample rate.
+
+    Everything the nameplate fixes (search bands, bearing orders) is worked out once here.
+    """
+
+    def __init__(self, motor: MotorConfig, fs: float, fs_long: float) -> None:
+        self.motor = motor
+        self.fs = float(fs)
+        self.fs_long = float(fs_long)
+        self.s_max = min(0.25, 1.5 * motor.rated_slip)
+        b = motor.bearing
+        self.bearing = (
+            None
+            if b is None
+            else bearing_orders(
+                b.n_balls, b.ball_diameter_mm, b.pitch_diameter_mm, b.contact_angle_deg
+            )
+        )
+        # Spectra are split up to the highest line any feature reads.
+        top = MAX_HARMONIC * SUPPLY_BAND_HZ[1]
+        if motor.rotor_bars:
+            top = max(top, SUPPLY_BAND_HZ[1] * (motor.rotor_bars / motor.pole_pairs + 3))
+        self.fmax = min(self.fs / 2, top)
+        self.slot_spectrum: tuple[np.ndarray, float] | None = None
+
+    # --- short window -------------------------------------------------------------------
+
+    def short(self, x: np.ndarray, v: np.ndarray | None) -> dict[str, float | None]:
+        """Features of the short window: currents ``x`` (3, n) in A, voltages ``v`` or None."""
+        out: dict[str, float | None] = {}
+        fs = self.fs
+        spec = phase_spectra(x, fs, fmax=self.fmax)
+        df = spec.df
+        motor = self.motor
+        if motor.supply_hz is not None:
+            f = motor.supply_hz
+        else:
+            f = kernels.peak_frequency(
+                spec.pos, df, SUPPLY_BAND_HZ[0], min(SUPPLY_BAND_HZ[1], fs / 2.5)
+            )
+        out["supply_hz"] = f
+        channels = x if v is None else np.concatenate([x, v])
+        ph = phasors(channels, fs, f)
+        i0, i1, i2 = kernels.sequence_components(ph[:3])
+        # Sequence magnitudes in rms amperes, like rms_a..c.
+        out["i1"] = abs(i1) / math.sqrt(2)
+        out["i2"] = abs(i2) / math.sqrt(2)
+        out["i0"] = abs(i0) / math.sqrt(2)
+        out["i2_i1"] = abs(i2) / abs(i1) if abs(i1) > 0 else None
+        out["i0_i1"] = abs(i0) / abs(i1) if abs(i1) > 0 else None
+        stats = waveform_stats(channels)
+        for j, p in enumerate(PHASES):
+            for k, name in enumerate(WAVEFORM_STAT_NAMES):
+                out[f"{name}_{p}"] = float(stats[j, k])
+        rms = stats[:3, 0]
+        mean = float(rms.mean())
+        out["unbalance_nema"] = float(np.max(np.abs(rms - mean)) / mean) if mean > 0 else None
+        self._harmonics(spec, f, out)
+        out["epva_2f_db"] = (
+            max(EPVA_FLOOR_DB, kernels.epva_line_db(x, fs, 2 * f)) if 2 * f < fs / 2 else None
+        )
+        out["epva_ellipse_ratio"], out["epva_axis_deg"] = park_ellipse(i1, i2)
+        if v is not None:
+            self._voltages(x, v, ph, stats, f, out)
+        # The rotor-slot harmonics are read off this spectrum by long().
+        self.slot_spectrum = (spec.pos, df)
+        return out
+
+    def _harmonics(self, spec, f: float, out: dict) -> None:
+        hw = MAIN_LOBE_HALF_WIDTH["hann"]
+        df = spec.df
+        n_harm = min(MAX_HARMONIC, int((spec.phase.shape[1] - 1 - hw) * df / f))
+        if n_harm >= 2:
+            thd = kernels.thd(spec.phase, df, f, n_harm, hw)
+            for j, p in enumerate(PHASES):
+                out[f"thd_{p}"] = float(thd[j])
+        for j, p in enumerate(PHASES):
+            fund = kernels.band_power(spec.phase[j], df, f, hw)
+            for h in (3, 5, 7):
+                if h <= n_harm and fund > 0:
+                    line = kernels.band_power(spec.phase[j], df, h * f, hw)
+                    out[f"h{h}_{p}"] = math.sqrt(line / fund)
+
+    def _voltages(self, x, v, ph, stats, f: float, out: dict) -> None:
+        pq = power_quantities(v, x, self.fs, f)
+        out["v1"], out["v2"], out["v2_v1"] = pq.v1, pq.v2, pq.v2_v1
+        out["p_w"], out["q_var"], out["pf"] = pq.p, pq.q, pq.pf
+        # Below 0.1 % the negative sequence is window leakage, and V2/I2 would be noise.
+        out["z2_ohm"] = pq.z2 if (out.get("i2_i1") or 0.0) > 1e-3 else None
+        for j, p in enumerate(PHASES):
+            out[f"rms_v{p}"] = float(stats[3 + j, 0])
+        try:
+            vi = vi_features(v, x, self.fs, f)
+        except ValueError:  # fewer than two whole cycles in the window
+            return
+        for j, p in enumerate(PHASES):
+            for k, name in enumerate(VI_FEATURE_NAMES):
+                out[f"vi_{name}_{p}"] = float(vi[j, k])
+
+    # --- long window --------------------------------------------------------------------
+
+    def long(
+        self, z: np.ndarray | None, f: float, i1: float, slot_spectrum: tuple | None = None
+    ) -> dict[str, float | None]:
+        """Rotor, air-gap and bearing features from the decimated space vector ``z``.
+
+        ``z`` is complex, i_α + j·i_β, at ``fs_long``; None gives the nameplate slip only.
+        ``slot_spectrum`` is the short window's positive-sequence spectrum and bin width,
+        for the rotor-slot harmonics (they lie far above the long window's band).
+        """
+        motor = self.motor
+        out: dict[str, float | None] = {}
+        slip, method, prominence = nameplate_slip(i1, motor), SLIP_METHOD_NAMEPLATE, None
+        if motor.rotor_bars and slot_spectrum is not None:
+            p_short, df_short = slot_spectrum
+            s_lo = 0.05 * motor.rated_slip
+            try:
+                s, prom = slip_from_slot_harmonics(
+                    p_short, df_short, f, motor.rotor_bars, motor.pole_pairs, s_lo, self.s_max,
+                    MAIN_LOBE_HALF_WIDTH["hann"],
+                )  # fmt: skip
+            except ValueError:
+                s, prom = math.nan, -math.inf
+            if prom >= SIDEBAND_PROMINENCE_DB:
+                slip, method, prominence = s, SLIP_METHOD_SLOTS, prom
+        if z is not None:
+            hw = MAIN_LOBE_HALF_WIDTH["blackmanharris"]
+            n = z.shape[0]
+            df = self.fs_long / n
+            w = kernels.spectral_window("blackmanharris", n)
+            spec = scipy.fft.fft((z * w).astype(np.complex64))[: n // 2 + 1]
+            # Forward-rotating (positive-sequence) lines only; amplitude A reads A².
+            p = (spec.real.astype(np.float64) ** 2 + spec.imag.astype(np.float64) ** 2) / (
+                w.sum() ** 2
+            )
+            f = kernels.peak_frequency(p, df, f - 1.0, f + 1.0)
+            # Sidebands closer than 2·hw + 1 bins would share bins with the fundamental's lobe.
+            s_lo = max(0.05 * motor.rated_slip, (2 * hw + 1.5) * df / (2 * f))
+            if method == SLIP_METHOD_NAMEPLATE and s_lo < self.s_max:
+                try:
+                    s, prom = slip_from_eccentricity(
+                        p, df, f, motor.pole_pairs, s_lo, self.s_max, hw
+                    )
+                except ValueError:
+                    s, prom = math.nan, -math.inf
+                if prom >= SIDEBAND_PROMINENCE_DB:
+                    slip, method, prominence = s, SLIP_METHOD_ECCENTRICITY, prom
+            if s_lo < self.s_max and f * (1 + 2 * self.s_max) / df + hw < p.shape[0]:
+                brb = kernels.brb_sidebands(p, df, f, s_lo, self.s_max, hw)
+                out["brb_lsb_db"], out["brb_usb_db"] = brb.lsb_db, brb.usb_db
+                out["brb_db"] = 0.5 * (brb.lsb_db + brb.usb_db)
+                out["brb_prominence_db"] = brb.prominence_db
+                if method == SLIP_METHOD_NAMEPLATE and brb.prominence_db >= SIDEBAND_PROMINENCE_DB:
+                    slip, method, prominence = brb.slip, SLIP_METHOD_SIDEBANDS, brb.prominence_db
+            rotor_hz = (1.0 - slip) * f / motor.pole_pairs
+            ecc = eccentricity_sidebands(p, df, f, rotor_hz, hw)
+            out["ecc_lsb_db"], out["ecc_usb_db"], out["ecc2_lsb_db"], out["ecc2_usb_db"] = ecc
+            if self.bearing is not None:
+                levels, floors = bearing_line_levels(
+                    p, df, f, rotor_hz, self.bearing, 2, hw, 8 * hw
+                )
+                for j, d in enumerate(BEARING_DEFECTS):
+                    out[f"bearing_{d}_db"] = float(levels[j])
+                    out[f"bearing_{d}_floor_db"] = float(floors[j])
+            lines = modulus_lines_db(np.abs(z), self.fs_long, [2 * slip * f, rotor_hz])
+            out["epva_2sf_db"], out["epva_fr_db"] = (float(v) for v in lines)
+        out["slip"] = slip
+        out["rotor_hz"] = (1.0 - slip) * f / motor.pole_pairs
+        out["slip_method"] = method
+        out["slip_prominence_db"] = prominence
+        return out
+
+
+class Rolling:
+    """Rolling mean over the last ``n`` windows, and first difference, of some features."""
+
+    def __init__(self, names: Sequence[str], n: int) -> None:
+        self.names = tuple(names)
+        self._hist = np.full((n, len(self.names)), np.nan)
+        self._count = 0
+        self._prev: np.ndarray | None = None
+
+    def update(self, features: dict[str, float | None]) -> dict[str, float | None]:
+        row = np.array(
+            [np.nan if features.get(k) is None else features[k] for k in self.names], dtype=float
+        )
+        self._hist[self._count % self._hist.shape[0]] = row
+        self._count += 1
+        valid = ~np.isnan(self._hist)
+        counts = valid.sum(axis=0)
+        sums = np.where(valid, self._hist, 0.0).sum(axis=0)
+        out: dict[str, float | None] = {}
+        for j, k in enumerate(self.names):
+            out[f"{k}_roll"] = float(sums[j] / counts[j]) if counts[j] else None
+            d = None if self._prev is None else row[j] - self._prev[j]
+            out[f"{k}_diff"] = None if d is None or math.isnan(d) else float(d)
+        self._prev = row
+        return out
+
+    def reset(self) -> None:
+        self._hist[:] = np.nan
+        self._count = 0
+        self._prev = None

@@ -16,16 +16,20 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edge_agent.config import CURRENT_CHANNELS, Config
+from edge_agent.config import CURRENT_CHANNELS, VOLTAGE_CHANNELS, Config
 from edge_agent.diagnosis import AlertTracker, diagnose
-from edge_agent.features import empty_features, rotor_features, short_features
+from edge_agent.features import ROLLING_FEATURES, FeatureExtractor, Rolling, empty_features
 from edge_agent.kernels import FirDecimator
+from edge_agent.kernels.quality import detect_clipping, fill_gaps
 
 if TYPE_CHECKING:
     from edge_agent.scoring import Scorer
 
 # Largest (max - min) / mean of i1 across the long window for rotor features to be read.
 MAX_LOAD_VARIATION = 0.05
+# NaN runs up to this long are filled by interpolation (window flagged "filled"); longer
+# ones leave the window without features (flagged "nan").
+MAX_FILL_S = 0.001
 
 
 @dataclass
@@ -64,7 +68,10 @@ class Pipeline:
         missing = [c for c in CURRENT_CHANNELS if c not in self.roles]
         if missing:
             raise ValueError(f"roles {self.roles} lack {', '.join(missing)}")
-        self._cur = [self.roles.index(c) for c in CURRENT_CHANNELS]
+        self._cols = [self.roles.index(c) for c in CURRENT_CHANNELS]
+        self.voltages = all(v in self.roles for v in VOLTAGE_CHANNELS)
+        if self.voltages:
+            self._cols += [self.roles.index(c) for c in VOLTAGE_CHANNELS]
         self.scorer = scorer
         self.t0 = float(t0)
         w = config.windows
@@ -75,21 +82,30 @@ class Pipeline:
                 f"windows.length_s={w.length_s} s at fs={self.fs:g} Hz is {self.length} "
                 "samples; expected at least 64"
             )
-        self._recent = np.zeros((3, self.length))
+        nch = len(self._cols)
+        self._recent = np.zeros((nch, self.length))
         self._filled = 0
         self._pending: list[np.ndarray] = []
         self._n_pending = 0
         self._n = 0  # samples moved into the window so far
         self._gaps: list[int] = []  # absolute indices of samples preceded by a gap
-        self._nan_until = -1  # last absolute index of a NaN sample seen
+        self._nan_until = -1  # last absolute index of a NaN sample left after filling
+        self._filled_until = -1  # last absolute index of a hop with filled samples
+        self._max_fill = max(1, round(MAX_FILL_S * self.fs))
         factor = max(1, int(self.fs // w.long_fs))
-        self._decimator = FirDecimator(self.fs, factor, 3)
+        # The long window holds the space vector i_α + j·i_β: two real channels to decimate.
+        self._decimator = FirDecimator(self.fs, factor, 2)
         self.fs_long = self._decimator.fs_out
-        self._long = np.zeros((3, round(w.long_length_s * self.fs_long)))
+        # A power-of-two length: the long FFT is the largest one, and 17143 points (8 s at
+        # 15 kS/s / 7) cost twice 16384.
+        n_long = 2 ** round(math.log2(w.long_length_s * self.fs_long))
+        self._long = np.zeros(n_long, dtype=np.complex128)
         self._long_filled = 0
-        # i1 of the short windows the long window spans: sidebands are only read off a
-        # steady load, since a load step smears the fundamental into the sideband band.
-        self._i1_history: deque[float] = deque(maxlen=math.ceil(w.long_length_s / w.hop_s))
+        # i1 of the short windows the long window spans: lines are only read off a steady
+        # load, since a load step smears the fundamental into the sideband bands.
+        self._i1_history: deque[float] = deque(maxlen=math.ceil(n_long / self.fs_long / w.hop_s))
+        self.extractor = FeatureExtractor(config.motor, self.fs, self.fs_long)
+        self.rolling = Rolling(ROLLING_FEATURES, w.rolling_windows)
         self.tracker = AlertTracker.from_config(config.alerts)
         self.stats = PipelineStats()
 
@@ -106,7 +122,7 @@ class Pipeline:
             )
         base = self._n + self._n_pending
         self._gaps.extend(base + int(g) for g in gaps)
-        self._pending.append(chunk[:, self._cur].T)
+        self._pending.append(chunk[:, self._cols].T)
         self._n_pending += chunk.shape[0]
         records: list[dict[str, Any]] = []
         while self._n_pending >= self.hop:
@@ -128,7 +144,12 @@ class Pipeline:
         self._n += h
         self.stats.samples = self._n
         if np.isnan(hop).any():
-            self._nan_until = start + int(np.flatnonzero(np.isnan(hop).any(axis=0))[-1])
+            hop, n_filled, _ = fill_gaps(hop, self._max_fill)
+            if n_filled:
+                self._filled_until = self._n - 1
+            still = np.isnan(hop).any(axis=0)
+            if still.any():
+                self._nan_until = start + int(np.flatnonzero(still)[-1])
         gap_here = any(start <= g < self._n for g in self._gaps)
         self._gaps = [g for g in self._gaps if g > self._n - self.length]
         # Shift the short window by one hop.
@@ -138,27 +159,32 @@ class Pipeline:
             self._recent[:, :-h] = self._recent[:, h:]
             self._recent[:, -h:] = hop
         self._filled = min(self.length, self._filled + h)
-        self._push_long(np.nan_to_num(hop))
+        self._push_long(np.nan_to_num(hop[:3]))
         if gap_here or self._nan_until >= start:
             # The long window must be contiguous and clean: start it afresh.
             self._decimator.reset()
             self._long_filled = 0
             self._i1_history.clear()
+            self.rolling.reset()
         if self._filled < self.length:
             return []
         return self._window()
 
     def _push_long(self, hop: np.ndarray) -> None:
-        dec = self._decimator.process(hop)
+        ab = np.empty((2, hop.shape[1]))
+        ab[0] = (2.0 / 3.0) * (hop[0] - 0.5 * (hop[1] + hop[2]))
+        ab[1] = (hop[1] - hop[2]) * (1.0 / math.sqrt(3.0))
+        dec = self._decimator.process(ab)
         m = dec.shape[1]
         if m == 0:
             return
-        L = self._long.shape[1]
+        z = dec[0] + 1j * dec[1]
+        L = self._long.shape[0]
         if m >= L:
-            self._long[:] = dec[:, -L:]
+            self._long[:] = z[-L:]
         else:
-            self._long[:, :-m] = self._long[:, m:]
-            self._long[:, -m:] = dec
+            self._long[:-m] = self._long[m:]
+            self._long[-m:] = z
         self._long_filled = min(L, self._long_filled + m)
 
     def _window(self) -> list[dict[str, Any]]:
@@ -170,22 +196,25 @@ class Pipeline:
         has_nan = self._nan_until >= start
         if has_nan:
             flags.append("nan")
-        features = empty_features()
+        if self._filled_until >= start:
+            flags.append("filled")
+        features = empty_features(self.voltages)
         if not has_nan:
-            features.update(short_features(self._recent, self.fs, self.config.motor))
+            x = self._recent[:3]
+            if detect_clipping(x).any():
+                flags.append("clipped")
+            v = self._recent[3:] if self.voltages else None
+            features.update(self.extractor.short(x, v))
             self._i1_history.append(features["i1"])
-            x_long = self._long if self._long_filled >= self._long.shape[1] else None
-            if x_long is not None and _variation(self._i1_history) > MAX_LOAD_VARIATION:
-                x_long = None
+            z = self._long if self._long_filled >= self._long.shape[0] else None
+            if z is not None and _variation(self._i1_history) > MAX_LOAD_VARIATION:
+                z = None
             features.update(
-                rotor_features(
-                    x_long,
-                    self.fs_long,
-                    features["supply_hz"],
-                    features["i1"],
-                    self.config.motor,
+                self.extractor.long(
+                    z, features["supply_hz"], features["i1"], self.extractor.slot_spectrum
                 )
             )
+            features.update(self.rolling.update(features))
         features = {k: _clean(v) for k, v in features.items()}
         score, threshold, anomalous = None, None, False
         if self.scorer is not None:
@@ -206,7 +235,8 @@ class Pipeline:
         self.stats.windows += 1
         self.stats.flagged_windows += bool(flags)
         self.stats.anomalous_windows += anomalous
-        findings = {} if flags else diagnose(features, score, threshold, self.config.alerts)
+        blocking = [f for f in flags if f in ("gap", "nan")]
+        findings = {} if blocking else diagnose(features, score, threshold, self.config.alerts)
         alerts = self.tracker.update(t_end, findings, score)
         for a in alerts:
             if a["state"] == "raised":

@@ -9,7 +9,10 @@ arithmetic; ``tests/naive.py`` holds a slow reference for each.
 from __future__ import annotations
 
 from edge_agent.kernels.decimate import FirDecimator
+from edge_agent.kernels.engine import phase_spectra, phasors
 from edge_agent.kernels.park import epva_line_db
+from edge_agent.kernels.power import power_quantities
+from edge_agent.kernels.quality import detect_clipping, fill_gaps
 from edge_agent.kernels.sequence import dft_phasors, sequence_components
 from edge_agent.kernels.sidebands import BrbResult, brb_sidebands
 from edge_agent.kernels.spectrum import (
@@ -21,22 +24,31 @@ from edge_agent.kernels.spectrum import (
     thd,
 )
 from edge_agent.kernels.stats import rms
+from edge_agent.kernels.vi import vi_features
+from edge_agent.kernels.waveform import waveform_stats
 
 __all__ = [
     "BrbResult",
     "FirDecimator",
     "band_power",
     "brb_sidebands",
+    "detect_clipping",
     "dft_phasors",
     "epva_line_db",
+    "fill_gaps",
     "peak_frequency",
+    "phase_spectra",
+    "phasors",
+    "power_quantities",
     "power_spectrum",
     "rms",
     "sequence_components",
     "space_vector_spectrum",
     "spectral_window",
     "thd",
+    "vi_features",
     "warm_up",
+    "waveform_stats",
 ]
 
 
@@ -58,3 +70,10 @@ def warm_up() -> None:
     epva_line_db(x, fs, 2 * f)
     brb_sidebands(p.sum(axis=0), fs / n, f, 0.1, 0.2)
     FirDecimator(fs, 2, 3).process(x)
+    phase_spectra(x, fs)
+    phasors(x, fs, f)
+    waveform_stats(x)
+    fill_gaps(x, 2)
+    detect_clipping(x)
+    power_quantities(x, x, fs, f)
+    vi_features(x, x, fs, f)

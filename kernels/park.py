@@ -3,7 +3,11 @@
 The Park's vector modulus of a balanced three-phase current is constant; a negative-
 sequence component I2 makes it ripple at twice the supply frequency with relative amplitude
 about ``|I2|/|I1|``, which is why its 2f line is a classic stator-fault indicator
-(Cardoso et al., 1999).
+(Cardoso et al., 1999). Broken bars make it ripple at 2sf and eccentricity at f_r.
+
+The locus of the Park's vector is an ellipse: with positive- and negative-sequence phasors
+I1 and I2 its semi-axes are ``|I1| + |I2|`` and ``| |I1| - |I2| |`` and its major axis
+lies at ``(arg I1 - arg I2) / 2``; :func:`park_ellipse` reads both off the phasors.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import math
 
 import numpy as np
 from edge_agent.kernels._flags import jit
+from edge_agent.kernels.engine import phasors
 from edge_agent.kernels.spectrum import spectral_window
 
 _K1 = math.sqrt(2.0 / 3.0)
@@ -20,26 +25,42 @@ _K3 = 1.0 / math.sqrt(2.0)
 
 
 @jit
-def _epva_line(x, w, f_over_fs):
-    n = x.shape[1]
-    m = np.empty(n)
-    wsum = 0.0
-    dc = 0.0
-    for i in range(n):
+def _modulus(x, out):
+    for i in range(x.shape[1]):
         d = _K1 * x[0, i] - _K2 * x[1, i] - _K2 * x[2, i]
         q = _K3 * (x[1, i] - x[2, i])
-        m[i] = math.sqrt(d * d + q * q)
-        wsum += w[i]
-        dc += w[i] * m[i]
-    dc /= wsum
-    acc = 0j
-    for i in range(n):
-        ang = -2 * math.pi * f_over_fs * i
-        acc += w[i] * (m[i] - dc) * complex(math.cos(ang), math.sin(ang))
-    amp = abs(acc) * 2.0 / wsum
-    if dc <= 0.0:
-        return math.nan
-    return 20.0 * math.log10(max(amp / dc, 1e-15))
+        out[i] = math.sqrt(d * d + q * q)
+    return out
+
+
+def park_modulus(x: np.ndarray) -> np.ndarray:
+    """Modulus of the (power-invariant) Park's vector of phases ``x`` (3, n), per sample."""
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] != 3:
+        raise ValueError(f"x must have shape (3, n), got {x.shape}")
+    return _modulus(x, np.empty(x.shape[1]))
+
+
+def modulus_lines_db(modulus: np.ndarray, fs: float, freqs: np.ndarray) -> np.ndarray:
+    """Lines of a modulus signal at ``freqs`` (Hz), in dB re its Hann-weighted mean.
+
+    Each line is a Hann-windowed DFT at the exact frequency; the floor is -300 dB.
+    """
+    m = np.ascontiguousarray(modulus, dtype=np.float64)
+    if m.ndim != 1:
+        raise ValueError(f"modulus must be 1-D, got shape {m.shape}")
+    freqs = np.atleast_1d(np.asarray(freqs, dtype=np.float64))
+    w = spectral_window("hann", m.shape[0])
+    dc = float(np.dot(w, m) / w.sum())
+    out = np.full(freqs.shape, np.nan)
+    if not dc > 0:
+        return out
+    ac = (m - dc)[np.newaxis, :]
+    for j, f in enumerate(freqs):
+        if 0 < f < fs / 2:
+            amp = abs(phasors(ac, fs, float(f))[0])
+            out[j] = 20.0 * math.log10(max(amp / dc, 1e-15))
+    return out
 
 
 def epva_line_db(x: np.ndarray, fs: float, f_line: float) -> float:
@@ -54,4 +75,19 @@ def epva_line_db(x: np.ndarray, fs: float, f_line: float) -> float:
         raise ValueError(f"x must have shape (3, n), got {x.shape}")
     if not 0 < f_line < fs / 2:
         raise ValueError(f"{f_line=} Hz must lie between 0 and fs/2 = {fs / 2:g} Hz")
-    return float(_epva_line(x, spectral_window("hann", x.shape[1]), f_line / fs))
+    return float(modulus_lines_db(park_modulus(x), fs, np.array([f_line]))[0])
+
+
+def park_ellipse(i1: complex, i2: complex) -> tuple[float, float]:
+    """Ellipse of the Park's vector locus from the sequence phasors (peak or rms alike).
+
+    Returns ``(ratio, axis_deg)``: minor over major semi-axis (1 = circle, healthy) and
+    the major axis angle in degrees in [0, 180), 0° along phase a's axis. NaN when both
+    phasors vanish.
+    """
+    a1, a2 = abs(i1), abs(i2)
+    if a1 + a2 == 0:
+        return math.nan, math.nan
+    ratio = abs(a1 - a2) / (a1 + a2)
+    axis = math.degrees(0.5 * (np.angle(i1) - np.angle(i2))) % 180.0
+    return ratio, axis

@@ -57,13 +57,17 @@ def test_a_gap_flags_the_windows_that_span_it_and_restarts_the_long_window(signa
     assert all(r["features"]["brb_lsb_db"] is not None for r in before)
 
 
-def test_nan_samples_flag_their_windows_and_leave_features_empty(signal):
+def test_short_nan_runs_are_filled_and_long_ones_empty_their_windows(signal):
     x = signal.copy()
-    x[int(3.3 * FS), 1] = np.nan
+    x[int(3.3 * FS), 1] = np.nan  # one sample: filled by interpolation
+    x[int(7.3 * FS) : int(7.3 * FS) + 40, 0] = np.nan  # 10 ms: too long to fill
     recs, _ = feed(x, [len(x)])
     w = [r for r in recs if r["type"] == "window"]
+    filled = [r["t_start"] for r in w if "filled" in r["flags"]]
+    assert filled == [2.5, 3.0]
+    assert all(r["features"]["rms_b"] is not None for r in w if "filled" in r["flags"])
     bad = [r for r in w if "nan" in r["flags"]]
-    assert [r["t_start"] for r in bad] == [2.5, 3.0]
+    assert [r["t_start"] for r in bad] == [6.5, 7.0]
     assert all(v is None for r in bad for v in r["features"].values())
     assert all(r["features"]["rms_a"] is not None for r in w if r not in bad)
 

@@ -1,0 +1,171 @@
+"""Shared spectra of a three-phase window, computed with as few FFTs as possible.
+
+Three real phase currents need no three real FFTs: one complex FFT of ``a + j·b`` holds
+the spectra of a and b (split by conjugate symmetry), and one real FFT gives c. From the
+three phase spectra a single pass forms everything the features read:
+
+- per-phase power spectra (THD, harmonics),
+- the positive-sequence spectrum, i.e. the space vector i_α + j·i_β at +f, and
+- the negative-sequence spectrum, the space vector at -f.
+
+Lengths are padded to a fast FFT size (15000 → 15360) and transforms run in single
+precision: float32 keeps the spectral floor near -140 dB re the fundamental, far below
+any line of interest, at about half the cost of float64.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import NamedTuple
+
+import numpy as np
+import scipy.fft
+from edge_agent.kernels._flags import jit
+from edge_agent.kernels.spectrum import spectral_window
+
+
+class PhaseSpectra(NamedTuple):
+    """Power spectra on bins 0 .. nfft//2 of spacing ``df`` Hz, in the A² scaling of
+    :func:`~edge_agent.kernels.spectrum.power_spectrum` (a sine of amplitude A on a bin
+    reads A²; a balanced set of amplitude A reads A² in ``pos``)."""
+
+    phase: np.ndarray  # (3, nb) per phase a, b, c
+    pos: np.ndarray  # (nb,) positive sequence (forward-rotating)
+    neg: np.ndarray  # (nb,) negative sequence (backward-rotating)
+    df: float
+
+
+@jit
+def _split(y, c, scale, phase, pos, neg):
+    # Real arithmetic throughout: complex64 → complex128 promotions per bin cost more
+    # than the arithmetic itself.
+    n = y.shape[0]
+    nb = phase.shape[1]
+    h = math.sqrt(3.0) / 2.0
+    for k in range(nb):
+        m = n - k if k > 0 else 0
+        yr, yi = float(y[k].real), float(y[k].imag)
+        mr, mi = float(y[m].real), -float(y[m].imag)  # conj(Y[n-k])
+        ar, ai = 0.5 * (yr + mr), 0.5 * (yi + mi)  # A = (Y[k] + conj Y[-k]) / 2
+        br, bi = 0.5 * (yi - mi), -0.5 * (yr - mr)  # B = (Y[k] - conj Y[-k]) / 2j
+        cr, ci = float(c[k].real), float(c[k].imag)
+        phase[0, k] = (ar * ar + ai * ai) * scale
+        phase[1, k] = (br * br + bi * bi) * scale
+        phase[2, k] = (cr * cr + ci * ci) * scale
+        # Z+ = (2/3)(A + a·B + a²·C), Z- = (2/3)(A* + a·B* + a²·C*), a = -1/2 + j·√3/2.
+        # |Z|²/4 reads A² for a balanced set of amplitude A.
+        pr = ar - 0.5 * (br + cr) - h * (bi - ci)
+        pi_ = ai - 0.5 * (bi + ci) + h * (br - cr)
+        nr = ar - 0.5 * (br + cr) + h * (bi - ci)
+        ni = -ai + 0.5 * (bi + ci) + h * (br - cr)
+        pos[k] = (pr * pr + pi_ * pi_) * scale / 9.0
+        neg[k] = (nr * nr + ni * ni) * scale / 9.0
+
+
+@functools.lru_cache(maxsize=16)
+def _window32(name: str, n: int) -> np.ndarray:
+    w = spectral_window(name, n).astype(np.float32)
+    w.setflags(write=False)
+    return w
+
+
+def fft_length(n: int) -> int:
+    """A fast FFT length at or above ``n``: a multiple of 512 with only factors 2, 3, 5.
+
+    scipy counts 15000 (2³·3·5⁴) as fast, yet 15360 (2¹⁰·3·5) is 25 % quicker here.
+    """
+    return scipy.fft.next_fast_len(-(-int(n) // 512) * 512, real=False)
+
+
+def phase_spectra(
+    x: np.ndarray, fs: float, *, window: str = "hann", fmax: float | None = None
+) -> PhaseSpectra:
+    """Per-phase and sequence power spectra of three phase signals ``x`` (shape (3, n)).
+
+    ``x`` in amperes (or volts); ``fs`` in Hz. The FFT length is :func:`fft_length` of
+    ``n`` (zero-padded), so ``df = fs / nfft``. Two FFTs instead of three. ``fmax`` (Hz)
+    limits the bins returned, and with them the work of splitting the spectra.
+    """
+    x = np.asarray(x)
+    if x.ndim != 2 or x.shape[0] != 3:
+        raise ValueError(f"x must have shape (3, n), got {x.shape}")
+    if fs <= 0:
+        raise ValueError(f"{fs=} must be positive")
+    n = x.shape[1]
+    nfft = fft_length(n)
+    w = _window32(window, n)
+    x32 = x.astype(np.float32)
+    ab = np.zeros(nfft, dtype=np.complex64)
+    np.multiply(x32[0], w, out=ab.real[:n])
+    np.multiply(x32[1], w, out=ab.imag[:n])
+    y = scipy.fft.fft(ab, overwrite_x=True)
+    c = scipy.fft.rfft(np.multiply(x32[2], w), n=nfft)
+    nb = nfft // 2 + 1
+    if fmax is not None:
+        if fmax <= 0:
+            raise ValueError(f"{fmax=} must be positive")
+        nb = min(nb, int(math.ceil(fmax * nfft / fs)) + 1)
+    phase = np.empty((3, nb))
+    pos = np.empty(nb)
+    neg = np.empty(nb)
+    scale = (2.0 / float(spectral_window(window, n).sum())) ** 2
+    _split(y, c, scale, phase, pos, neg)
+    return PhaseSpectra(phase, pos, neg, fs / nfft)
+
+
+@jit
+def _phasor_table(n, f_over_fs, w, table):
+    # Windowed e^{-j2πfn/fs}, built by rotation and re-anchored every 1024 samples so
+    # rounding cannot build up.
+    step = complex(math.cos(2 * math.pi * f_over_fs), -math.sin(2 * math.pi * f_over_fs))
+    rot = 1.0 + 0j
+    wsum = 0.0
+    for i in range(n):
+        if (i & 1023) == 0:
+            ang = -2 * math.pi * f_over_fs * i
+            rot = complex(math.cos(ang), math.sin(ang))
+        table[0, i] = w[i] * rot.real
+        table[1, i] = w[i] * rot.imag
+        wsum += w[i]
+        rot *= step
+    return wsum
+
+
+@jit
+def _dots(x, table, wsum, out):
+    n = x.shape[1]
+    for ch in range(x.shape[0]):
+        # Four independent accumulators: the loop pipelines without reordering any sum.
+        r0 = r1 = r2 = r3 = 0.0
+        i0 = i1 = i2 = i3 = 0.0
+        m = n - n % 4
+        for i in range(0, m, 4):
+            r0 += x[ch, i] * table[0, i]
+            i0 += x[ch, i] * table[1, i]
+            r1 += x[ch, i + 1] * table[0, i + 1]
+            i1 += x[ch, i + 1] * table[1, i + 1]
+            r2 += x[ch, i + 2] * table[0, i + 2]
+            i2 += x[ch, i + 2] * table[1, i + 2]
+            r3 += x[ch, i + 3] * table[0, i + 3]
+            i3 += x[ch, i + 3] * table[1, i + 3]
+        for i in range(m, n):
+            r0 += x[ch, i] * table[0, i]
+            i0 += x[ch, i] * table[1, i]
+        out[ch] = complex(r0 + r1 + r2 + r3, i0 + i1 + i2 + i3) * (2.0 / wsum)
+    return out
+
+
+def phasors(x: np.ndarray, fs: float, f: float, *, window: str = "hann") -> np.ndarray:
+    """Complex peak phasors of every row of ``x`` (channels, n) at ``f`` Hz.
+
+    Same result as :func:`~edge_agent.kernels.sequence.dft_phasors`, but the windowed
+    complex exponential is built once and shared by all channels (currents and voltages).
+    """
+    x = np.ascontiguousarray(np.atleast_2d(x), dtype=np.float64)
+    if not 0 < f < fs / 2:
+        raise ValueError(f"{f=} Hz must lie between 0 and fs/2 = {fs / 2:g} Hz")
+    n = x.shape[1]
+    table = np.empty((2, n))
+    wsum = _phasor_table(n, f / fs, spectral_window(window, n), table)
+    return _dots(x, table, wsum, np.empty(x.shape[0], dtype=np.complex128))
