@@ -34,7 +34,7 @@ from edge_agent.kernels.lines import (
     slip_from_slot_harmonics,
 )
 from edge_agent.kernels.park import modulus_lines_db, park_ellipse
-from edge_agent.kernels.power import power_quantities
+from edge_agent.kernels.power import power_from_phasors
 from edge_agent.kernels.spectrum import MAIN_LOBE_HALF_WIDTH
 from edge_agent.kernels.vi import VI_FEATURE_NAMES, vi_features
 from edge_agent.kernels.waveform import WAVEFORM_STAT_NAMES, waveform_stats
@@ -223,7 +223,7 @@ class FeatureExtractor:
                     out[f"h{h}_{p}"] = math.sqrt(line / fund)
 
     def _voltages(self, x, v, ph, stats, f: float, out: dict) -> None:
-        pq = power_quantities(v, x, self.fs, f)
+        pq = power_from_phasors(ph[3:], ph[:3])
         out["v1"], out["v2"], out["v2_v1"] = pq.v1, pq.v2, pq.v2_v1
         out["p_w"], out["q_var"], out["pf"] = pq.p, pq.q, pq.pf
         # Below 0.1 % the negative sequence is window leakage, and V2/I2 would be noise.

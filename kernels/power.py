@@ -84,8 +84,16 @@ def power_quantities(v: np.ndarray, i: np.ndarray, fs: float, f: float) -> Power
         raise ValueError(f"{fs=} must be positive")
     if v.shape[1] < 2:
         raise ValueError(f"v and i need at least 2 samples, got {v.shape[1]}")
-    pv = dft_phasors(v, fs, f)
-    pi = dft_phasors(i, fs, f)
+    return power_from_phasors(dft_phasors(v, fs, f), dft_phasors(i, fs, f))
+
+
+def power_from_phasors(pv: np.ndarray, pi: np.ndarray) -> PowerResult:
+    """:func:`power_quantities` from fundamental peak phasors (a, b, c) already computed,
+    e.g. by :func:`~edge_agent.kernels.engine.phasors`, so a window's DFT is done once."""
+    pv = np.asarray(pv, dtype=np.complex128).ravel()
+    pi = np.asarray(pi, dtype=np.complex128).ravel()
+    if pv.shape != (3,) or pi.shape != (3,):
+        raise ValueError(f"pv and pi must hold 3 phasors each, got {pv.shape} and {pi.shape}")
     return PowerResult(*_power(pv, pi, _A))
 
 

@@ -332,3 +332,21 @@ def test_vi_property_ranges_and_scale_invariance(phi, sign, h2, h3, h3_deg, star
     # atol: a straight mean line's curvature is √(rounding), about 1e-8.
     np.testing.assert_allclose(vi_features(v * sv, i, fs, f), x, rtol=1e-9, atol=1e-7)
     np.testing.assert_allclose(vi_features(v, i * si, fs, f), x, rtol=1e-9, atol=1e-7)
+
+
+def test_power_from_shared_phasors_equals_power_quantities():
+    from edge_agent.kernels.engine import phasors
+    from edge_agent.kernels.power import power_from_phasors
+
+    fs, n = 5000.0, 5000
+    t = np.arange(n) / fs
+    rng = np.random.default_rng(7)
+    v = np.stack(
+        [325 * np.cos(2 * np.pi * 49.7 * t - 2 * np.pi * m / 3 + 0.1 * m) for m in range(3)]
+    )
+    i = np.stack([14 * np.cos(2 * np.pi * 49.7 * t - 2 * np.pi * m / 3 - 0.6) for m in range(3)])
+    i += rng.normal(scale=0.1, size=i.shape)
+    ph = phasors(np.concatenate([i, v]), fs, 49.7)
+    got = power_from_phasors(ph[3:], ph[:3])
+    want = power_quantities(v, i, fs, 49.7)
+    np.testing.assert_allclose(np.array(got), np.array(want), rtol=1e-9)

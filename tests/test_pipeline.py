@@ -89,3 +89,20 @@ def test_pipeline_rejects_wrong_shapes():
     pipe = Pipeline(Config(), FS)
     with pytest.raises(ValueError, match=r"expected \(n, 3\)"):
         pipe.update(np.zeros((10, 2)))
+
+
+def test_voltage_features_follow_a_simulated_supply_unbalance():
+    cfg = Config()
+    _, x = simulate(
+        SimulationSpec(fs=FS, duration_s=3.0, voltages=True, fault="supply-unbalance",
+                       severity=2.0, ct_mismatch=0.0),
+        cfg.motor,
+    )  # fmt: skip
+    pipe = Pipeline(cfg, FS, ["ia", "ib", "ic", "va", "vb", "vc"])
+    w = [r for r in pipe.update(x) if r["type"] == "window"][-1]["features"]
+    assert w["v2_v1"] == pytest.approx(0.02, abs=1e-3)  # 2 % voltage unbalance
+    assert w["i2_i1"] == pytest.approx(0.12, abs=5e-3)  # 6x in the current
+    assert w["v1"] == pytest.approx(400 / np.sqrt(3), rel=1e-3)
+    assert 0 < w["pf"] < 1 and w["p_w"] > 0 and w["q_var"] > 0  # motoring, lagging
+    assert w["z2_ohm"] > 0
+    assert w["vi_looping_a"] == pytest.approx(1.0)  # current lags: counter-clockwise
