@@ -14,6 +14,7 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -47,7 +48,16 @@ class Recording:
     fs: float
     roles: list[str]
 
-    def __init__(self, path: Path, columns: Sequence[str] | None, chunk_samples: int) -> None:
+    _mode: ClassVar[dict]  # keyword arguments of Path.open for this format
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        fs: float | None,
+        columns: Sequence[str] | None,
+        chunk_samples: int,
+    ) -> None:
         self.path = path
         self.size = path.stat().st_size
         self.bytes_read = 0
@@ -57,12 +67,26 @@ class Recording:
                 f"{path}: --columns names {len(columns)} columns; expected 3 (ia,ib,ic) "
                 "or 6 (ia,ib,ic,va,vb,vc)"
             )
+        try:
+            self._fh = path.open(**self._mode)
+        except OSError as exc:
+            raise InputMissingError(f"{path}: cannot open: {exc.strerror}") from None
+        try:
+            self._open(fs, columns)
+        except BaseException:
+            self._fh.close()
+            raise
 
-    def chunks(self) -> Iterator[Chunk]:  # pragma: no cover - interface
+    def _open(self, fs: float | None, columns: Sequence[str] | None) -> None:
+        """Read the header, check the columns, set ``fs`` and ``roles``."""
         raise NotImplementedError
 
     def close(self) -> None:
         """Release the file. Safe to call twice."""
+        self._fh.close()
+
+    def chunks(self) -> Iterator[Chunk]:  # pragma: no cover - interface
+        raise NotImplementedError
 
     def __enter__(self) -> Recording:
         return self
@@ -95,24 +119,7 @@ def open_recording(
 
 
 class CsvRecording(Recording):
-    def __init__(
-        self,
-        path: Path,
-        *,
-        fs: float | None,
-        columns: Sequence[str] | None,
-        chunk_samples: int,
-    ) -> None:
-        super().__init__(path, columns, chunk_samples)
-        try:
-            self._fh = path.open("r", encoding="utf-8", newline="")
-        except OSError as exc:
-            raise InputMissingError(f"{path}: cannot open: {exc.strerror}") from None
-        try:
-            self._open(fs, columns)
-        except BaseException:
-            self._fh.close()
-            raise
+    _mode: ClassVar[dict] = {"mode": "r", "encoding": "utf-8", "newline": ""}
 
     def _open(self, fs: float | None, columns: Sequence[str] | None) -> None:
         path = self.path
@@ -268,9 +275,6 @@ class CsvRecording(Recording):
             block = self._read_block()
             block_line = self._block_line
 
-    def close(self) -> None:
-        self._fh.close()
-
 
 class NpyRecording(Recording):
     """A ``.npy`` array read block by block with plain file reads.
@@ -279,24 +283,7 @@ class NpyRecording(Recording):
     memory, so a long recording would creep towards a service's memory limit.
     """
 
-    def __init__(
-        self,
-        path: Path,
-        *,
-        fs: float | None,
-        columns: Sequence[str] | None,
-        chunk_samples: int,
-    ) -> None:
-        super().__init__(path, columns, chunk_samples)
-        try:
-            self._fh = path.open("rb")
-        except OSError as exc:
-            raise InputMissingError(f"{path}: cannot open: {exc.strerror}") from None
-        try:
-            self._open(fs, columns)
-        except BaseException:
-            self._fh.close()
-            raise
+    _mode: ClassVar[dict] = {"mode": "rb"}
 
     def _open(self, fs: float | None, columns: Sequence[str] | None) -> None:
         path = self.path
@@ -365,9 +352,6 @@ class NpyRecording(Recording):
                     f"{self.path}: ends after {start + whole} of {n} rows "
                     "(the file may be truncated)"
                 )
-
-    def close(self) -> None:
-        self._fh.close()
 
 
 def parse_columns(text: str | None) -> list[str] | None:
