@@ -21,7 +21,6 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-import scipy.fft
 
 from edge_agent import kernels
 from edge_agent.config import MotorConfig
@@ -35,7 +34,7 @@ from edge_agent.kernels.lines import (
 )
 from edge_agent.kernels.park import modulus_lines_db, park_ellipse
 from edge_agent.kernels.power import power_from_phasors
-from edge_agent.kernels.spectrum import MAIN_LOBE_HALF_WIDTH
+from edge_agent.kernels.spectrum import MAIN_LOBE_HALF_WIDTH, space_vector_power
 from edge_agent.kernels.vi import VI_FEATURE_NAMES, vi_features
 from edge_agent.kernels.waveform import WAVEFORM_STAT_NAMES, waveform_stats
 
@@ -268,12 +267,8 @@ class FeatureExtractor:
             hw = MAIN_LOBE_HALF_WIDTH["blackmanharris"]
             n = z.shape[0]
             df = self.fs_long / n
-            w = kernels.spectral_window("blackmanharris", n)
-            spec = scipy.fft.fft((z * w).astype(np.complex64))[: n // 2 + 1]
             # Forward-rotating (positive-sequence) lines only; amplitude A reads A².
-            p = (spec.real.astype(np.float64) ** 2 + spec.imag.astype(np.float64) ** 2) / (
-                w.sum() ** 2
-            )
+            p = space_vector_power(z, window="blackmanharris")
             f = kernels.peak_frequency(p, df, f - 1.0, f + 1.0)
             # Sidebands closer than 2·hw + 1 bins would share bins with the fundamental's lobe.
             s_lo = max(0.05 * motor.rated_slip, (2 * hw + 1.5) * df / (2 * f))
@@ -303,7 +298,7 @@ class FeatureExtractor:
                 for j, d in enumerate(BEARING_DEFECTS):
                     out[f"bearing_{d}_db"] = float(levels[j])
                     out[f"bearing_{d}_floor_db"] = float(floors[j])
-            lines = modulus_lines_db(np.abs(z), self.fs_long, [2 * slip * f, rotor_hz])
+            lines = modulus_lines_db(z, self.fs_long, [2 * slip * f, rotor_hz])
             out["epva_2sf_db"], out["epva_fr_db"] = (float(v) for v in lines)
         out["slip"] = slip
         out["rotor_hz"] = (1.0 - slip) * f / motor.pole_pairs

@@ -15,14 +15,14 @@ any line of interest, at about half the cost of float64.
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import NamedTuple
 
 import numpy as np
 import scipy.fft
+from edge_agent.kernels import fft
 from edge_agent.kernels._flags import jit
-from edge_agent.kernels.spectrum import spectral_window
+from edge_agent.kernels.spectrum import spectral_window, window_sum
 
 
 class PhaseSpectra(NamedTuple):
@@ -63,13 +63,6 @@ def _split(y, c, scale, phase, pos, neg):
         neg[k] = (nr * nr + ni * ni) * scale / 9.0
 
 
-@functools.lru_cache(maxsize=16)
-def _window32(name: str, n: int) -> np.ndarray:
-    w = spectral_window(name, n).astype(np.float32)
-    w.setflags(write=False)
-    return w
-
-
 def fft_length(n: int) -> int:
     """A fast FFT length at or above ``n``: a multiple of 512 with only factors 2, 3, 5.
 
@@ -78,58 +71,100 @@ def fft_length(n: int) -> int:
     return scipy.fft.next_fast_len(-(-int(n) // 512) * 512, real=False)
 
 
+@jit
+def _pack_phases(x, w, ab, c):
+    # ab = (a + j·b)·w and c·w in single precision, zero-padded: the FFT inputs, rewritten
+    # whole each time (FFTW may overwrite its input).
+    n = x.shape[1]
+    for i in range(n):
+        wi = w[i]
+        ab[i] = complex(x[0, i] * wi, x[1, i] * wi)
+        c[i] = x[2, i] * wi
+    for i in range(n, ab.shape[0]):
+        ab[i] = 0.0
+        c[i] = 0.0
+
+
 def phase_spectra(
-    x: np.ndarray, fs: float, *, window: str = "hann", fmax: float | None = None
+    x: np.ndarray,
+    fs: float,
+    *,
+    window: str = "hann",
+    fmax: float | None = None,
+    backend: str | None = None,
 ) -> PhaseSpectra:
     """Per-phase and sequence power spectra of three phase signals ``x`` (shape (3, n)).
 
     ``x`` in amperes (or volts); ``fs`` in Hz. The FFT length is :func:`fft_length` of
     ``n`` (zero-padded), so ``df = fs / nfft``. Two FFTs instead of three. ``fmax`` (Hz)
-    limits the bins returned, and with them the work of splitting the spectra.
+    limits the bins returned, and with them the work of splitting the spectra. ``backend``
+    names the FFT library (:mod:`~edge_agent.kernels.fft`; default from ``EDGE_AGENT_FFT``).
     """
     x = np.asarray(x)
     if x.ndim != 2 or x.shape[0] != 3:
         raise ValueError(f"x must have shape (3, n), got {x.shape}")
     if fs <= 0:
         raise ValueError(f"{fs=} must be positive")
+    if fmax is not None and fmax <= 0:
+        raise ValueError(f"{fmax=} must be positive")
+    if x.dtype not in (np.float32, np.float64):
+        x = x.astype(np.float64)
     n = x.shape[1]
     nfft = fft_length(n)
-    w = _window32(window, n)
-    x32 = x.astype(np.float32)
-    ab = np.zeros(nfft, dtype=np.complex64)
-    np.multiply(x32[0], w, out=ab.real[:n])
-    np.multiply(x32[1], w, out=ab.imag[:n])
-    y = scipy.fft.fft(ab, overwrite_x=True)
-    c = scipy.fft.rfft(np.multiply(x32[2], w), n=nfft)
+    ab_plan = fft.plan(nfft, "c2c", backend)
+    c_plan = fft.plan(nfft, "r2c", backend)
+    _pack_phases(x, spectral_window(window, n), ab_plan.input, c_plan.input)
+    y = ab_plan()
+    c = c_plan()
     nb = nfft // 2 + 1
     if fmax is not None:
-        if fmax <= 0:
-            raise ValueError(f"{fmax=} must be positive")
         nb = min(nb, int(math.ceil(fmax * nfft / fs)) + 1)
     phase = np.empty((3, nb))
     pos = np.empty(nb)
     neg = np.empty(nb)
-    scale = (2.0 / float(spectral_window(window, n).sum())) ** 2
+    scale = (2.0 / window_sum(window, n)) ** 2
     _split(y, c, scale, phase, pos, neg)
     return PhaseSpectra(phase, pos, neg, fs / nfft)
 
 
+# Rotations e^{-j2πfi/fs} are built in blocks of this many samples: each entry is the
+# product of two exponentials computed directly (block start, offset in the block), so no
+# rounding builds up and no sample waits on the one before, as in a running product.
+_BLOCK = 128
+
+
 @jit
-def _phasor_table(n, f_over_fs, w, table):
-    # Windowed e^{-j2πfn/fs}, built by rotation and re-anchored every 1024 samples so
-    # rounding cannot build up.
-    step = complex(math.cos(2 * math.pi * f_over_fs), -math.sin(2 * math.pi * f_over_fs))
-    rot = 1.0 + 0j
-    wsum = 0.0
-    for i in range(n):
-        if (i & 1023) == 0:
-            ang = -2 * math.pi * f_over_fs * i
-            rot = complex(math.cos(ang), math.sin(ang))
-        table[0, i] = w[i] * rot.real
-        table[1, i] = w[i] * rot.imag
-        wsum += w[i]
-        rot *= step
-    return wsum
+def _rotation_table(n, f_over_fs, w, table):
+    """table[0] + j·table[1] = w[i]·e^{-j2π(f/fs)i}, i < n."""
+    ir = np.empty(_BLOCK)
+    ii = np.empty(_BLOCK)
+    for k in range(_BLOCK):
+        ang = -2.0 * math.pi * f_over_fs * k
+        ir[k] = math.cos(ang)
+        ii[k] = math.sin(ang)
+    for b0 in range(0, n, _BLOCK):
+        ang = -2.0 * math.pi * f_over_fs * b0
+        orr = math.cos(ang)
+        oi = math.sin(ang)
+        m = min(_BLOCK, n - b0)
+        # Slices, not 2-D indexing: the loop then vectorises.
+        wb = w[b0 : b0 + m]
+        re = table[0, b0 : b0 + m]
+        im = table[1, b0 : b0 + m]
+        for k in range(m):
+            re[k] = wb[k] * (orr * ir[k] - oi * ii[k])
+            im[k] = wb[k] * (orr * ii[k] + oi * ir[k])
+    return table
+
+
+def rotation_table(n: int, f_over_fs: float, window: str = "hann") -> np.ndarray:
+    """Windowed complex exponential of ``n`` samples at ``f_over_fs`` cycles per sample.
+
+    Shape (2, n): real and imaginary parts of ``w[i]·exp(-j2π·f_over_fs·i)``, the table
+    that :func:`phasors` and the Park's vector lines take dot products with.
+    """
+    w = spectral_window(window, n)
+    return _rotation_table(int(n), float(f_over_fs), w, np.empty((2, int(n))))
 
 
 @jit
@@ -166,6 +201,5 @@ def phasors(x: np.ndarray, fs: float, f: float, *, window: str = "hann") -> np.n
     if not 0 < f < fs / 2:
         raise ValueError(f"{f=} Hz must lie between 0 and fs/2 = {fs / 2:g} Hz")
     n = x.shape[1]
-    table = np.empty((2, n))
-    wsum = _phasor_table(n, f / fs, spectral_window(window, n), table)
-    return _dots(x, table, wsum, np.empty(x.shape[0], dtype=np.complex128))
+    table = rotation_table(n, f / fs, window)
+    return _dots(x, table, window_sum(window, n), np.empty(x.shape[0], dtype=np.complex128))

@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 from edge_agent.kernels._flags import jit
-from edge_agent.kernels.engine import phasors
+from edge_agent.kernels.engine import _rotation_table, window_sum
 from edge_agent.kernels.spectrum import spectral_window
 
 _K1 = math.sqrt(2.0 / 3.0)
@@ -41,24 +41,66 @@ def park_modulus(x: np.ndarray) -> np.ndarray:
     return _modulus(x, np.empty(x.shape[1]))
 
 
+@jit
+def _modulus_of(z, out):
+    for i in range(z.shape[0]):
+        out[i] = math.sqrt(z[i].real * z[i].real + z[i].imag * z[i].imag)
+    return out
+
+
+@jit
+def _line_sums(m, table):
+    """Σ m·t and Σ t over the windowed exponential t = table[0] + j·table[1]."""
+    n = m.shape[0]
+    ar = ai = br = bi = 0.0
+    cr = ci = dr = di = 0.0
+    half = n // 2
+    for i in range(half):  # two interleaved halves: independent sums, no reordering
+        ar += m[i] * table[0, i]
+        ai += m[i] * table[1, i]
+        br += table[0, i]
+        bi += table[1, i]
+        j = i + half
+        cr += m[j] * table[0, j]
+        ci += m[j] * table[1, j]
+        dr += table[0, j]
+        di += table[1, j]
+    for j in range(2 * half, n):
+        cr += m[j] * table[0, j]
+        ci += m[j] * table[1, j]
+        dr += table[0, j]
+        di += table[1, j]
+    return complex(ar + cr, ai + ci), complex(br + dr, bi + di)
+
+
 def modulus_lines_db(modulus: np.ndarray, fs: float, freqs: np.ndarray) -> np.ndarray:
     """Lines of a modulus signal at ``freqs`` (Hz), in dB re its Hann-weighted mean.
 
-    Each line is a Hann-windowed DFT at the exact frequency; the floor is -300 dB.
+    Each line is a Hann-windowed DFT of (modulus - mean) at the exact frequency, taken as
+    Σ w·m·e^{-jωi} - mean·Σ w·e^{-jωi} so the signal is read once per line; the floor is
+    -300 dB. ``modulus`` may also be the complex space vector itself, whose modulus is
+    then formed here.
     """
-    m = np.ascontiguousarray(modulus, dtype=np.float64)
+    m = np.asarray(modulus)
     if m.ndim != 1:
         raise ValueError(f"modulus must be 1-D, got shape {m.shape}")
+    if np.iscomplexobj(m):
+        m = _modulus_of(np.ascontiguousarray(m), np.empty(m.shape[0]))
+    m = np.ascontiguousarray(m, dtype=np.float64)
     freqs = np.atleast_1d(np.asarray(freqs, dtype=np.float64))
-    w = spectral_window("hann", m.shape[0])
-    dc = float(np.dot(w, m) / w.sum())
+    n = m.shape[0]
+    w = spectral_window("hann", n)
+    wsum = window_sum("hann", n)
+    dc = float(np.dot(w, m) / wsum)
     out = np.full(freqs.shape, np.nan)
     if not dc > 0:
         return out
-    ac = (m - dc)[np.newaxis, :]
+    table = np.empty((2, n))
     for j, f in enumerate(freqs):
         if 0 < f < fs / 2:
-            amp = abs(phasors(ac, fs, float(f))[0])
+            _rotation_table(n, float(f) / fs, w, table)
+            s_m, s_w = _line_sums(m, table)
+            amp = abs(s_m - dc * s_w) * 2.0 / wsum
             out[j] = 20.0 * math.log10(max(amp / dc, 1e-15))
     return out
 

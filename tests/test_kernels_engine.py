@@ -1,0 +1,177 @@
+"""The spectral engine and its FFT backends against references and analytic truths.
+
+Both backends (FFTW through pyFFTW, and scipy) are tested whatever ``EDGE_AGENT_FFT``
+says: the test extra installs pyFFTW, so a missing one fails here rather than skipping.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import numpy as np
+import pytest
+from edge_agent.kernels import fft
+from edge_agent.kernels.engine import phase_spectra, phasors, rotation_table
+from edge_agent.kernels.park import epva_line_db, modulus_lines_db
+from edge_agent.kernels.sequence import dft_phasors
+from edge_agent.kernels.spectrum import space_vector_power, space_vector_spectrum
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests import naive
+
+RNG = np.random.default_rng(11)
+BACKENDS = list(fft.BACKENDS)
+
+
+def three_phase(fs, n, f=50.0, amps=(10.0, 10.0, 10.0), shifts=(0.0, -120.0, 120.0)):
+    t = np.arange(n) / fs
+    return np.stack(
+        [a * np.cos(2 * np.pi * f * t + np.radians(s)) for a, s in zip(amps, shifts, strict=True)]
+    )
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_phase_spectra_match_three_dfts_and_the_clarke_transform(backend, dtype):
+    x = RNG.normal(size=(3, 1000)).astype(dtype)
+    spec = phase_spectra(x, 1000.0, backend=backend)
+    phase, pos, neg, df = naive.phase_spectra(x, 1000.0)
+    assert spec.df == df == 1000.0 / 1024  # padded to a fast length
+    # Single-precision transforms: errors relative to the largest bin.
+    for got, ref in ((spec.phase, phase), (spec.pos, pos), (spec.neg, neg)):
+        np.testing.assert_allclose(got, ref, rtol=0, atol=2e-6 * ref.max())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_phase_spectra_separate_sequences_and_stop_at_fmax(backend):
+    fs, n = 15000.0, 15000
+    x = three_phase(fs, n) + three_phase(fs, n, amps=(1.0,) * 3, shifts=(0.0, 120.0, -120.0))
+    spec = phase_spectra(x, fs, fmax=1000.0, backend=backend)
+    k = round(50.0 / spec.df)
+    band = slice(k - 2, k + 3)
+    # 10 A positive and 1 A negative sequence. Hann's main lobe sums to A² × ENBW, 1.5 bins
+    # of the unpadded length: 1.536 bins after padding 15000 → 15360.
+    enbw = 1.5 * (fs / n) / spec.df
+    assert spec.pos[band].sum() / enbw == pytest.approx(100.0, rel=1e-3)
+    assert spec.neg[band].sum() / enbw == pytest.approx(1.0, rel=1e-3)
+    assert spec.phase[0, band].sum() / enbw == pytest.approx(11.0**2, rel=1e-3)
+    assert spec.neg[band].sum() / spec.pos[band].sum() == pytest.approx(0.01, rel=1e-5)
+    assert spec.pos.shape[0] == math.ceil(1000.0 / spec.df) + 1
+
+
+def test_backends_agree_to_single_precision():
+    x = RNG.normal(size=(3, 15000))
+    a = phase_spectra(x, 15000.0, backend="fftw")
+    b = phase_spectra(x, 15000.0, backend="scipy")
+    np.testing.assert_allclose(a.phase, b.phase, rtol=0, atol=1e-6 * b.phase.max())
+    z = RNG.normal(size=16384) + 1j * RNG.normal(size=16384)
+    pa = space_vector_power(z, backend="fftw")
+    pb = space_vector_power(z, backend="scipy")
+    np.testing.assert_allclose(pa, pb, rtol=0, atol=1e-6 * pb.max())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_space_vector_power_reads_a_squared_at_plus_f_only(backend):
+    fs, n = 2000.0, 16384
+    x = three_phase(fs, n, f=50.0)
+    f, p = space_vector_spectrum(x, fs, backend=backend)
+    k = round(50.0 * n / fs)
+    # Blackman-Harris main lobe (±4 bins) of an off-bin line sums to A² · ENBW (2.0044).
+    assert p[k - 4 : k + 5].sum() / 2.0044 == pytest.approx(100.0, rel=1e-3)
+    np.testing.assert_allclose(f[:3], [0.0, fs / n, 2 * fs / n])
+    with pytest.raises(ValueError, match="complex"):
+        space_vector_power(np.ones(16))
+
+
+@pytest.mark.parametrize("f_over_fs", [0.0, 1 / 300, 0.123456789, 0.49])
+def test_rotation_table_is_the_windowed_exponential(f_over_fs):
+    n = 15000
+    t = rotation_table(n, f_over_fs)
+    w = naive.window("hann", n)
+    ref = w * np.exp(-2j * np.pi * f_over_fs * np.arange(n))
+    # Both sides round the angle 2π·f·i (up to ~5e4 rad): about 1e-11 absolute.
+    np.testing.assert_allclose(t[0] + 1j * t[1], ref, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_shared_phasors_equal_per_channel_dft(dtype):
+    x = RNG.normal(size=(6, 700)).astype(dtype)
+    np.testing.assert_allclose(
+        phasors(x, 1000.0, 49.3), naive.dft_phasors(x.astype(np.float64), 1000.0, 49.3),
+        rtol=1e-9, atol=1e-12,
+    )  # fmt: skip
+    np.testing.assert_allclose(phasors(x, 1000.0, 49.3), dft_phasors(x, 1000.0, 49.3), rtol=1e-9)
+
+
+def test_modulus_lines_of_the_space_vector_equal_those_of_its_modulus():
+    fs, n = 2000.0, 4000
+    x = three_phase(fs, n, amps=(10.0, 9.0, 10.5)) + RNG.normal(scale=0.05, size=(3, n))
+    z = (2 / 3) * (x[0] - 0.5 * (x[1] + x[2])) + 1j * (x[1] - x[2]) / math.sqrt(3)
+    freqs = [3.0, 24.25, 100.0, 1500.0]  # the last lies beyond fs/2: NaN
+    a = modulus_lines_db(z, fs, freqs)
+    b = modulus_lines_db(np.abs(z), fs, freqs)
+    np.testing.assert_allclose(a, b, rtol=1e-12)
+    assert np.isnan(a[3])
+    # The 2f line of the (amplitude-invariant) modulus is that of Park's modulus: both are
+    # the same shape up to a constant factor.
+    assert a[2] == pytest.approx(epva_line_db(x, fs, 100.0), abs=1e-9)
+    assert a[2] == pytest.approx(naive.epva_line_db(x, fs, 100.0), abs=1e-9)
+
+
+def test_epva_line_matches_reference_in_both_precisions():
+    x = three_phase(5000.0, 5000, amps=(10.0, 9.5, 10.0)) + RNG.normal(size=(3, 5000))
+    ref = naive.epva_line_db(x, 5000.0, 100.0)
+    assert epva_line_db(x, 5000.0, 100.0) == pytest.approx(ref, abs=1e-9)
+    assert epva_line_db(x.astype(np.float32), 5000.0, 100.0) == pytest.approx(ref, abs=1e-4)
+
+
+def test_backend_choice_is_validated_and_plans_are_per_thread(monkeypatch):
+    monkeypatch.setenv("EDGE_AGENT_FFT", "fastest")
+    with pytest.raises(ValueError, match="EDGE_AGENT_FFT='fastest'"):
+        fft.default_backend()
+    monkeypatch.setenv("EDGE_AGENT_FFT", "scipy")
+    assert fft.default_backend() == "scipy"
+    monkeypatch.setenv("EDGE_AGENT_FFT", "auto")
+    assert fft.default_backend() == "fftw"  # installed by the test extra
+    mine = fft.plan(1024, "c2c")
+    assert fft.plan(1024, "c2c") is mine
+    other = []
+    th = threading.Thread(target=lambda: other.append(fft.plan(1024, "c2c")))
+    th.start()
+    th.join()
+    assert other[0] is not mine and other[0].input is not mine.input
+    with pytest.raises(ValueError, match="kind"):
+        fft.Plan(1024, "r2r", "scipy")
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.integers(64, 2000),
+    st.sampled_from(BACKENDS),
+    st.sampled_from([np.float32, np.float64]),
+    st.sampled_from(["random", "constant", "clipped"]),
+)
+def test_phase_spectra_property_any_length_and_input(n, backend, dtype, kind):
+    if kind == "random":
+        x = RNG.normal(size=(3, n))
+    elif kind == "constant":
+        x = np.full((3, n), 2.5)
+    else:
+        x = np.clip(three_phase(1000.0, n) * 2, -12.0, 12.0)
+    x = x.astype(dtype)
+    spec = phase_spectra(x, 1000.0, backend=backend)
+    phase, pos, neg, _ = naive.phase_spectra(x, 1000.0)
+    top = max(phase.max(), 1e-30)
+    for got, ref in ((spec.phase, phase), (spec.pos, pos), (spec.neg, neg)):
+        assert got.shape == ref.shape
+        assert np.all(np.isfinite(got)) and np.all(got >= 0)
+        np.testing.assert_allclose(got, ref, rtol=0, atol=2e-6 * top)
+
+
+def test_nan_input_spoils_the_spectra_but_never_crashes():
+    x = RNG.normal(size=(3, 500))
+    x[1, 17] = np.nan
+    spec = phase_spectra(x, 1000.0)
+    assert np.isnan(spec.phase[1]).all() and np.isfinite(spec.phase[2]).all()
