@@ -15,15 +15,37 @@ from edge_agent.kernels._flags import jit
 @jit
 def _fir_decimate(xext, taps, first, step, out):
     # xext = [history of len(taps)-1 | new chunk]; out[:, j] = Σ_k taps[k]·xext[:, i - k]
-    # at i = len(taps) - 1 + first + j·step.
+    # at i = len(taps) - 1 + first + j·step. Four outputs at a time: four independent
+    # sums share each tap, each summed in the same order as one at a time.
     m = taps.shape[0]
+    n_out = out.shape[1]
     for c in range(xext.shape[0]):
-        for j in range(out.shape[1]):
+        row = xext[c]
+        j = 0
+        while j + 4 <= n_out:
+            i0 = m - 1 + first + j * step
+            i1 = i0 + step
+            i2 = i1 + step
+            i3 = i2 + step
+            a0 = a1 = a2 = a3 = 0.0
+            for k in range(m):
+                t = taps[k]
+                a0 += t * row[i0 - k]
+                a1 += t * row[i1 - k]
+                a2 += t * row[i2 - k]
+                a3 += t * row[i3 - k]
+            out[c, j] = a0
+            out[c, j + 1] = a1
+            out[c, j + 2] = a2
+            out[c, j + 3] = a3
+            j += 4
+        while j < n_out:
             i = m - 1 + first + j * step
             acc = 0.0
             for k in range(m):
-                acc += taps[k] * xext[c, i - k]
+                acc += taps[k] * row[i - k]
             out[c, j] = acc
+            j += 1
     return out
 
 
