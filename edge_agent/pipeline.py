@@ -91,6 +91,7 @@ class Pipeline:
         self._gaps: list[int] = []  # absolute indices of samples preceded by a gap
         self._nan_until = -1  # last absolute index of a NaN sample left after filling
         self._filled_until = -1  # last absolute index of a hop with filled samples
+        self._clipped_until = -1  # last absolute index of a hop with clipped samples
         self._max_fill = max(1, round(MAX_FILL_S * self.fs))
         factor = max(1, int(self.fs // w.long_fs))
         # The long window holds the space vector i_α + j·i_β: two real channels to decimate.
@@ -143,13 +144,18 @@ class Pipeline:
         start = self._n
         self._n += h
         self.stats.samples = self._n
-        if np.isnan(hop).any():
+        has_nan = bool(np.isnan(hop).any())
+        if has_nan:
             hop, n_filled, _ = fill_gaps(hop, self._max_fill)
             if n_filled:
                 self._filled_until = self._n - 1
             still = np.isnan(hop).any(axis=0)
-            if still.any():
+            has_nan = bool(still.any())
+            if has_nan:
                 self._nan_until = start + int(np.flatnonzero(still)[-1])
+        # Clipping is looked for hop by hop, on every channel: each sample once.
+        if detect_clipping(hop).any():
+            self._clipped_until = self._n - 1
         gap_here = any(start <= g < self._n for g in self._gaps)
         self._gaps = [g for g in self._gaps if g > self._n - self.length]
         # Shift the short window by one hop.
@@ -159,7 +165,7 @@ class Pipeline:
             self._recent[:, :-h] = self._recent[:, h:]
             self._recent[:, -h:] = hop
         self._filled = min(self.length, self._filled + h)
-        self._push_long(np.nan_to_num(hop[:3]))
+        self._push_long(np.nan_to_num(hop[:3]) if has_nan else hop[:3])
         if gap_here or self._nan_until >= start:
             # The long window must be contiguous and clean: start it afresh.
             self._decimator.reset()
@@ -198,11 +204,11 @@ class Pipeline:
             flags.append("nan")
         if self._filled_until >= start:
             flags.append("filled")
+        if self._clipped_until >= start:
+            flags.append("clipped")
         features = empty_features(self.voltages)
         if not has_nan:
             x = self._recent[:3]
-            if detect_clipping(x).any():
-                flags.append("clipped")
             v = self._recent[3:] if self.voltages else None
             features.update(self.extractor.short(x, v))
             self._i1_history.append(features["i1"])
@@ -215,7 +221,7 @@ class Pipeline:
                 )
             )
             features.update(self.rolling.update(features))
-        features = {k: _clean(v) for k, v in features.items()}
+        _clean_all(features)
         score, threshold, anomalous = None, None, False
         if self.scorer is not None:
             # float32 overflow on absurd input gives inf: no score rather than invalid JSON.
@@ -250,6 +256,17 @@ def _variation(values: Iterable[float]) -> float:
     v = np.fromiter(values, dtype=np.float64)
     mean = v.mean() if v.size else 0.0
     return float((v.max() - v.min()) / mean) if mean > 0 else math.inf
+
+
+def _clean_all(features: dict[str, Any]) -> None:
+    """Make every value a finite float or None, in place (NaN and ±inf become None)."""
+    for k, v in features.items():
+        if v is None:
+            continue
+        if type(v) is not float:
+            v = features[k] = float(v)
+        if v - v != 0.0:  # NaN or ±inf
+            features[k] = None
 
 
 def _clean(v: float | None) -> float | None:

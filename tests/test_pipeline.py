@@ -72,6 +72,19 @@ def test_short_nan_runs_are_filled_and_long_ones_empty_their_windows(signal):
     assert all(r["features"]["rms_a"] is not None for r in w if r not in bad)
 
 
+def test_adc_saturation_flags_the_windows_that_hold_it(signal):
+    x = signal.copy()
+    rail = 1.2 * np.abs(x[:, 2]).max()  # phase c's ADC full scale
+    x[int(5.2 * FS) : int(5.4 * FS), 2] *= 1.5  # a 0.2 s surge beyond it
+    x[:, 2] = np.clip(x[:, 2], -rail, rail)
+    recs, pipe = feed(x, [len(x)])
+    w = [r for r in recs if r["type"] == "window"]
+    assert [r["t_start"] for r in w if "clipped" in r["flags"]] == [4.5, 5.0]
+    # A clipped window still has its features: the flag tells the reader to doubt them.
+    assert all(r["features"]["rms_c"] is not None for r in w)
+    assert pipe.stats.flagged_windows == 2
+
+
 def test_alert_tracker_raises_after_n_and_clears_after_m():
     tr = AlertTracker(raise_after=3, clear_after=2)
     hit = {"anomaly": Finding("anomaly", "warning", {"score": 9.0})}
