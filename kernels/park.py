@@ -16,8 +16,8 @@ import math
 
 import numpy as np
 from edge_agent.kernels._flags import jit
-from edge_agent.kernels.engine import _rotation_table, window_sum
-from edge_agent.kernels.spectrum import spectral_window
+from edge_agent.kernels.engine import _BLOCK
+from edge_agent.kernels.spectrum import spectral_window, window_sum
 
 _K1 = math.sqrt(2.0 / 3.0)
 _K2 = 1.0 / math.sqrt(6.0)
@@ -49,37 +49,76 @@ def _modulus_of(z, out):
 
 
 @jit
-def _line_sums(m, table):
-    """Σ m·t and Σ t over the windowed exponential t = table[0] + j·table[1]."""
+def _modulus_lines(m, w, wsum, f_over_fs, amp):
+    """One pass over m: Σw·m and, per line, Σw·m·e^{-jωi} and Σw·e^{-jωi}, with ω from
+    ``f_over_fs``. Returns the Hann-weighted mean of m; ``amp[j]`` gets the amplitude of
+    line j of (m - mean). Rotations are built per block (see engine._rotation_table)."""
     n = m.shape[0]
-    ar = ai = br = bi = 0.0
-    cr = ci = dr = di = 0.0
-    half = n // 2
-    for i in range(half):  # two interleaved halves: independent sums, no reordering
-        ar += m[i] * table[0, i]
-        ai += m[i] * table[1, i]
-        br += table[0, i]
-        bi += table[1, i]
-        j = i + half
-        cr += m[j] * table[0, j]
-        ci += m[j] * table[1, j]
-        dr += table[0, j]
-        di += table[1, j]
-    for j in range(2 * half, n):
-        cr += m[j] * table[0, j]
-        ci += m[j] * table[1, j]
-        dr += table[0, j]
-        di += table[1, j]
-    return complex(ar + cr, ai + ci), complex(br + dr, bi + di)
+    nf = f_over_fs.shape[0]
+    ir = np.empty((nf, _BLOCK))
+    ii = np.empty((nf, _BLOCK))
+    for j in range(nf):
+        for k in range(_BLOCK):
+            ang = -2.0 * math.pi * f_over_fs[j] * k
+            ir[j, k] = math.cos(ang)
+            ii[j, k] = math.sin(ang)
+    acc = np.zeros((nf, 4))
+    wm = np.empty(_BLOCK)
+    rr = np.empty(_BLOCK)
+    ri = np.empty(_BLOCK)
+    swm = 0.0
+    for b0 in range(0, n, _BLOCK):
+        nb = min(_BLOCK, n - b0)
+        wb = w[b0 : b0 + nb]
+        mb = m[b0 : b0 + nb]
+        for k in range(nb):
+            wm[k] = wb[k] * mb[k]
+        for k in range(nb):
+            swm += wm[k]
+        for j in range(nf):
+            ang = -2.0 * math.pi * f_over_fs[j] * b0
+            orr = math.cos(ang)
+            oi = math.sin(ang)
+            irj = ir[j]
+            iij = ii[j]
+            for k in range(nb):  # independent per k: vectorises
+                rr[k] = orr * irj[k] - oi * iij[k]
+                ri[k] = orr * iij[k] + oi * irj[k]
+            # Two interleaved halves of each sum: eight independent chains.
+            s0 = s1 = s2 = s3 = t0 = t1 = t2 = t3 = 0.0
+            h = nb // 2
+            for k in range(h):
+                s0 += wm[k] * rr[k]
+                s1 += wm[k] * ri[k]
+                s2 += wb[k] * rr[k]
+                s3 += wb[k] * ri[k]
+                q = k + h
+                t0 += wm[q] * rr[q]
+                t1 += wm[q] * ri[q]
+                t2 += wb[q] * rr[q]
+                t3 += wb[q] * ri[q]
+            for q in range(2 * h, nb):
+                t0 += wm[q] * rr[q]
+                t1 += wm[q] * ri[q]
+                t2 += wb[q] * rr[q]
+                t3 += wb[q] * ri[q]
+            acc[j, 0] += s0 + t0
+            acc[j, 1] += s1 + t1
+            acc[j, 2] += s2 + t2
+            acc[j, 3] += s3 + t3
+    dc = swm / wsum
+    for j in range(nf):
+        amp[j] = math.hypot(acc[j, 0] - dc * acc[j, 2], acc[j, 1] - dc * acc[j, 3]) * 2.0 / wsum
+    return dc
 
 
 def modulus_lines_db(modulus: np.ndarray, fs: float, freqs: np.ndarray) -> np.ndarray:
     """Lines of a modulus signal at ``freqs`` (Hz), in dB re its Hann-weighted mean.
 
     Each line is a Hann-windowed DFT of (modulus - mean) at the exact frequency, taken as
-    Σ w·m·e^{-jωi} - mean·Σ w·e^{-jωi} so the signal is read once per line; the floor is
-    -300 dB. ``modulus`` may also be the complex space vector itself, whose modulus is
-    then formed here.
+    Σ w·m·e^{-jωi} - mean·Σ w·e^{-jωi} so that one pass reads the signal for all lines.
+    ``modulus`` may also be a complex signal (the space vector), whose modulus is then
+    formed in that pass. Lines at or beyond fs/2 are NaN; the floor is -300 dB.
     """
     m = np.asarray(modulus)
     if m.ndim != 1:
@@ -88,20 +127,14 @@ def modulus_lines_db(modulus: np.ndarray, fs: float, freqs: np.ndarray) -> np.nd
         m = _modulus_of(np.ascontiguousarray(m), np.empty(m.shape[0]))
     m = np.ascontiguousarray(m, dtype=np.float64)
     freqs = np.atleast_1d(np.asarray(freqs, dtype=np.float64))
+    out = np.full(freqs.shape, np.nan)
+    inside = (freqs > 0) & (freqs < fs / 2)
+    amp = np.empty(int(inside.sum()))
     n = m.shape[0]
     w = spectral_window("hann", n)
-    wsum = window_sum("hann", n)
-    dc = float(np.dot(w, m) / wsum)
-    out = np.full(freqs.shape, np.nan)
-    if not dc > 0:
-        return out
-    table = np.empty((2, n))
-    for j, f in enumerate(freqs):
-        if 0 < f < fs / 2:
-            _rotation_table(n, float(f) / fs, w, table)
-            s_m, s_w = _line_sums(m, table)
-            amp = abs(s_m - dc * s_w) * 2.0 / wsum
-            out[j] = 20.0 * math.log10(max(amp / dc, 1e-15))
+    dc = _modulus_lines(m, w, window_sum("hann", n), freqs[inside] / fs, amp)
+    if dc > 0:
+        out[inside] = 20.0 * np.log10(np.maximum(amp / dc, 1e-15))
     return out
 
 
