@@ -9,43 +9,24 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.signal
-from edge_agent.kernels._flags import jit
+from edge_agent.kernels._flags import jit_sum
 
 
-@jit
-def _fir_decimate(xext, taps, first, step, out):
+@jit_sum
+def _fir_decimate(xext, taps_rev, first, step, out):
     # xext = [history of len(taps)-1 | new chunk]; out[:, j] = Σ_k taps[k]·xext[:, i - k]
-    # at i = len(taps) - 1 + first + j·step. Four outputs at a time: four independent
-    # sums share each tap, each summed in the same order as one at a time.
-    m = taps.shape[0]
-    n_out = out.shape[1]
+    # at i = len(taps) - 1 + first + j·step, i.e. the reversed taps against the segment
+    # that starts at first + j·step: a dot product over contiguous samples, which jit_sum
+    # vectorises.
+    m = taps_rev.shape[0]
     for c in range(xext.shape[0]):
         row = xext[c]
-        j = 0
-        while j + 4 <= n_out:
-            i0 = m - 1 + first + j * step
-            i1 = i0 + step
-            i2 = i1 + step
-            i3 = i2 + step
-            a0 = a1 = a2 = a3 = 0.0
-            for k in range(m):
-                t = taps[k]
-                a0 += t * row[i0 - k]
-                a1 += t * row[i1 - k]
-                a2 += t * row[i2 - k]
-                a3 += t * row[i3 - k]
-            out[c, j] = a0
-            out[c, j + 1] = a1
-            out[c, j + 2] = a2
-            out[c, j + 3] = a3
-            j += 4
-        while j < n_out:
-            i = m - 1 + first + j * step
+        for j in range(out.shape[1]):
+            seg = row[first + j * step : first + j * step + m]
             acc = 0.0
             for k in range(m):
-                acc += taps[k] * row[i - k]
+                acc += taps_rev[k] * seg[k]
             out[c, j] = acc
-            j += 1
     return out
 
 
@@ -70,6 +51,7 @@ class FirDecimator:
             self.taps = scipy.signal.firwin(
                 16 * self.factor + 1, 0.8 * self.fs_out / 2, window="blackman", fs=self.fs
             )
+        self._taps_rev = np.ascontiguousarray(self.taps[::-1])
         self._hist = np.zeros((channels, self.taps.size - 1))
         self._first = 0  # index, in the next chunk, of the next sample to keep
 
@@ -88,7 +70,7 @@ class FirDecimator:
         xext = np.concatenate([self._hist, chunk], axis=1)
         count = 0 if self._first >= n else (n - 1 - self._first) // self.factor + 1
         out = _fir_decimate(
-            xext, self.taps, self._first, self.factor, np.empty((chunk.shape[0], count))
+            xext, self._taps_rev, self._first, self.factor, np.empty((chunk.shape[0], count))
         )
         self._first = self._first + count * self.factor - n
         self._hist = xext[:, xext.shape[1] - self._hist.shape[1] :].copy()

@@ -21,7 +21,7 @@ from typing import NamedTuple
 import numpy as np
 import scipy.fft
 from edge_agent.kernels import fft
-from edge_agent.kernels._flags import jit
+from edge_agent.kernels._flags import jit, jit_sum
 from edge_agent.kernels.spectrum import spectral_window, window_sum
 
 
@@ -167,27 +167,19 @@ def rotation_table(n: int, f_over_fs: float, window: str = "hann") -> np.ndarray
     return _rotation_table(int(n), float(f_over_fs), w, np.empty((2, int(n))))
 
 
-@jit
+@jit_sum
 def _dots(x, table, wsum, out):
     n = x.shape[1]
+    tr = table[0]
+    ti = table[1]
     for ch in range(x.shape[0]):
-        # Four independent accumulators: the loop pipelines without reordering any sum.
-        r0 = r1 = r2 = r3 = 0.0
-        i0 = i1 = i2 = i3 = 0.0
-        m = n - n % 4
-        for i in range(0, m, 4):
-            r0 += x[ch, i] * table[0, i]
-            i0 += x[ch, i] * table[1, i]
-            r1 += x[ch, i + 1] * table[0, i + 1]
-            i1 += x[ch, i + 1] * table[1, i + 1]
-            r2 += x[ch, i + 2] * table[0, i + 2]
-            i2 += x[ch, i + 2] * table[1, i + 2]
-            r3 += x[ch, i + 3] * table[0, i + 3]
-            i3 += x[ch, i + 3] * table[1, i + 3]
-        for i in range(m, n):
-            r0 += x[ch, i] * table[0, i]
-            i0 += x[ch, i] * table[1, i]
-        out[ch] = complex(r0 + r1 + r2 + r3, i0 + i1 + i2 + i3) * (2.0 / wsum)
+        row = x[ch]
+        re = 0.0
+        im = 0.0
+        for i in range(n):
+            re += row[i] * tr[i]
+            im += row[i] * ti[i]
+        out[ch] = complex(re, im) * (2.0 / wsum)
     return out
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from edge_agent.kernels._flags import jit
+from edge_agent.kernels._flags import jit, jit_sum
 from edge_agent.kernels.engine import _BLOCK
 from edge_agent.kernels.spectrum import spectral_window, window_sum
 
@@ -48,67 +48,43 @@ def _modulus_of(z, out):
     return out
 
 
-@jit
+@jit_sum
 def _modulus_lines(m, w, wsum, f_over_fs, amp):
-    """One pass over m: Σw·m and, per line, Σw·m·e^{-jωi} and Σw·e^{-jωi}, with ω from
-    ``f_over_fs``. Returns the Hann-weighted mean of m; ``amp[j]`` gets the amplitude of
-    line j of (m - mean). Rotations are built per block (see engine._rotation_table)."""
+    """Σw·m and, per line, Σw·m·e^{-jωi} and Σw·e^{-jωi}, with ω from ``f_over_fs``.
+    Returns the Hann-weighted mean of m; ``amp[j]`` gets the amplitude of line j of
+    (m - mean). Rotations are built per block, as in engine._rotation_table."""
     n = m.shape[0]
     nf = f_over_fs.shape[0]
-    ir = np.empty((nf, _BLOCK))
-    ii = np.empty((nf, _BLOCK))
-    for j in range(nf):
-        for k in range(_BLOCK):
-            ang = -2.0 * math.pi * f_over_fs[j] * k
-            ir[j, k] = math.cos(ang)
-            ii[j, k] = math.sin(ang)
-    acc = np.zeros((nf, 4))
-    wm = np.empty(_BLOCK)
-    rr = np.empty(_BLOCK)
-    ri = np.empty(_BLOCK)
+    wm = np.empty(n)
     swm = 0.0
-    for b0 in range(0, n, _BLOCK):
-        nb = min(_BLOCK, n - b0)
-        wb = w[b0 : b0 + nb]
-        mb = m[b0 : b0 + nb]
-        for k in range(nb):
-            wm[k] = wb[k] * mb[k]
-        for k in range(nb):
-            swm += wm[k]
-        for j in range(nf):
-            ang = -2.0 * math.pi * f_over_fs[j] * b0
+    for i in range(n):
+        wm[i] = w[i] * m[i]
+        swm += wm[i]
+    dc = swm / wsum
+    ir = np.empty(_BLOCK)
+    ii = np.empty(_BLOCK)
+    for j in range(nf):
+        fo = f_over_fs[j]
+        for k in range(_BLOCK):
+            ang = -2.0 * math.pi * fo * k
+            ir[k] = math.cos(ang)
+            ii[k] = math.sin(ang)
+        sr = si = tr = ti = 0.0
+        for b0 in range(0, n, _BLOCK):
+            ang = -2.0 * math.pi * fo * b0
             orr = math.cos(ang)
             oi = math.sin(ang)
-            irj = ir[j]
-            iij = ii[j]
-            for k in range(nb):  # independent per k: vectorises
-                rr[k] = orr * irj[k] - oi * iij[k]
-                ri[k] = orr * iij[k] + oi * irj[k]
-            # Two interleaved halves of each sum: eight independent chains.
-            s0 = s1 = s2 = s3 = t0 = t1 = t2 = t3 = 0.0
-            h = nb // 2
-            for k in range(h):
-                s0 += wm[k] * rr[k]
-                s1 += wm[k] * ri[k]
-                s2 += wb[k] * rr[k]
-                s3 += wb[k] * ri[k]
-                q = k + h
-                t0 += wm[q] * rr[q]
-                t1 += wm[q] * ri[q]
-                t2 += wb[q] * rr[q]
-                t3 += wb[q] * ri[q]
-            for q in range(2 * h, nb):
-                t0 += wm[q] * rr[q]
-                t1 += wm[q] * ri[q]
-                t2 += wb[q] * rr[q]
-                t3 += wb[q] * ri[q]
-            acc[j, 0] += s0 + t0
-            acc[j, 1] += s1 + t1
-            acc[j, 2] += s2 + t2
-            acc[j, 3] += s3 + t3
-    dc = swm / wsum
-    for j in range(nf):
-        amp[j] = math.hypot(acc[j, 0] - dc * acc[j, 2], acc[j, 1] - dc * acc[j, 3]) * 2.0 / wsum
+            nb = min(_BLOCK, n - b0)
+            wb = w[b0 : b0 + nb]
+            mb = wm[b0 : b0 + nb]
+            for k in range(nb):
+                rr = orr * ir[k] - oi * ii[k]
+                ri = orr * ii[k] + oi * ir[k]
+                sr += mb[k] * rr
+                si += mb[k] * ri
+                tr += wb[k] * rr
+                ti += wb[k] * ri
+        amp[j] = math.hypot(sr - dc * tr, si - dc * ti) * 2.0 / wsum
     return dc
 
 
