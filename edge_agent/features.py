@@ -34,7 +34,7 @@ from edge_agent.kernels.lines import (
 )
 from edge_agent.kernels.park import modulus_lines_db, park_ellipse
 from edge_agent.kernels.power import power_from_phasors
-from edge_agent.kernels.spectrum import MAIN_LOBE_HALF_WIDTH, space_vector_power
+from edge_agent.kernels.spectrum import MAIN_LOBE_HALF_WIDTH, band_powers, space_vector_power
 from edge_agent.kernels.vi import VI_FEATURE_NAMES, vi_features
 from edge_agent.kernels.waveform import WAVEFORM_STAT_NAMES, waveform_stats
 
@@ -214,12 +214,13 @@ class FeatureExtractor:
             thd = kernels.thd(spec.phase, df, f, n_harm, hw)
             for j, p in enumerate(PHASES):
                 out[f"thd_{p}"] = float(thd[j])
+        orders = (1, 3, 5, 7)
+        bands = band_powers(spec.phase, df, np.array(orders) * f, hw)
         for j, p in enumerate(PHASES):
-            fund = kernels.band_power(spec.phase[j], df, f, hw)
-            for h in (3, 5, 7):
+            fund = bands[j, 0]
+            for k, h in enumerate(orders[1:], start=1):
                 if h <= n_harm and fund > 0:
-                    line = kernels.band_power(spec.phase[j], df, h * f, hw)
-                    out[f"h{h}_{p}"] = math.sqrt(line / fund)
+                    out[f"h{h}_{p}"] = math.sqrt(bands[j, k] / fund)
 
     def _voltages(self, x, v, ph, stats, f: float, out: dict) -> None:
         pq = power_from_phasors(ph[3:], ph[:3])

@@ -20,6 +20,7 @@ from edge_agent.config import CURRENT_CHANNELS, VOLTAGE_CHANNELS, Config
 from edge_agent.diagnosis import AlertTracker, diagnose
 from edge_agent.features import ROLLING_FEATURES, FeatureExtractor, Rolling, empty_features
 from edge_agent.kernels import FirDecimator
+from edge_agent.kernels.park import clarke
 from edge_agent.kernels.quality import detect_clipping, fill_gaps
 
 if TYPE_CHECKING:
@@ -177,10 +178,7 @@ class Pipeline:
         return self._window()
 
     def _push_long(self, hop: np.ndarray) -> None:
-        ab = np.empty((2, hop.shape[1]))
-        ab[0] = (2.0 / 3.0) * (hop[0] - 0.5 * (hop[1] + hop[2]))
-        ab[1] = (hop[1] - hop[2]) * (1.0 / math.sqrt(3.0))
-        dec = self._decimator.process(ab)
+        dec = self._decimator.process(clarke(hop))
         m = dec.shape[1]
         if m == 0:
             return

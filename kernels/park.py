@@ -33,6 +33,26 @@ def _modulus(x, out):
     return out
 
 
+@jit
+def _clarke(x, out):
+    k = 1.0 / math.sqrt(3.0)
+    for i in range(x.shape[1]):
+        out[0, i] = (2.0 / 3.0) * (x[0, i] - 0.5 * (x[1, i] + x[2, i]))
+        out[1, i] = (x[1, i] - x[2, i]) * k
+    return out
+
+
+def clarke(x: np.ndarray) -> np.ndarray:
+    """Amplitude-invariant Clarke transform of phases ``x`` (3, n): rows i_α and i_β.
+
+    A balanced set of amplitude A gives i_α + j·i_β = A·e^{jωt}; the zero sequence drops out.
+    """
+    x = np.asarray(x)
+    if x.ndim != 2 or x.shape[0] != 3:
+        raise ValueError(f"x must have shape (3, n), got {x.shape}")
+    return _clarke(x, np.empty((2, x.shape[1])))
+
+
 def park_modulus(x: np.ndarray) -> np.ndarray:
     """Modulus of the (power-invariant) Park's vector of phases ``x`` (3, n), per sample."""
     x = np.ascontiguousarray(x, dtype=np.float64)

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from edge_agent.kernels import fft
 from edge_agent.kernels.engine import phase_spectra, phasors, rotation_table
-from edge_agent.kernels.park import epva_line_db, modulus_lines_db
+from edge_agent.kernels.park import clarke, epva_line_db, modulus_lines_db
 from edge_agent.kernels.sequence import dft_phasors
-from edge_agent.kernels.spectrum import space_vector_power, space_vector_spectrum
+from edge_agent.kernels.spectrum import band_powers, space_vector_power, space_vector_spectrum
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -175,3 +175,22 @@ def test_nan_input_spoils_the_spectra_but_never_crashes():
     x[1, 17] = np.nan
     spec = phase_spectra(x, 1000.0)
     assert np.isnan(spec.phase[1]).all() and np.isfinite(spec.phase[2]).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_clarke_turns_a_balanced_set_into_a_rotating_vector_and_drops_zero_sequence(dtype):
+    fs, n = 1000.0, 400
+    x = three_phase(fs, n, f=50.0) + 3.0  # 3 A of zero sequence (a DC offset on every phase)
+    ab = clarke(x.astype(dtype))
+    t = np.arange(n) / fs
+    np.testing.assert_allclose(ab[0] + 1j * ab[1], 10.0 * np.exp(2j * np.pi * 50.0 * t), atol=1e-5)
+    with pytest.raises(ValueError, match=r"\(3, n\)"):
+        clarke(np.ones((2, 5)))
+
+
+def test_band_powers_equal_band_power_one_by_one():
+    p = RNG.random(size=(3, 500))
+    freqs = np.array([0.0, 50.3, 149.9, 250.0, 499.0])
+    got = band_powers(p, 1.0, freqs, 2)
+    ref = [[naive.band_power(row, 1.0, f, 2) for f in freqs] for row in p]
+    np.testing.assert_allclose(got, ref, rtol=1e-12)
