@@ -18,6 +18,7 @@ from one shared table, and the long window from one complex FFT.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Sequence
 
 import numpy as np
@@ -25,7 +26,7 @@ import numpy as np
 from edge_agent import kernels
 from edge_agent.config import MotorConfig
 from edge_agent.kernels.bearing import bearing_orders
-from edge_agent.kernels.engine import phase_spectra, phasors
+from edge_agent.kernels.engine import phase_spectra, phasors, rotation_table
 from edge_agent.kernels.lines import (
     bearing_line_levels,
     eccentricity_sidebands,
@@ -179,29 +180,31 @@ class FeatureExtractor:
                 spec.pos, df, SUPPLY_BAND_HZ[0], min(SUPPLY_BAND_HZ[1], fs / 2.5)
             )
         out["supply_hz"] = f
-        channels = x if v is None else np.concatenate([x, v])
-        ph = phasors(channels, fs, f)
-        i0, i1, i2 = kernels.sequence_components(ph[:3])
+        # One windowed exponential at f serves the currents' and the voltages' phasors.
+        table = rotation_table(x.shape[1], f / fs)
+        ph = phasors(x, fs, f, table=table)
+        i0, i1, i2 = kernels.sequence_components(ph)
+        a0, a1, a2 = abs(i0), abs(i1), abs(i2)
         # Sequence magnitudes in rms amperes, like rms_a..c.
-        out["i1"] = abs(i1) / math.sqrt(2)
-        out["i2"] = abs(i2) / math.sqrt(2)
-        out["i0"] = abs(i0) / math.sqrt(2)
-        out["i2_i1"] = abs(i2) / abs(i1) if abs(i1) > 0 else None
-        out["i0_i1"] = abs(i0) / abs(i1) if abs(i1) > 0 else None
-        stats = waveform_stats(channels)
+        out["i1"] = a1 / math.sqrt(2)
+        out["i2"] = a2 / math.sqrt(2)
+        out["i0"] = a0 / math.sqrt(2)
+        out["i2_i1"] = a2 / a1 if a1 > 0 else None
+        out["i0_i1"] = a0 / a1 if a1 > 0 else None
+        stats = waveform_stats(x).tolist()
         for j, p in enumerate(PHASES):
             for k, name in enumerate(WAVEFORM_STAT_NAMES):
-                out[f"{name}_{p}"] = float(stats[j, k])
-        rms = stats[:3, 0]
-        mean = float(rms.mean())
-        out["unbalance_nema"] = float(np.max(np.abs(rms - mean)) / mean) if mean > 0 else None
+                out[f"{name}_{p}"] = stats[j][k]
+        rms = [row[0] for row in stats]
+        mean = sum(rms) / 3.0
+        out["unbalance_nema"] = max(abs(r - mean) for r in rms) / mean if mean > 0 else None
         self._harmonics(spec, f, out)
         out["epva_2f_db"] = (
             max(EPVA_FLOOR_DB, kernels.epva_line_db(x, fs, 2 * f)) if 2 * f < fs / 2 else None
         )
         out["epva_ellipse_ratio"], out["epva_axis_deg"] = park_ellipse(i1, i2)
         if v is not None:
-            self._voltages(x, v, ph, stats, f, out)
+            self._voltages(x, v, ph, phasors(v, fs, f, table=table), f, out)
         # The rotor-slot harmonics are read off this spectrum by long().
         self.slot_spectrum = (spec.pos, df)
         return out
@@ -222,14 +225,14 @@ class FeatureExtractor:
                 if h <= n_harm and fund > 0:
                     out[f"h{h}_{p}"] = math.sqrt(bands[j, k] / fund)
 
-    def _voltages(self, x, v, ph, stats, f: float, out: dict) -> None:
-        pq = power_from_phasors(ph[3:], ph[:3])
+    def _voltages(self, x, v, ph_i, ph_v, f: float, out: dict) -> None:
+        pq = power_from_phasors(ph_v, ph_i)
         out["v1"], out["v2"], out["v2_v1"] = pq.v1, pq.v2, pq.v2_v1
         out["p_w"], out["q_var"], out["pf"] = pq.p, pq.q, pq.pf
         # Below 0.1 % the negative sequence is window leakage, and V2/I2 would be noise.
         out["z2_ohm"] = pq.z2 if (out.get("i2_i1") or 0.0) > 1e-3 else None
-        for j, p in enumerate(PHASES):
-            out[f"rms_v{p}"] = float(stats[3 + j, 0])
+        for p, r in zip(PHASES, kernels.rms(v).tolist(), strict=True):
+            out[f"rms_v{p}"] = r
         try:
             vi = vi_features(v, x, self.fs, f)
         except ValueError:  # fewer than two whole cycles in the window
@@ -309,32 +312,33 @@ class FeatureExtractor:
 
 
 class Rolling:
-    """Rolling mean over the last ``n`` windows, and first difference, of some features."""
+    """Rolling mean over the last ``n`` windows, and first difference, of some features.
+
+    Missing values (None or NaN) are left out of the mean, and make the difference None.
+    Plain Python: a handful of numbers per window, where numpy's call overhead dominates.
+    """
 
     def __init__(self, names: Sequence[str], n: int) -> None:
         self.names = tuple(names)
-        self._hist = np.full((n, len(self.names)), np.nan)
-        self._count = 0
-        self._prev: np.ndarray | None = None
+        self._hist: deque[list[float | None]] = deque(maxlen=int(n))
+        self._prev: list[float | None] | None = None
 
     def update(self, features: dict[str, float | None]) -> dict[str, float | None]:
-        row = np.array(
-            [np.nan if features.get(k) is None else features[k] for k in self.names], dtype=float
-        )
-        self._hist[self._count % self._hist.shape[0]] = row
-        self._count += 1
-        valid = ~np.isnan(self._hist)
-        counts = valid.sum(axis=0)
-        sums = np.where(valid, self._hist, 0.0).sum(axis=0)
+        row: list[float | None] = []
+        for k in self.names:
+            v = features.get(k)
+            row.append(None if v is None or v != v else float(v))
+        self._hist.append(row)
+        prev = self._prev
         out: dict[str, float | None] = {}
         for j, k in enumerate(self.names):
-            out[f"{k}_roll"] = float(sums[j] / counts[j]) if counts[j] else None
-            d = None if self._prev is None else row[j] - self._prev[j]
-            out[f"{k}_diff"] = None if d is None or math.isnan(d) else float(d)
+            vals = [r[j] for r in self._hist if r[j] is not None]
+            out[f"{k}_roll"] = math.fsum(vals) / len(vals) if vals else None
+            v, p = row[j], None if prev is None else prev[j]
+            out[f"{k}_diff"] = None if v is None or p is None else v - p
         self._prev = row
         return out
 
     def reset(self) -> None:
-        self._hist[:] = np.nan
-        self._count = 0
+        self._hist.clear()
         self._prev = None

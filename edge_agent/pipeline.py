@@ -250,10 +250,10 @@ class Pipeline:
         return [record, *alerts]
 
 
-def _variation(values: Iterable[float]) -> float:
-    v = np.fromiter(values, dtype=np.float64)
-    mean = v.mean() if v.size else 0.0
-    return float((v.max() - v.min()) / mean) if mean > 0 else math.inf
+def _variation(values: Sequence[float]) -> float:
+    """(max - min) / mean of a few numbers; inf when there are none."""
+    mean = sum(values) / len(values) if values else 0.0
+    return (max(values) - min(values)) / mean if mean > 0 else math.inf
 
 
 def _clean_all(features: dict[str, Any]) -> None:

@@ -183,15 +183,29 @@ def _dots(x, table, wsum, out):
     return out
 
 
-def phasors(x: np.ndarray, fs: float, f: float, *, window: str = "hann") -> np.ndarray:
+def phasors(
+    x: np.ndarray,
+    fs: float,
+    f: float,
+    *,
+    window: str = "hann",
+    table: np.ndarray | None = None,
+) -> np.ndarray:
     """Complex peak phasors of every row of ``x`` (channels, n) at ``f`` Hz.
 
     Same result as :func:`~edge_agent.kernels.sequence.dft_phasors`, but the windowed
-    complex exponential is built once and shared by all channels (currents and voltages).
+    complex exponential is built once and shared by all channels. ``table`` is that
+    exponential from :func:`rotation_table` (``n``, ``f / fs``, ``window``), to share it
+    between calls too (currents and voltages).
     """
-    x = np.ascontiguousarray(np.atleast_2d(x), dtype=np.float64)
+    x = np.atleast_2d(np.asarray(x))
+    if x.dtype not in (np.float32, np.float64):
+        x = x.astype(np.float64)
     if not 0 < f < fs / 2:
         raise ValueError(f"{f=} Hz must lie between 0 and fs/2 = {fs / 2:g} Hz")
     n = x.shape[1]
-    table = rotation_table(n, f / fs, window)
+    if table is None:
+        table = rotation_table(n, f / fs, window)
+    elif table.shape != (2, n):
+        raise ValueError(f"table has shape {table.shape}; expected (2, {n})")
     return _dots(x, table, window_sum(window, n), np.empty(x.shape[0], dtype=np.complex128))

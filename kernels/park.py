@@ -61,29 +61,48 @@ def park_modulus(x: np.ndarray) -> np.ndarray:
     return _modulus(x, np.empty(x.shape[1]))
 
 
-@jit
-def _modulus_of(z, out):
-    for i in range(z.shape[0]):
-        out[i] = math.sqrt(z[i].real * z[i].real + z[i].imag * z[i].imag)
-    return out
+@jit_sum
+def _weigh_park(x, w, wm):
+    """wm[i] = w[i]·|Park's vector of x[:, i]|; returns Σ wm."""
+    total = 0.0
+    for i in range(x.shape[1]):
+        d = _K1 * x[0, i] - _K2 * x[1, i] - _K2 * x[2, i]
+        q = _K3 * (x[1, i] - x[2, i])
+        wm[i] = w[i] * math.sqrt(d * d + q * q)
+        total += wm[i]
+    return total
 
 
 @jit_sum
-def _modulus_lines(m, w, wsum, f_over_fs, amp):
-    """Σw·m and, per line, Σw·m·e^{-jωi} and Σw·e^{-jωi}, with ω from ``f_over_fs``.
-    Returns the Hann-weighted mean of m; ``amp[j]`` gets the amplitude of line j of
-    (m - mean). Rotations are built per block, as in engine._rotation_table."""
-    n = m.shape[0]
-    nf = f_over_fs.shape[0]
-    wm = np.empty(n)
-    swm = 0.0
-    for i in range(n):
+def _weigh_complex(z, w, wm):
+    """wm[i] = w[i]·|z[i]|; returns Σ wm."""
+    total = 0.0
+    for i in range(z.shape[0]):
+        re = z[i].real
+        im = z[i].imag
+        wm[i] = w[i] * math.sqrt(re * re + im * im)
+        total += wm[i]
+    return total
+
+
+@jit_sum
+def _weigh_real(m, w, wm):
+    total = 0.0
+    for i in range(m.shape[0]):
         wm[i] = w[i] * m[i]
-        swm += wm[i]
-    dc = swm / wsum
+        total += wm[i]
+    return total
+
+
+@jit_sum
+def _lines(wm, w, wsum, dc, f_over_fs, amp):
+    """amp[j] = |Σ w·(m - dc)·e^{-jω_j i}|·2/Σw from wm = w·m, with ω_j from f_over_fs:
+    Σ wm·e^{-jωi} - dc·Σ w·e^{-jωi}. Rotations are built per block, as in
+    engine._rotation_table."""
+    n = wm.shape[0]
     ir = np.empty(_BLOCK)
     ii = np.empty(_BLOCK)
-    for j in range(nf):
+    for j in range(f_over_fs.shape[0]):
         fo = f_over_fs[j]
         for k in range(_BLOCK):
             ang = -2.0 * math.pi * fo * k
@@ -105,33 +124,47 @@ def _modulus_lines(m, w, wsum, f_over_fs, amp):
                 tr += wb[k] * rr
                 ti += wb[k] * ri
         amp[j] = math.hypot(sr - dc * tr, si - dc * ti) * 2.0 / wsum
-    return dc
+    return amp
+
+
+def _lines_db(weigh, src: np.ndarray, fs: float, freqs) -> list[float]:
+    """Lines at ``freqs`` (Hz) of the modulus that ``weigh`` forms from ``src``, in dB re
+    its Hann-weighted mean; NaN at or beyond fs/2 and for a zero mean; floor -300 dB."""
+    n = src.shape[-1]
+    w = spectral_window("hann", n)
+    wsum = window_sum("hann", n)
+    wm = np.empty(n)
+    dc = weigh(src, w, wm) / wsum
+    inside = [float(f) / fs for f in freqs if 0 < f < fs / 2]
+    amp = _lines(wm, w, wsum, dc, np.array(inside), np.empty(len(inside)))
+    out, j = [], 0
+    for f in freqs:
+        if 0 < f < fs / 2 and dc > 0:
+            out.append(20.0 * math.log10(max(amp[j] / dc, 1e-15)))
+        else:
+            out.append(math.nan)
+        j += 0 < f < fs / 2
+    return out
 
 
 def modulus_lines_db(modulus: np.ndarray, fs: float, freqs: np.ndarray) -> np.ndarray:
     """Lines of a modulus signal at ``freqs`` (Hz), in dB re its Hann-weighted mean.
 
     Each line is a Hann-windowed DFT of (modulus - mean) at the exact frequency, taken as
-    Σ w·m·e^{-jωi} - mean·Σ w·e^{-jωi} so that one pass reads the signal for all lines.
-    ``modulus`` may also be a complex signal (the space vector), whose modulus is then
-    formed in that pass. Lines at or beyond fs/2 are NaN; the floor is -300 dB.
+    Σ w·m·e^{-jωi} - mean·Σ w·e^{-jωi}, so the modulus is formed and weighted once for all
+    lines. ``modulus`` may also be a complex signal (the space vector), whose modulus is
+    then formed here. Lines at or beyond fs/2 are NaN; the floor is -300 dB.
     """
-    m = np.asarray(modulus)
+    m = np.ascontiguousarray(modulus)
     if m.ndim != 1:
         raise ValueError(f"modulus must be 1-D, got shape {m.shape}")
     if np.iscomplexobj(m):
-        m = _modulus_of(np.ascontiguousarray(m), np.empty(m.shape[0]))
-    m = np.ascontiguousarray(m, dtype=np.float64)
+        weigh = _weigh_complex
+    else:
+        m = m.astype(np.float64, copy=False)
+        weigh = _weigh_real
     freqs = np.atleast_1d(np.asarray(freqs, dtype=np.float64))
-    out = np.full(freqs.shape, np.nan)
-    inside = (freqs > 0) & (freqs < fs / 2)
-    amp = np.empty(int(inside.sum()))
-    n = m.shape[0]
-    w = spectral_window("hann", n)
-    dc = _modulus_lines(m, w, window_sum("hann", n), freqs[inside] / fs, amp)
-    if dc > 0:
-        out[inside] = 20.0 * np.log10(np.maximum(amp / dc, 1e-15))
-    return out
+    return np.array(_lines_db(weigh, m, fs, freqs.tolist()))
 
 
 def epva_line_db(x: np.ndarray, fs: float, f_line: float) -> float:
@@ -139,14 +172,16 @@ def epva_line_db(x: np.ndarray, fs: float, f_line: float) -> float:
 
     ``x`` holds the three phase currents, shape (3, n). For the contract feature
     ``epva_2f_db`` pass ``f_line = 2 · supply_hz``. Floors at -300 dB for a perfectly
-    balanced set.
+    balanced set. One pass forms and weighs the modulus, one more reads the line.
     """
-    x = np.ascontiguousarray(x, dtype=np.float64)
+    x = np.ascontiguousarray(x)
     if x.ndim != 2 or x.shape[0] != 3:
         raise ValueError(f"x must have shape (3, n), got {x.shape}")
+    if x.dtype not in (np.float32, np.float64):
+        x = x.astype(np.float64)
     if not 0 < f_line < fs / 2:
         raise ValueError(f"{f_line=} Hz must lie between 0 and fs/2 = {fs / 2:g} Hz")
-    return float(modulus_lines_db(park_modulus(x), fs, np.array([f_line]))[0])
+    return _lines_db(_weigh_park, x, fs, [f_line])[0]
 
 
 def park_ellipse(i1: complex, i2: complex) -> tuple[float, float]:
