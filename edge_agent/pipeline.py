@@ -101,7 +101,11 @@ class Pipeline:
         # A power-of-two length: the long FFT is the largest one, and 17143 points (8 s at
         # 15 kS/s / 7) cost twice 16384.
         n_long = 2 ** round(math.log2(w.long_length_s * self.fs_long))
-        self._long = np.zeros(n_long, dtype=np.complex128)
+        # A mirrored ring: sample r of the ring is stored at r and r + n_long, so the last
+        # n_long samples are always one contiguous slice and a hop writes only its own.
+        self._n_long = n_long
+        self._long_ring = np.zeros(2 * n_long, dtype=np.complex128)
+        self._long_next = 0  # ring index the next sample goes to (= the oldest one's)
         self._long_filled = 0
         # i1 of the short windows the long window spans: lines are only read off a steady
         # load, since a load step smears the fundamental into the sideband bands.
@@ -182,14 +186,25 @@ class Pipeline:
         m = dec.shape[1]
         if m == 0:
             return
+        L = self._n_long
         z = dec[0] + 1j * dec[1]
-        L = self._long.shape[0]
-        if m >= L:
-            self._long[:] = z[-L:]
-        else:
-            self._long[:-m] = self._long[m:]
-            self._long[-m:] = z
+        if m > L:
+            z = z[-L:]
+            m = L
+        r = self._long_next
+        ring = self._long_ring
+        first = min(m, L - r)  # up to the end of the ring, then from its start
+        for off in (0, L):
+            ring[off + r : off + r + first] = z[:first]
+            ring[off : off + m - first] = z[first:]
+        self._long_next = (r + m) % L
         self._long_filled = min(L, self._long_filled + m)
+
+    @property
+    def long_window(self) -> np.ndarray:
+        """The last ``n_long`` decimated space-vector samples, oldest first (a view)."""
+        r = self._long_next
+        return self._long_ring[r : r + self._n_long]
 
     def _window(self) -> list[dict[str, Any]]:
         end = self._n
@@ -210,7 +225,7 @@ class Pipeline:
             v = self._recent[3:] if self.voltages else None
             features.update(self.extractor.short(x, v))
             self._i1_history.append(features["i1"])
-            z = self._long if self._long_filled >= self._long.shape[0] else None
+            z = self.long_window if self._long_filled >= self._n_long else None
             if z is not None and _variation(self._i1_history) > MAX_LOAD_VARIATION:
                 z = None
             features.update(
