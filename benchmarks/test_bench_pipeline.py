@@ -12,6 +12,7 @@ import io
 import itertools
 
 import pytest
+from edge_agent.kernels import fft
 
 from benchmarks import workloads as wl
 from edge_agent.pipeline import Pipeline
@@ -33,12 +34,25 @@ def report_realtime_factor(benchmark, signal_s: float) -> None:
         benchmark.extra_info["realtime_factor"] = round(signal_s / mean, 1)
 
 
-@pytest.mark.benchmark(group="Pipeline.update, one 0.5 s hop (7500 x 3)")
+@pytest.mark.benchmark(group="Pipeline.update, one 0.5 s hop, 3 currents")
+@pytest.mark.parametrize("backend", fft.BACKENDS)
 @pytest.mark.parametrize("model", ["no-model", "default-model"])
-def test_pipeline_hop(benchmark, model):
+def test_pipeline_hop(benchmark, monkeypatch, model, backend):
+    run_hops(benchmark, monkeypatch, backend, voltages=False, model=model)
+
+
+@pytest.mark.benchmark(group="Pipeline.update, one 0.5 s hop, 3 currents + 3 voltages")
+@pytest.mark.parametrize("backend", fft.BACKENDS)
+def test_pipeline_hop_with_voltages(benchmark, monkeypatch, backend):
+    run_hops(benchmark, monkeypatch, backend, voltages=True, model="default-model")
+
+
+def run_hops(benchmark, monkeypatch, backend: str, voltages: bool, model: str) -> None:
+    monkeypatch.setenv("EDGE_AGENT_FFT", backend)
     scorer = default_scorer() if model == "default-model" else None
-    pipe = Pipeline(wl.CONFIG, wl.FS, scorer=scorer)
-    feed = itertools.cycle(wl.hops())
+    roles = ["ia", "ib", "ic"] + (["va", "vb", "vc"] if voltages else [])
+    pipe = Pipeline(wl.CONFIG, wl.FS, roles, scorer=scorer)
+    feed = itertools.cycle(wl.hops(voltages))
     for _ in range(round(WARM_S / wl.HOP_S)):
         pipe.update(next(feed))
 
@@ -47,6 +61,7 @@ def test_pipeline_hop(benchmark, model):
     (window,) = (r for r in records if r["type"] == "window")
     # The timed hop ran the whole chain: short features, rotor features, and the score.
     assert window["features"]["brb_lsb_db"] is not None
+    assert (window["features"].get("vi_area_a") is not None) == voltages
     assert (window["score"] is not None) == (scorer is not None)
     assert not window["anomalous"]
     report_realtime_factor(benchmark, wl.HOP_S)

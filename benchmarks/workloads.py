@@ -11,13 +11,16 @@ bundled model has never seen, and every window would score as anomalous.
 from __future__ import annotations
 
 import functools
+import math
+from dataclasses import dataclass
 
 import numpy as np
+import pytest
 
-from edge_agent import kernels
-from edge_agent.config import Config
-from edge_agent.features import MAX_HARMONIC, SUPPLY_BAND_HZ
-from edge_agent.simulate import SimulationSpec, simulate
+from edge_agent.config import BearingConfig, Config, MotorConfig
+from edge_agent.features import FeatureExtractor
+from edge_agent.pipeline import Pipeline
+from edge_agent.simulate import SimulationSpec, operating_point, simulate
 
 FS = 15000.0
 SEED = 0
@@ -43,50 +46,114 @@ def samples() -> np.ndarray:
 
 
 @functools.cache
-def hops() -> tuple[np.ndarray, ...]:
-    """``samples()`` cut into consecutive hops of shape (HOP, 3), for ``Pipeline.update``."""
-    x = samples()
+def samples_with_voltages() -> np.ndarray:
+    """``SIGNAL_S`` of currents and phase voltages, shape (n, 6): ia, ib, ic, va, vb, vc."""
+    s = SimulationSpec(
+        fs=FS, duration_s=SIGNAL_S, voltages=True, ct_mismatch=CT_MISMATCH, seed=SEED
+    )
+    _, x = simulate(s, CONFIG.motor)
+    return x
+
+
+@functools.cache
+def hops(voltages: bool = False) -> tuple[np.ndarray, ...]:
+    """``samples()`` (or ``samples_with_voltages()``) cut into consecutive hops of shape
+    (HOP, channels), for ``Pipeline.update``."""
+    x = samples_with_voltages() if voltages else samples()
     return tuple(np.ascontiguousarray(x[i : i + HOP]) for i in range(0, x.shape[0], HOP))
 
 
-@functools.cache
-def short_window() -> np.ndarray:
-    """One short window, shape (3, LENGTH), C-contiguous like the pipeline's."""
-    return np.ascontiguousarray(samples()[:LENGTH].T)
+# --- full windows, 3 currents + 3 voltages, as the pipeline holds them ------------------
+
+ROLES = ["ia", "ib", "ic", "va", "vb", "vc"]
+WARM_S = 10.0  # fills the 1 s short window and the 7.65 s long window, with margin
+# A 6205 on a 28-bar rotor: with both, every feature is computed (the slot-harmonic slip
+# search and the bearing lines need them); the default nameplate has neither.
+BEARING_6205 = BearingConfig(n_balls=9, ball_diameter_mm=7.94, pitch_diameter_mm=39.04)
+FULL = Config(motor=MotorConfig(rotor_bars=28, bearing=BEARING_6205))
+FIXED_SUPPLY = Config(motor=MotorConfig(rotor_bars=28, bearing=BEARING_6205, supply_hz=50.0))
+
+# name: (configuration, simulated fault, add principal slot harmonics)
+WORKLOADS = {
+    "healthy": (FULL, None, False),
+    "healthy, default nameplate": (CONFIG, None, False),
+    "broken-bar": (FULL, "broken-bar", False),  # slip from the broken-bar pair
+    "eccentricity": (FULL, "eccentricity", False),  # slip from f ± f_r
+    "slot harmonics": (FULL, None, True),  # slip from the rotor-slot harmonics
+    "bearing-outer, fixed supply_hz": (FIXED_SUPPLY, "bearing-outer", False),
+    "supply-unbalance": (FULL, "supply-unbalance", False),  # z2_ohm
+    "stator-short": (FULL, "stator-short", False),
+}
+TIMED = "healthy"
+SLOT_HARMONIC_DB = -50.0
+
+
+@dataclass(frozen=True)
+class Window:
+    config: Config
+    fs_long: float
+    extractor: FeatureExtractor  # the pipeline's own
+    x: np.ndarray  # (3, n) currents, A
+    v: np.ndarray  # (3, n) voltages, V
+    z: np.ndarray  # long window: decimated i_alpha + j i_beta at fs_long
+
+
+def add_slot_harmonics(samples: np.ndarray, spec: SimulationSpec, motor: MotorConfig) -> None:
+    """Add the principal slot harmonics R·f_r ± f (forward-rotating, ``SLOT_HARMONIC_DB``
+    re the fundamental) to the currents in place: the simulator has none."""
+    op = operating_point(spec, motor)
+    t = np.arange(samples.shape[0]) / spec.fs
+    amp = math.sqrt(2) * op.current_rms * 10 ** (SLOT_HARMONIC_DB / 20)
+    pattern = -2 * np.pi * np.arange(3) / 3
+    for hz in (motor.rotor_bars * op.rotor_hz + spec.supply_hz,
+               motor.rotor_bars * op.rotor_hz - spec.supply_hz):  # fmt: skip
+        samples[:, :3] += amp * np.cos(2 * np.pi * hz * t[:, None] + 0.3 + pattern)
+
+
+def run(extractor, w: Window) -> dict[str, float | None]:
+    """Short and long features of the window, as the pipeline calls them."""
+    out = extractor.short(w.x, w.v)
+    out.update(extractor.long(w.z, out["supply_hz"], out["i1"], extractor.slot_spectrum))
+    return out
+
+
+def clean(value) -> float | None:
+    """As the pipeline records a feature: a finite float, or None (NaN, ±inf, missing)."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
 
 
 @functools.cache
-def short_params() -> tuple[np.ndarray, float, float, int]:
-    """``(p, df, f, n_harmonics)`` of the short window, as ``short_features`` derives them."""
-    x = short_window()
-    df = FS / x.shape[1]
-    _, p = kernels.power_spectrum(x, FS)
-    f = kernels.peak_frequency(p.sum(0), df, SUPPLY_BAND_HZ[0], min(SUPPLY_BAND_HZ[1], FS / 2.5))
-    hw = kernels.spectrum.MAIN_LOBE_HALF_WIDTH["hann"]
-    n_harm = min(MAX_HARMONIC, int((p.shape[1] - 1 - hw) * df / f))
-    return p, df, f, n_harm
-
-
-@functools.cache
-def long_window() -> tuple[np.ndarray, float]:
-    """The full long window ``(x, fs_long)``: x has shape (3, ~17143) at 2142.86 Hz."""
-    dec = kernels.FirDecimator(FS, DECIMATION, 3)
-    x = dec.process(np.ascontiguousarray(samples().T))
-    n = round(CONFIG.windows.long_length_s * dec.fs_out)
-    return np.ascontiguousarray(x[:, -n:]), dec.fs_out
-
-
-@functools.cache
-def brb_params() -> tuple[np.ndarray, float, float, float, float, int]:
-    """``(p_sum, df, f, s_lo, s_hi, half_width)`` for the sideband search, as in
-    ``edge_agent.features.rotor_features``."""
-    x, fs_long = long_window()
-    hw = kernels.spectrum.MAIN_LOBE_HALF_WIDTH["blackmanharris"]
-    df = fs_long / x.shape[1]
-    _, p_sum = kernels.space_vector_spectrum(x, fs_long, window="blackmanharris")
-    _, _, f0, _ = short_params()
-    f = kernels.peak_frequency(p_sum, df, f0 - 1.0, f0 + 1.0)
-    slip = CONFIG.motor.rated_slip
-    s_hi = min(0.25, 1.5 * slip)
-    s_lo = max(0.05 * slip, (2 * hw + 1.5) * df / (2 * f))
-    return p_sum, df, f, s_lo, s_hi, hw
+def window(name: str) -> Window:
+    config, fault, slots = WORKLOADS[name]
+    spec = SimulationSpec(
+        fs=FS,
+        duration_s=WARM_S,
+        fault=fault,
+        voltages=True,
+        ct_mismatch=CT_MISMATCH,
+        seed=SEED,
+    )
+    _, samples = simulate(spec, config.motor)
+    if slots:
+        add_slot_harmonics(samples, spec, config.motor)
+    pipe = Pipeline(config, FS, ROLES)
+    records = pipe.update(samples)
+    w = Window(
+        config=config,
+        fs_long=pipe.fs_long,
+        extractor=pipe.extractor,
+        x=np.ascontiguousarray(samples[-LENGTH:, :3].T),
+        v=np.ascontiguousarray(samples[-LENGTH:, 3:].T),
+        z=np.array(pipe.long_window),  # a copy: the pipeline reuses its buffers
+    )
+    # The last record was computed from these very windows, the long one included.
+    recorded = [r for r in records if r["type"] == "window"][-1]["features"]
+    assert recorded["brb_lsb_db"] is not None
+    again = run(w.extractor, w)
+    assert {k: clean(v) for k, v in again.items()} == pytest.approx(
+        {k: recorded[k] for k in again}, rel=1e-12, abs=1e-12
+    )
+    return w

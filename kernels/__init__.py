@@ -53,27 +53,51 @@ __all__ = [
 
 
 def warm_up() -> None:
-    """Compile (or load from the cache) every kernel for float64 input.
+    """Compile (or load from the cache) every kernel the pipeline calls, for float64 input.
 
-    Call before taking live data so that the first window is not late by a compile.
+    Call before taking live data so that the first window is not late by a compile. Also
+    plans the FFTs of these small test lengths (the real lengths plan in microseconds).
     """
     import numpy as np
+    from edge_agent.kernels.bearing import bearing_orders
+    from edge_agent.kernels.lines import (
+        bearing_line_levels,
+        eccentricity_sidebands,
+        slip_from_eccentricity,
+        slip_from_slot_harmonics,
+    )
+    from edge_agent.kernels.park import clarke, modulus_lines_db, park_modulus
+    from edge_agent.kernels.power import power_from_phasors
+    from edge_agent.kernels.spectrum import band_powers, space_vector_power
 
-    fs, n = 1000.0, 1000
+    fs, n = 2000.0, 8000
     t = np.arange(n) / fs
-    x = np.stack([np.sin(2 * np.pi * 50 * t + k) for k in range(3)])
+    x = np.stack([np.sin(2 * np.pi * 50 * t - k * 2 * np.pi / 3) for k in range(3)])
+    x = x + 0.01 * np.cos(2 * np.pi * 97 * t)
     _freqs, p = power_spectrum(x, fs)
-    f = peak_frequency(p.sum(axis=0), fs / n, 10.0, 100.0)
+    df = fs / n
+    f = peak_frequency(p.sum(axis=0), df, 10.0, 100.0)
     rms(x)
-    thd(p, fs / n, f, 5)
+    thd(p, df, f, 5)
+    band_powers(p, df, np.array([f, 3 * f]), 2)
     sequence_components(dft_phasors(x, fs, f))
     epva_line_db(x, fs, 2 * f)
-    brb_sidebands(p.sum(axis=0), fs / n, f, 0.1, 0.2)
-    FirDecimator(fs, 2, 3).process(x)
-    phase_spectra(x, fs)
-    phasors(x, fs, f)
+    FirDecimator(fs, 2, 2).process(clarke(x))
+    spec = phase_spectra(x, fs)
+    ph = phasors(x, fs, f)
+    power_from_phasors(ph, ph)
     waveform_stats(x)
     fill_gaps(x, 2)
     detect_clipping(x)
     power_quantities(x, x, fs, f)
     vi_features(x, x, fs, f)
+    ab = clarke(x)
+    z = ab[0] + 1j * ab[1]
+    pz = space_vector_power(z)
+    modulus_lines_db(z, fs, [3.0, 24.0])
+    modulus_lines_db(park_modulus(x), fs, [3.0])
+    brb_sidebands(pz, df, f, 0.05, 0.1, 4)
+    slip_from_eccentricity(pz, df, f, 2, 0.05, 0.1, 4)
+    eccentricity_sidebands(pz, df, f, 24.0, 4)
+    bearing_line_levels(pz, df, f, 24.0, bearing_orders(9, 7.9, 34.5, 0.0), 2, 4, 32)
+    slip_from_slot_harmonics(spec.pos, spec.df, f, 28, 2, 0.002, 0.06, 2)
