@@ -84,7 +84,10 @@ class Pipeline:
                 "samples; expected at least 64"
             )
         nch = len(self._cols)
-        self._recent = np.zeros((nch, self.length))
+        # The short window in single precision: 24 bits of mantissa hold a 16-bit ADC's
+        # samples exactly (to 6e-8 of full scale after scaling), and every kernel sums in
+        # double precision. Half the bytes to shift and read each hop.
+        self._recent = np.zeros((nch, self.length), dtype=np.float32)
         self._filled = 0
         self._pending: list[np.ndarray] = []
         self._n_pending = 0
@@ -149,7 +152,7 @@ class Pipeline:
         start = self._n
         self._n += h
         self.stats.samples = self._n
-        has_nan = bool(np.isnan(hop).any())
+        has_nan = bool(np.isnan(hop.max()))  # max propagates NaN: one vectorised pass
         if has_nan:
             hop, n_filled, _ = fill_gaps(hop, self._max_fill)
             if n_filled:

@@ -226,7 +226,9 @@ def _clipped(x, lo, hi, own_extremes, min_run, block, out):
     for c in range(x.shape[0]):
         row = x[c]
         if own_extremes:
-            mx, mn = _extremes(row, block, hi_lanes, lo_lanes)
+            mx, mn = hi[c], lo[c]
+            if not (mx == mx and mn == mn):  # NaN in the row: extremes of the rest
+                mx, mn = _extremes(row, block, hi_lanes, lo_lanes)
             if not mx > mn:  # constant (or all NaN): one flat stretch, not a clipped wave
                 out[c] = 0
                 continue
@@ -267,8 +269,13 @@ def detect_clipping(
         raise ValueError(f"{min_run=} must be at least 1")
     out = np.empty(x.shape[0], dtype=np.int64)
     if rails is None:
-        no_rail = np.zeros(x.shape[0])
-        return _clipped(x, no_rail, no_rail, True, int(min_run), _BLOCK, out)
+        if x.shape[1] == 0:
+            out[:] = 0
+            return out
+        # numpy's max and min are vectorised; a row holding NaN gives NaN, and the kernel
+        # then finds the extremes of its other samples itself.
+        hi, lo = x.max(axis=1).astype(np.float64), x.min(axis=1).astype(np.float64)
+        return _clipped(x, lo, hi, True, int(min_run), _BLOCK, out)
     r = np.asarray(rails, dtype=np.float64)
     if r.shape == (2,):
         r = np.broadcast_to(r, (x.shape[0], 2))

@@ -194,3 +194,9 @@ def test_band_powers_equal_band_power_one_by_one():
     got = band_powers(p, 1.0, freqs, 2)
     ref = [[naive.band_power(row, 1.0, f, 2) for f in freqs] for row in p]
     np.testing.assert_allclose(got, ref, rtol=1e-12)
+
+
+def test_warm_up_compiles_every_pipeline_kernel_without_error():
+    from edge_agent import kernels
+
+    kernels.warm_up()  # raises if any kernel rejects the types the pipeline gives it
