@@ -1,0 +1,1 @@
+"""Acquisition: the serial frame codec (framing.py), the sample ring and the sources."""
