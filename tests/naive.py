@@ -499,9 +499,22 @@ def _vi_cycle(x, y):
     ]
 
 
+def _vi_mean_cycle(signal, period, n_cycles, m, turn):
+    """Mean over the cycles of signal at c·period + ((turn + k/m) mod 1)·period, k = 0..m-1,
+    by np.interp with one sample extrapolated past the end."""
+    extended = np.append(signal, 2 * signal[-1] - signal[-2])
+    instants = np.mod(turn + np.arange(m) / m, 1.0) * period
+    cycles = [
+        np.interp(c * period + instants, np.arange(len(extended)), extended)
+        for c in range(n_cycles)
+    ]
+    return np.mean(cycles, axis=0)
+
+
 def vi_features(v, i, fs: float, f: float, points: int = 64) -> np.ndarray:
-    """Each cycle resampled with np.interp (one sample extrapolated past the end), turned to
-    start on its fundamental voltage peak, normalised, its features averaged over cycles."""
+    """Mean trajectory per phase: the voltage averaged over the cycles on the grid starting at
+    each cycle's start, for the phase of its DFT bin 1; v and i averaged on the grid turned to
+    start on that fundamental voltage peak; normalised, its features computed once."""
     v = np.asarray(v, dtype=np.float64)
     i = np.asarray(i, dtype=np.float64)
     m, period, n = points, fs / f, v.shape[1]
@@ -512,15 +525,12 @@ def vi_features(v, i, fs: float, f: float, points: int = 64) -> np.ndarray:
         if not (np.all(np.isfinite(v[c])) and np.all(np.isfinite(i[c]))):
             out[c] = math.nan
             continue
-        ve = np.append(v[c], 2 * v[c, -1] - v[c, -2])
-        ie = np.append(i[c], 2 * i[c, -1] - i[c, -2])
-        rows = []
-        for cyc in range(n_cycles):
-            base = np.interp(cyc * period + k * period / m, np.arange(n + 1), ve)
-            theta = cmath.phase(complex(np.sum(base * np.exp(-2j * np.pi * k / m))))
-            t = cyc * period + np.mod(-theta / (2 * np.pi) + k / m, 1.0) * period
-            x = np.interp(t, np.arange(n + 1), ve)
-            y = np.interp(t, np.arange(n + 1), ie)
-            rows.append(_vi_cycle(x / np.max(np.abs(x)), y / np.max(np.abs(y))))
-        out[c] = np.mean(np.array(rows), axis=0)
+        mean_v = _vi_mean_cycle(v[c], period, n_cycles, m, 0.0)
+        turn = -cmath.phase(complex(np.sum(mean_v * np.exp(-2j * np.pi * k / m)))) / (2 * np.pi)
+        x = _vi_mean_cycle(v[c], period, n_cycles, m, turn)
+        y = _vi_mean_cycle(i[c], period, n_cycles, m, turn)
+        if np.max(np.abs(x)) == 0 or np.max(np.abs(y)) == 0:
+            out[c] = math.nan
+            continue
+        out[c] = _vi_cycle(x / np.max(np.abs(x)), y / np.max(np.abs(y)))
     return out
