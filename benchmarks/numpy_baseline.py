@@ -56,6 +56,7 @@ def hann(n: int) -> np.ndarray:
 
 def power_spectrum(x: np.ndarray, fs: float) -> tuple[np.ndarray, np.ndarray]:
     """Hann-windowed one-sided power spectrum, one ``scipy.fft.rfft`` per phase."""
+    x = np.asarray(x, dtype=np.float64)
     n = x.shape[-1]
     w = hann(n)
     scale = (2.0 / w.sum()) ** 2
@@ -64,11 +65,13 @@ def power_spectrum(x: np.ndarray, fs: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 def rms(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
     return np.sqrt(np.mean(x**2, axis=-1))
 
 
 def dft_phasors(x: np.ndarray, fs: float, f: float) -> np.ndarray:
     """Peak-amplitude phasors at ``f`` Hz by a Hann-windowed DFT against ``np.exp``."""
+    x = np.asarray(x, dtype=np.float64)
     n = x.shape[-1]
     w = hann(n)
     return (x * w) @ np.exp(-2j * np.pi * (f / fs) * np.arange(n)) * (2.0 / w.sum())
@@ -89,6 +92,7 @@ def thd(p: np.ndarray, df: float, f: float, n_harmonics: int, half_width: int = 
 
 def epva_line_db(x: np.ndarray, fs: float, f_line: float) -> float:
     """Line at ``f_line`` in the Park's vector modulus, dB re its Hann-weighted mean."""
+    x = np.asarray(x, dtype=np.float64)
     n = x.shape[-1]
     w = hann(n)
     d = math.sqrt(2 / 3) * x[0] - (x[1] + x[2]) / math.sqrt(6)
@@ -381,6 +385,8 @@ def _modulus_lines_db(m: np.ndarray, fs: float, freqs: list[float]) -> list[floa
 def _vi_features(
     v: np.ndarray, i: np.ndarray, fs: float, f: float, m: int = 64, finite: np.ndarray | None = None
 ) -> np.ndarray:
+    v = np.asarray(v, dtype=np.float64)
+    i = np.asarray(i, dtype=np.float64)
     """V-I trajectory features (3, 9) of the mean trajectory of each phase (kernels/vi.py).
 
     ``finite`` (3,) says which phases have only finite samples in v and i, when already known.
@@ -545,6 +551,10 @@ class NumpyExtractor:
     # --- short window -------------------------------------------------------------------
 
     def short(self, x: np.ndarray, v: np.ndarray | None) -> dict[str, float | None]:
+        # The pipeline holds its window in float32; the arithmetic is in float64, as the
+        # kernels do theirs (numpy would otherwise sum float32 in float32).
+        x = np.asarray(x, dtype=np.float64)
+        v = None if v is None else np.asarray(v, dtype=np.float64)
         out: dict[str, float | None] = {}
         fs = self.fs
         n = x.shape[1]

@@ -9,10 +9,9 @@ branch of the slip search and every optional feature is compared.
 
 Workloads: seeded simulations (``edge_agent.simulate``, voltages on, 15 kS/s) fed for 10 s
 through a :class:`Pipeline` with roles ia, ib, ic, va, vb, vc, which fills the 1 s short
-window and the long window (16384 decimated samples, 7.65 s) as in service. The long
-window is the pipeline's own; the short window is the last second of samples, which is
-what the pipeline holds (the last window record is checked against the extractor to make
-sure of both).
+window and the long window (16384 decimated samples, 7.65 s) as in service. Both windows
+are the pipeline's own (the short one in float32, as the pipeline holds it); the last
+window record is checked against the extractor to make sure of both.
 
 ``extra_info["realtime_factor"]`` is one hop (0.5 s) over the mean time of short + long.
 """

@@ -145,8 +145,9 @@ def window(name: str) -> Window:
         config=config,
         fs_long=pipe.fs_long,
         extractor=pipe.extractor,
-        x=np.ascontiguousarray(samples[-LENGTH:, :3].T),
-        v=np.ascontiguousarray(samples[-LENGTH:, 3:].T),
+        # The pipeline's own short window (float32), as the last record was computed from.
+        x=pipe._recent[:3].copy(),
+        v=pipe._recent[3:].copy(),
         z=np.array(pipe.long_window),  # a copy: the pipeline reuses its buffers
     )
     # The last record was computed from these very windows, the long one included.
