@@ -13,9 +13,15 @@ from __future__ import annotations
 
 import argparse
 import filecmp
+import os
 import sys
 import tempfile
 from pathlib import Path
+
+# The FFT library is part of the arithmetic: build with scipy's, which every installation
+# has, whether or not pyFFTW is installed here. (The rebuild is byte-identical on machines
+# of the same architecture; vectorised sums may round differently on another.)
+os.environ["EDGE_AGENT_FFT"] = "scipy"
 
 from edge_agent.config import Config
 from edge_agent.simulate import SimulationSpec, write_recording
