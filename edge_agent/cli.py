@@ -187,6 +187,80 @@ def _load_scorer(cfg: Config, model: Path | None, no_model: bool):
 
 
 @main.command()
+@click.option(
+    "--source",
+    type=click.Choice(["serial", "tcp", "replay", "simulator"]),
+    help="Where samples come from (default: the config's [acquisition] source).",
+)
+@click.option(
+    "--device", help="Serial device path or pyserial URL (socket://, rfc2217://) to read."
+)
+@click.option(
+    "--recording",
+    type=click.Path(path_type=Path),
+    help="With --source replay: the .csv or .npy file to play as if live.",
+)
+@click.option(
+    "--model",
+    type=click.Path(path_type=Path),
+    help="Model bundle folder (default: the config's, else the bundled default).",
+)
+@click.option(
+    "--no-model", is_flag=True, help="Compute features only; no scores or anomaly alerts."
+)
+@click.option("--out", type=click.Path(path_type=Path), help="JSON Lines output (default stdout).")
+@config_option
+def run(
+    source: str | None,
+    device: str | None,
+    recording: Path | None,
+    model: Path | None,
+    no_model: bool,
+    out: Path | None,
+    config_path: Path | None,
+) -> None:
+    """Analyse a live source until it ends or is stopped (Ctrl-C, SIGTERM).
+
+    Reads samples from the serial ADC, a TCP socket, a recording played at its real rate,
+    or the simulator, as [acquisition] in the config says, and writes one JSON record per
+    line as in replay (times in UNIX seconds). Counters (lost samples, CRC errors,
+    reconnects) go to stderr at the end.
+    """
+    import signal
+    import threading
+
+    from edge_agent.acquisition.sources import make_source
+    from edge_agent.service import run as run_service
+
+    cfg = _config(
+        config_path, **{"acquisition.source": source, "output.path": str(out) if out else None}
+    )
+    if device is not None:
+        cfg.acquisition.serial.device = device
+    if recording is not None:
+        cfg.acquisition.replay.path = recording
+    src = make_source(cfg)
+    scorer = _load_scorer(cfg, model, no_model)
+    if hasattr(src, "open"):
+        src.open()  # a missing device or a permission problem is an error now
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    stream, close = _open_out(cfg.output.path)
+    try:
+        result = run_service(cfg, src, stream, scorer=scorer, stop=stop)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if close:
+            stream.close()
+    click.echo(result.summary(), err=True)
+
+
+@main.command()
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--fs", type=float, help="Sample rate, Hz (when the file has no t_s column).")
 @click.option(

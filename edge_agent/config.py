@@ -43,8 +43,60 @@ class ChannelScaling(_Model):
     ratio: float = Field(1.0, gt=0, description="CT or VT ratio, primary/secondary")
 
 
+class SerialConfig(_Model):
+    """A serial ADC: a device path, or a pyserial URL such as ``rfc2217://host:port``."""
+
+    device: str = Field("/dev/ttyACM0", min_length=1)
+    baud: int = Field(
+        2_000_000, gt=0, description="ignored by USB CDC devices; 6 ch at 15 kS/s need ~2 Mbd"
+    )
+    protocol: Literal["binary", "ascii"] = "binary"
+    exclusive: bool = Field(True, description="refuse to share the port with another program")
+    reconnect_max_s: float = Field(
+        10.0, gt=0, le=600, description="longest wait between reopen attempts after an unplug"
+    )
+
+
+class TcpConfig(_Model):
+    """Raw protocol frames (or ASCII lines) from a TCP server, e.g. a serial-to-Ethernet box."""
+
+    host: str = Field("127.0.0.1", min_length=1)
+    port: int = Field(4001, gt=0, lt=65536)
+    protocol: Literal["binary", "ascii"] = "binary"
+    reconnect_max_s: float = Field(10.0, gt=0, le=600)
+
+
+class ReplaySourceConfig(_Model):
+    """A recording played as if live."""
+
+    path: Path | None = Field(None, description="a .csv or .npy recording")
+    speed: float = Field(1.0, ge=0, description="multiple of real time; 0 = as fast as possible")
+
+
+class SimulatorSourceConfig(_Model):
+    """The built-in motor simulator at the real rate (see ``edge-agent simulate``)."""
+
+    duration_s: float = Field(3600.0, gt=0, description="length of the simulated run, s")
+    fault: str | None = None
+    severity: float | None = None
+    onset_s: float = Field(0.0, ge=0)
+    load: float = Field(0.8, ge=0, le=1.2)
+    voltages: bool = False
+    seed: int = 0
+
+
 class AcquisitionConfig(_Model):
+    source: Literal["serial", "tcp", "replay", "simulator"] = Field(
+        "serial", description="where `edge-agent run` takes samples from"
+    )
     fs: float = Field(15000.0, gt=0, le=1e6, description="sample rate per channel, Hz")
+    ring_s: float = Field(
+        5.0, gt=0, le=600, description="seconds of samples buffered between the threads"
+    )
+    serial: SerialConfig = Field(default_factory=SerialConfig)
+    tcp: TcpConfig = Field(default_factory=TcpConfig)
+    replay: ReplaySourceConfig = Field(default_factory=ReplaySourceConfig)
+    simulator: SimulatorSourceConfig = Field(default_factory=SimulatorSourceConfig)
     channels: list[Literal["ia", "ib", "ic", "va", "vb", "vc"]] = Field(
         default_factory=lambda: list(CURRENT_CHANNELS),
         description="channel order of the source; ia, ib, ic required, va, vb, vc optional",

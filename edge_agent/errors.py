@@ -25,6 +25,13 @@ class InputMissingError(EdgeAgentError):
     exit_code = 66
 
 
+class AccessDeniedError(EdgeAgentError):
+    """A device or file this user may not open, e.g. a serial port without the ``dialout``
+    group (EX_NOPERM)."""
+
+    exit_code = 77
+
+
 class ConfigError(EdgeAgentError):
     """A configuration value that is missing, of the wrong type or out of range (EX_CONFIG)."""
 

@@ -1,0 +1,351 @@
+"""Where samples come from: a serial ADC, a TCP socket, a recording, or the simulator.
+
+Every source is a producer for a :class:`~edge_agent.acquisition.ring.SampleRing`: its
+:meth:`Source.run` loop (the acquisition thread) writes blocks of samples in amperes and
+volts, marks a gap before the first sample after any loss, and returns when the data end
+or ``stop`` is set. The processing thread reads the ring; it never sees which source it is.
+
+- :class:`SerialSource` reads protocol frames (docs/serial-protocol.md) or ASCII lines
+  from a device path or a pyserial URL (``socket://``, ``rfc2217://``). It survives an
+  unplugged cable: it reopens with a capped, doubling backoff, counts the reconnects and
+  marks a gap, and never stitches across the outage.
+- :class:`ReplaySource` plays a recording at ``speed`` times real time (0 = as fast as
+  the consumer takes it; then it waits for room rather than overrun the ring).
+- :class:`SimulatorSource` runs the motor simulator at the real rate.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edge_agent.acquisition.framing import AsciiParser, FrameParser, Parsed, Scaling
+from edge_agent.acquisition.ring import SampleRing
+from edge_agent.config import Config
+from edge_agent.errors import AccessDeniedError, ConfigError, InputMissingError
+
+log = logging.getLogger(__name__)
+
+BACKOFF_START_S = 0.1
+READ_TIMEOUT_S = 0.05
+PACE_BLOCK_S = 0.01  # live sources release samples in 10 ms blocks
+
+
+@dataclass
+class SourceStats:
+    """Counters of one source, cumulative (the daemon reports them)."""
+
+    samples: int = 0  # samples delivered to the ring
+    frames: int = 0
+    crc_errors: int = 0
+    bad_headers: int = 0
+    bad_lines: int = 0
+    bytes_skipped: int = 0  # garbage between frames
+    lost_samples: int = 0  # known from frame sequence gaps
+    gaps: int = 0  # gap marks written to the ring
+    reconnects: int = 0
+    disconnected_s: float = 0.0
+    errors: list[str] = field(default_factory=list)  # last few distinct problems
+
+
+class Source:
+    """A producer of samples in ``roles`` order at ``fs`` Hz."""
+
+    name = "source"
+
+    def __init__(self, fs: float, roles: list[str]) -> None:
+        self.fs = float(fs)
+        self.roles = list(roles)
+        self.stats = SourceStats()
+
+    def run(self, ring: SampleRing, stop: threading.Event) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def _deliver(self, ring: SampleRing, samples: np.ndarray, gaps: Iterable[int]) -> None:
+        """Write ``samples`` (n, channels) to the ring, a gap mark before each ``gaps`` row."""
+        cuts = sorted({int(g) for g in gaps if 0 <= g < samples.shape[0]})
+        start = 0
+        gap_here = bool(cuts) and cuts[0] == 0
+        for cut in [c for c in cuts if c > 0] + [samples.shape[0]]:
+            if cut > start:
+                ring.write(samples[start:cut], gap_before=gap_here)
+                self.stats.gaps += gap_here
+            start, gap_here = cut, True
+        self.stats.samples += samples.shape[0]
+
+
+def scaling_for(config: Config) -> Scaling:
+    """Counts to amperes and volts for the configured channels (identity where unset)."""
+    acq = config.acquisition
+    rows = [acq.scaling.get(ch) for ch in acq.channels]
+    return Scaling(
+        offset=np.array([r.offset if r else 0.0 for r in rows]),
+        gain=np.array([r.gain if r else 1.0 for r in rows]),
+        ratio=np.array([r.ratio if r else 1.0 for r in rows]),
+    )
+
+
+# --- serial and TCP ------------------------------------------------------------------
+
+
+def open_port(url: str, baud: int, exclusive: bool):
+    """Open a serial device path or pyserial URL for reading; errors name the device."""
+    import serial
+
+    kwargs = {"baudrate": baud, "timeout": READ_TIMEOUT_S}
+    if "://" not in url:
+        kwargs["exclusive"] = exclusive
+    try:
+        return serial.serial_for_url(url, **kwargs)
+    except serial.SerialException as exc:
+        cause = exc.__cause__ or exc.__context__
+        err = getattr(exc, "errno", None) or getattr(cause, "errno", None)
+        if err == errno.ENOENT or (("://" not in url) and not Path(url).exists()):
+            raise InputMissingError(
+                f"{url}: no such serial device; is the ADC plugged in? Set "
+                "[acquisition.serial] device (a path such as /dev/ttyACM0 or a URL)"
+            ) from None
+        if err in (errno.EACCES, errno.EPERM):
+            raise AccessDeniedError(
+                f"{url}: permission denied; add the user running edge-agent to the 'dialout' "
+                "group (sudo usermod -aG dialout USER, then log in again)"
+            ) from None
+        if err == errno.EBUSY or "exclusive" in str(exc).lower() or "lock" in str(exc).lower():
+            raise InputMissingError(
+                f"{url}: the port is in use by another program (exclusive open)"
+            ) from None
+        raise InputMissingError(f"{url}: cannot open: {exc}") from None
+
+
+class SerialSource(Source):
+    """Frames or ASCII lines from a serial port (or any pyserial URL), with reconnects."""
+
+    name = "serial"
+
+    def __init__(
+        self,
+        url: str,
+        fs: float,
+        roles: list[str],
+        scaling: Scaling,
+        *,
+        baud: int = 2_000_000,
+        protocol: str = "binary",
+        exclusive: bool = True,
+        reconnect_max_s: float = 10.0,
+    ) -> None:
+        super().__init__(fs, roles)
+        if protocol not in ("binary", "ascii"):
+            raise ConfigError(f"protocol={protocol!r}: expected 'binary' or 'ascii'")
+        self.url, self.baud, self.exclusive = url, int(baud), exclusive
+        self.protocol = protocol
+        self.reconnect_max_s = float(reconnect_max_s)
+        self.scaling = scaling
+        channels = len(roles)
+        self.parser = FrameParser(channels) if protocol == "binary" else AsciiParser(channels)
+        self.port = None
+
+    def open(self) -> None:
+        """Open the port now: a missing device or a permission problem is an error here,
+        at start-up, rather than a silent retry loop."""
+        self.port = open_port(self.url, self.baud, self.exclusive)
+
+    def run(self, ring: SampleRing, stop: threading.Event) -> None:
+        import serial
+
+        if self.port is None:
+            self.open()
+        gap_next = False
+        while not stop.is_set():
+            try:
+                data = self.port.read(max(1, min(self.port.in_waiting, 1 << 16)) or 4096)
+            except (serial.SerialException, OSError) as exc:
+                self._note(f"{self.url}: read failed: {exc}")
+                self._close()
+                if not self._reopen(stop):
+                    break
+                # Whatever was in flight is lost: the parser starts afresh, and the next
+                # sample follows a gap however the frame counter continues.
+                self.parser.reset()
+                gap_next = True
+                continue
+            if not data:
+                continue
+            parsed = self.parser.feed(data)
+            self._count(parsed)
+            if parsed.samples.shape[0]:
+                gaps = list(parsed.gaps)
+                if gap_next:
+                    gaps.insert(0, 0)
+                    gap_next = False
+                self._deliver(ring, self.scaling.apply(parsed.samples), gaps)
+        self._close()
+
+    def _count(self, parsed: Parsed) -> None:
+        p, s = self.parser, self.stats
+        for name in ("frames", "crc_errors", "bad_headers", "bytes_skipped", "lost_samples"):
+            if hasattr(p, name):
+                setattr(s, name, getattr(p, name))
+        if hasattr(p, "bad_lines"):
+            s.bad_lines = p.bad_lines
+
+    def _note(self, message: str) -> None:
+        log.warning(message)
+        self.stats.errors = [*self.stats.errors[-4:], message]
+
+    def _close(self) -> None:
+        if self.port is not None:
+            try:
+                self.port.close()
+            except Exception:  # closing a port that vanished may fail in any way
+                pass
+            self.port = None
+
+    def _reopen(self, stop: threading.Event) -> bool:
+        """Reopen with a doubling backoff capped at reconnect_max_s; False if stopped."""
+        t0 = time.monotonic()
+        delay = BACKOFF_START_S
+        while not stop.wait(delay):
+            try:
+                self.port = open_port(self.url, self.baud, self.exclusive)
+            except (InputMissingError, AccessDeniedError) as exc:
+                self._note(str(exc))
+                delay = min(2 * delay, self.reconnect_max_s)
+                continue
+            self.stats.reconnects += 1
+            self.stats.disconnected_s += time.monotonic() - t0
+            log.warning("%s: reconnected after %.1f s", self.url, time.monotonic() - t0)
+            return True
+        self.stats.disconnected_s += time.monotonic() - t0
+        return False
+
+
+# --- paced sources: replay and simulator ---------------------------------------------
+
+
+class _Pacer:
+    """Releases sample ``k`` no earlier than ``k / (fs · speed)`` after the first call."""
+
+    def __init__(self, fs: float, speed: float) -> None:
+        self.rate = fs * speed
+        self.t0: float | None = None
+
+    def wait(self, k: int, stop: threading.Event) -> bool:
+        if self.rate <= 0:
+            return not stop.is_set()
+        now = time.monotonic()
+        if self.t0 is None:
+            self.t0 = now
+        ahead = self.t0 + k / self.rate - now
+        return not (ahead > 0 and stop.wait(ahead)) and not stop.is_set()
+
+
+def _blocks(x: np.ndarray, n: int) -> Iterator[tuple[int, np.ndarray]]:
+    for i in range(0, x.shape[0], n):
+        yield i, x[i : i + n]
+
+
+class ReplaySource(Source):
+    """A recording played at ``speed`` times real time (0 = as fast as it is consumed)."""
+
+    name = "replay"
+
+    def __init__(self, path: str | Path, config: Config, speed: float = 1.0, **open_kw) -> None:
+        from edge_agent.recording import open_recording
+
+        self.recording = open_recording(path, **open_kw)
+        super().__init__(self.recording.fs, self.recording.roles)
+        self.speed = float(speed)
+
+    def run(self, ring: SampleRing, stop: threading.Event) -> None:
+        pacer = _Pacer(self.fs, self.speed)
+        block = max(1, round(PACE_BLOCK_S * self.fs))
+        try:
+            for chunk in self.recording.chunks():
+                for i, piece in _blocks(chunk.samples, block):
+                    gaps = [g - i for g in chunk.gaps if i <= g < i + piece.shape[0]]
+                    if not pacer.wait(self.stats.samples, stop):
+                        return
+                    if self.speed <= 0:  # as fast as possible, but never overrun the ring
+                        while ring.capacity - ring.available < piece.shape[0]:
+                            if stop.wait(0.002):
+                                return
+                    self._deliver(ring, piece, gaps)
+        finally:
+            self.recording.close()
+
+
+class SimulatorSource(Source):
+    """The motor simulator (edge_agent.simulate) delivering samples at the real rate."""
+
+    name = "simulator"
+
+    def __init__(self, config: Config, speed: float = 1.0) -> None:
+        from edge_agent.simulate import SimulationSpec, channel_names, validate_spec
+
+        sim = config.acquisition.simulator
+        self.spec = SimulationSpec(
+            fs=config.acquisition.fs,
+            duration_s=sim.duration_s,
+            supply_hz=config.motor.supply_hz or config.motor.rated_hz,
+            load=sim.load,
+            fault=sim.fault,
+            severity=sim.severity,
+            onset_s=sim.onset_s,
+            voltages=sim.voltages,
+            seed=sim.seed,
+        )
+        try:
+            validate_spec(self.spec, config.motor)
+        except ValueError as exc:
+            raise ConfigError(f"[acquisition.simulator]: {exc}") from None
+        self.motor = config.motor
+        super().__init__(self.spec.fs, channel_names(self.spec))
+        self.speed = float(speed)
+
+    def run(self, ring: SampleRing, stop: threading.Event) -> None:
+        from edge_agent.simulate import iter_blocks
+
+        pacer = _Pacer(self.fs, self.speed)
+        for _, x in iter_blocks(self.spec, self.motor, block_s=PACE_BLOCK_S):
+            if not pacer.wait(self.stats.samples, stop):
+                return
+            if self.speed <= 0:
+                while ring.capacity - ring.available < x.shape[0]:
+                    if stop.wait(0.002):
+                        return
+            self._deliver(ring, x, ())
+
+
+def make_source(config: Config, *, replay_path: str | Path | None = None) -> Source:
+    """The source that ``[acquisition] source`` names, built from the config."""
+    acq = config.acquisition
+    kind = "replay" if replay_path is not None else acq.source
+    if kind == "serial":
+        s = acq.serial
+        return SerialSource(
+            s.device, acq.fs, list(acq.channels), scaling_for(config), baud=s.baud,
+            protocol=s.protocol, exclusive=s.exclusive, reconnect_max_s=s.reconnect_max_s,
+        )  # fmt: skip
+    if kind == "tcp":
+        t = acq.tcp
+        return SerialSource(
+            f"socket://{t.host}:{t.port}", acq.fs, list(acq.channels), scaling_for(config),
+            protocol=t.protocol, exclusive=False, reconnect_max_s=t.reconnect_max_s,
+        )  # fmt: skip
+    if kind == "replay":
+        path = replay_path if replay_path is not None else acq.replay.path
+        if path is None:
+            raise ConfigError("[acquisition] source = 'replay' needs [acquisition.replay] path")
+        # A .npy file has no time column: its rate is the configured one. A CSV's t_s
+        # column gives its own (a CSV without one needs --fs on replay instead).
+        fs = acq.fs if Path(path).suffix.lower() == ".npy" else None
+        return ReplaySource(path, config, speed=acq.replay.speed, fs=fs)
+    return SimulatorSource(config)
