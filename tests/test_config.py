@@ -88,3 +88,14 @@ def test_shipped_example_config_is_valid():
     example = Path(__file__).parent.parent / "systemd" / "edge-agent.toml"
     cfg = load_config(example, environ={})
     assert isinstance(cfg, Config)
+    # Every setting is in the example, with its default value: it documents them all.
+    assert cfg == Config()
+
+
+def test_nested_source_tables_take_environment_overrides():
+    cfg = load_config(None, environ={"EDGE_AGENT_ACQUISITION__SERIAL__DEVICE": "socket://x:1",
+                                     "EDGE_AGENT_ACQUISITION__REPLAY__SPEED": "0"})  # fmt: skip
+    assert cfg.acquisition.serial.device == "socket://x:1"
+    assert cfg.acquisition.replay.speed == 0.0
+    with pytest.raises(ConfigError, match=r"acquisition\.serial\.protocol"):
+        load_config(None, environ={"EDGE_AGENT_ACQUISITION__SERIAL__PROTOCOL": "modbus"})
