@@ -16,7 +16,6 @@ or ``stop`` is set. The processing thread reads the ring; it never sees which so
 
 from __future__ import annotations
 
-import errno
 import logging
 import threading
 import time
@@ -27,9 +26,10 @@ from pathlib import Path
 import numpy as np
 
 from edge_agent.acquisition.framing import AsciiParser, FrameParser, Parsed, Scaling
+from edge_agent.acquisition.ports import open_port
 from edge_agent.acquisition.ring import SampleRing
 from edge_agent.config import Config
-from edge_agent.errors import AccessDeniedError, ConfigError, InputMissingError
+from edge_agent.errors import ConfigError, EdgeAgentError
 
 log = logging.getLogger(__name__)
 
@@ -95,35 +95,6 @@ def scaling_for(config: Config) -> Scaling:
 # --- serial and TCP ------------------------------------------------------------------
 
 
-def open_port(url: str, baud: int, exclusive: bool):
-    """Open a serial device path or pyserial URL for reading; errors name the device."""
-    import serial
-
-    kwargs = {"baudrate": baud, "timeout": READ_TIMEOUT_S}
-    if "://" not in url:
-        kwargs["exclusive"] = exclusive
-    try:
-        return serial.serial_for_url(url, **kwargs)
-    except serial.SerialException as exc:
-        cause = exc.__cause__ or exc.__context__
-        err = getattr(exc, "errno", None) or getattr(cause, "errno", None)
-        if err == errno.ENOENT or (("://" not in url) and not Path(url).exists()):
-            raise InputMissingError(
-                f"{url}: no such serial device; is the ADC plugged in? Set "
-                "[acquisition.serial] device (a path such as /dev/ttyACM0 or a URL)"
-            ) from None
-        if err in (errno.EACCES, errno.EPERM):
-            raise AccessDeniedError(
-                f"{url}: permission denied; add the user running edge-agent to the 'dialout' "
-                "group (sudo usermod -aG dialout USER, then log in again)"
-            ) from None
-        if err == errno.EBUSY or "exclusive" in str(exc).lower() or "lock" in str(exc).lower():
-            raise InputMissingError(
-                f"{url}: the port is in use by another program (exclusive open)"
-            ) from None
-        raise InputMissingError(f"{url}: cannot open: {exc}") from None
-
-
 class SerialSource(Source):
     """Frames or ASCII lines from a serial port (or any pyserial URL), with reconnects."""
 
@@ -155,7 +126,7 @@ class SerialSource(Source):
     def open(self) -> None:
         """Open the port now: a missing device or a permission problem is an error here,
         at start-up, rather than a silent retry loop."""
-        self.port = open_port(self.url, self.baud, self.exclusive)
+        self.port = open_port(self.url, self.baud, exclusive=self.exclusive, timeout=READ_TIMEOUT_S)
 
     def run(self, ring: SampleRing, stop: threading.Event) -> None:
         import serial
@@ -214,8 +185,10 @@ class SerialSource(Source):
         delay = BACKOFF_START_S
         while not stop.wait(delay):
             try:
-                self.port = open_port(self.url, self.baud, self.exclusive)
-            except (InputMissingError, AccessDeniedError) as exc:
+                self.port = open_port(
+                    self.url, self.baud, exclusive=self.exclusive, timeout=READ_TIMEOUT_S
+                )
+            except EdgeAgentError as exc:
                 self._note(str(exc))
                 delay = min(2 * delay, self.reconnect_max_s)
                 continue

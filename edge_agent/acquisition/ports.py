@@ -1,0 +1,62 @@
+"""Opening serial ports (device paths and pyserial URLs) with errors a user can act on.
+
+Shared by the sources, which read ADCs, and the emulator, which writes to them: the same
+device problems get the same messages and exit codes (ARCHITECTURE.md): a missing or busy
+device or a refused connection is 66, a port the user may not open is 77.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from typing import Any
+
+from edge_agent.errors import AccessDeniedError, EdgeAgentError, InputMissingError
+
+
+def _errno(exc: BaseException) -> int | None:
+    for e in (exc, exc.__cause__, exc.__context__):
+        code = getattr(e, "errno", None)
+        if code is not None:
+            return code
+    return None
+
+
+def port_error(device: str, exc: BaseException) -> EdgeAgentError:
+    """The error to raise for ``exc`` from opening ``device``, naming the device."""
+    code = _errno(exc)
+    text = str(exc)
+    if code == errno.ENOENT:
+        return InputMissingError(
+            f"{device}: no such serial device; is the adapter plugged in? "
+            "(`ls /dev/serial/by-id/` lists the serial ports)"
+        )
+    if code in (errno.EACCES, errno.EPERM):
+        return AccessDeniedError(
+            f"{device}: permission denied; the user running edge-agent must be in the "
+            "'dialout' group (sudo usermod -aG dialout USER, then log in again)"
+        )
+    if code == errno.EBUSY or "exclusive" in text.lower() or "lock" in text.lower():
+        return InputMissingError(f"{device}: device busy; another program has it open")
+    if code == errno.ECONNREFUSED:
+        return InputMissingError(f"{device}: connection refused; is the server listening?")
+    # pyserial reports a failed termios setup without an errno ("Could not configure port").
+    if code in (errno.ENOTTY, errno.EINVAL) or "configure port" in text:
+        return InputMissingError(f"{device}: not a serial port ({exc})")
+    return InputMissingError(f"{device}: cannot open: {exc}")
+
+
+def open_port(device: str, baud: int, *, exclusive: bool = False, **kwargs: Any):
+    """``serial.serial_for_url(device, baudrate=baud, **kwargs)``, with errors that name the
+    device. ``exclusive`` (an advisory lock, so two programs cannot share the port) applies
+    to device paths only; URLs ignore it."""
+    import serial
+
+    if "://" not in device and not os.path.exists(device):
+        raise port_error(device, FileNotFoundError(errno.ENOENT, "no such file", device))
+    if "://" not in device:
+        kwargs["exclusive"] = exclusive
+    try:
+        return serial.serial_for_url(device, baudrate=baud, **kwargs)
+    except (serial.SerialException, OSError, ValueError) as exc:
+        raise port_error(device, exc) from None
