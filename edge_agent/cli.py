@@ -35,8 +35,11 @@ def _config(path: Path | None, **overrides: Any) -> Config:
     for dotted, value in overrides.items():
         if value is None:
             continue
-        table, key = dotted.split(".")
-        tree.setdefault(table, {})[key] = value
+        *tables, key = dotted.split(".")
+        node = tree
+        for table in tables:
+            node = node.setdefault(table, {})
+        node[key] = value
     return load_config(path, overrides=tree)
 
 
@@ -258,6 +261,102 @@ def run(
         if close:
             stream.close()
     click.echo(result.summary(), err=True)
+
+
+@main.command("adc-emulate")
+@click.argument("device")
+@click.option(
+    "--recording",
+    type=click.Path(path_type=Path),
+    help="Play this .csv or .npy recording (default: the simulator, as [acquisition.simulator]).",
+)
+@click.option("--fs", type=float, help="Sample rate of a .npy recording, Hz (default: config fs).")
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), help="Simulated s.")
+@click.option("--fault", help="Simulated fault (as `simulate --fault`).")
+@click.option(
+    "--protocol",
+    type=click.Choice(["binary", "ascii"]),
+    help="Frames (docs/serial-protocol.md) or ASCII lines (default: [acquisition.serial]).",
+)
+@click.option("--frame-samples", type=click.IntRange(1, 4096), default=64, show_default=True)
+@click.option("--baud", type=int, help="UART line rate (default: [acquisition.serial] baud).")
+@click.option(
+    "--speed",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help="Multiple of real time; 0 = as fast as the device takes it.",
+)
+@config_option
+def adc_emulate(
+    device: str,
+    recording: Path | None,
+    fs: float | None,
+    duration: float | None,
+    fault: str | None,
+    protocol: str | None,
+    frame_samples: int,
+    baud: int | None,
+    speed: float,
+    config_path: Path | None,
+) -> None:
+    """Play samples out as an ADC board would, to a serial DEVICE at the real rate.
+
+    DEVICE is a serial port, a pseudo-terminal or a pyserial URL (socket://host:port).
+    Samples come from a recording or the simulator and are turned into int16 counts with
+    [acquisition.scaling], so `edge-agent run` with the same config reads back amperes and
+    volts. Set a gain there (e.g. gain = 0.001 A per count): without one a count is one
+    ampere. For wiring tests, and as a reference for firmware authors.
+    """
+    from edge_agent.acquisition.emulator import Emulator, open_sink
+    from edge_agent.acquisition.sources import scaling_for
+
+    cfg = _config(
+        config_path,
+        **{"acquisition.simulator.duration_s": duration, "acquisition.simulator.fault": fault},
+    )
+    ser = cfg.acquisition.serial
+    protocol = protocol or ser.protocol
+    if recording is not None:
+        from edge_agent.recording import open_recording
+
+        npy = recording.suffix.lower() == ".npy"
+        rec = open_recording(recording, fs=(fs or cfg.acquisition.fs) if npy else fs)
+        rate, roles = rec.fs, rec.roles
+        blocks = (c.samples for c in rec.chunks())
+        close_source = rec.close
+    else:
+        from edge_agent.acquisition.sources import SimulatorSource
+        from edge_agent.simulate import iter_blocks
+
+        sim = SimulatorSource(cfg)
+        rate, roles = sim.fs, sim.roles
+        blocks = (x for _, x in iter_blocks(sim.spec, sim.motor, block_s=0.1))
+        close_source = None
+    write, close = open_sink(device, baud or ser.baud)
+    emu = Emulator(
+        write, rate, len(roles), protocol=protocol, frame_samples=frame_samples,
+        realtime=speed > 0, speed=speed or 1.0,
+    )  # fmt: skip
+    click.echo(
+        f"adc-emulate: {len(roles)} channels ({','.join(roles)}) at {rate:g} Hz, {protocol}, "
+        f"to {device}; Ctrl-C to stop",
+        err=True,
+    )
+    try:
+        emu.play(blocks, scaling_for(cfg, roles))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        close()
+        if close_source is not None:
+            close_source()
+    st = emu.stats
+    click.echo(
+        f"adc-emulate: {st.samples} samples in {st.frames} frames ({st.bytes} bytes), "
+        f"{st.clipped} values saturated, {st.late_batches} batches late",
+        err=True,
+    )
 
 
 @main.command()

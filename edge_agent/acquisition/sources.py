@@ -81,10 +81,11 @@ class Source:
         self.stats.samples += samples.shape[0]
 
 
-def scaling_for(config: Config) -> Scaling:
-    """Counts to amperes and volts for the configured channels (identity where unset)."""
+def scaling_for(config: Config, roles: list[str] | None = None) -> Scaling:
+    """Counts to amperes and volts for ``roles`` (default: the configured channels), from
+    ``[acquisition.scaling]`` (identity where a channel has none)."""
     acq = config.acquisition
-    rows = [acq.scaling.get(ch) for ch in acq.channels]
+    rows = [acq.scaling.get(ch) for ch in (roles or acq.channels)]
     return Scaling(
         offset=np.array([r.offset if r else 0.0 for r in rows]),
         gain=np.array([r.gain if r else 1.0 for r in rows]),
