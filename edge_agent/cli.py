@@ -212,6 +212,11 @@ def _load_scorer(cfg: Config, model: Path | None, no_model: bool):
     "--no-model", is_flag=True, help="Compute features only; no scores or anomaly alerts."
 )
 @click.option("--out", type=click.Path(path_type=Path), help="JSON Lines output (default stdout).")
+@click.option(
+    "--record",
+    type=click.Path(path_type=Path),
+    help="Also keep every sample received, in A and V, as a .npy file (for replay or train).",
+)
 @config_option
 def run(
     source: str | None,
@@ -220,6 +225,7 @@ def run(
     model: Path | None,
     no_model: bool,
     out: Path | None,
+    record: Path | None,
     config_path: Path | None,
 ) -> None:
     """Analyse a live source until it ends or is stopped (Ctrl-C, SIGTERM).
@@ -233,6 +239,7 @@ def run(
     import threading
 
     from edge_agent.acquisition.sources import make_source
+    from edge_agent.recording import NpyWriter
     from edge_agent.service import run as run_service
 
     cfg = _config(
@@ -253,13 +260,16 @@ def run(
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     stream, close = _open_out(cfg.output.path)
+    writer = NpyWriter(record, len(src.roles)) if record is not None else None
     try:
-        result = run_service(cfg, src, stream, scorer=scorer, stop=stop)
+        result = run_service(cfg, src, stream, scorer=scorer, stop=stop, record=writer)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         if close:
             stream.close()
+        if writer is not None:
+            writer.close()
     click.echo(result.summary(), err=True)
 
 

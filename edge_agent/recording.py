@@ -364,3 +364,51 @@ def parse_columns(text: str | None) -> list[str] | None:
 
 def finite_or_none(x: float) -> float | None:
     return float(x) if x is not None and math.isfinite(x) else None
+
+
+class NpyWriter:
+    """Streams samples into a ``.npy`` file of shape (n, channels), float64.
+
+    The header is written first with room for any row count, and rewritten with the final
+    count by :meth:`close`; until then the file holds the rows written so far behind a
+    header that says 0 rows. ``edge-agent run --record`` uses it to keep what the ADC sent,
+    for ``replay`` or ``train`` later.
+    """
+
+    _SHAPE_WIDTH = 20  # digits reserved for the row count
+
+    def __init__(self, path: str | Path, channels: int) -> None:
+        self.path = Path(path)
+        self.channels = int(channels)
+        self.rows = 0
+        try:
+            self._fh = self.path.open("wb")
+        except OSError as exc:
+            raise InputMissingError(f"{self.path}: cannot write: {exc.strerror}") from None
+        self._fh.write(self._header())
+
+    def _header(self) -> bytes:
+        d = (
+            f"{{'descr': '<f8', 'fortran_order': False, "
+            f"'shape': ({self.rows:{self._SHAPE_WIDTH}d}, {self.channels}), }}"
+        )
+        # Magic, version 1.0, header length; the whole header padded to 64 bytes with '\n'.
+        pre = 10
+        total = -(-(pre + len(d) + 1) // 64) * 64
+        d = d + " " * (total - pre - len(d) - 1) + "\n"
+        return b"\x93NUMPY\x01\x00" + len(d).to_bytes(2, "little") + d.encode("latin1")
+
+    def write(self, samples: np.ndarray) -> None:
+        x = np.ascontiguousarray(samples, dtype="<f8")
+        if x.ndim != 2 or x.shape[1] != self.channels:
+            raise ValueError(f"samples have shape {x.shape}; expected (n, {self.channels})")
+        self._fh.write(x.tobytes())
+        self.rows += x.shape[0]
+
+    def close(self) -> None:
+        """Write the final row count into the header and close. Safe to call twice."""
+        if self._fh.closed:
+            return
+        self._fh.seek(0)
+        self._fh.write(self._header())
+        self._fh.close()

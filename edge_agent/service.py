@@ -18,6 +18,7 @@ from edge_agent.acquisition.ring import RingStats, SampleRing
 from edge_agent.acquisition.sources import Source, SourceStats
 from edge_agent.config import Config
 from edge_agent.pipeline import Pipeline, PipelineStats
+from edge_agent.recording import NpyWriter
 from edge_agent.replay import dumps
 
 if TYPE_CHECKING:
@@ -63,11 +64,13 @@ def run(
     scorer: Scorer | None,
     stop: threading.Event | None = None,
     t0: float | None = None,
+    record: NpyWriter | None = None,
 ) -> RunResult:
     """Analyse ``source`` until it ends or ``stop`` is set; records go to ``out``.
 
     ``t0`` is the time of the first sample (UNIX seconds; default now), from which window
-    times count. Raises whatever the source raised, after analysing what it delivered.
+    times count. ``record`` also keeps every sample analysed, as received. Raises whatever
+    the source raised, after analysing what it delivered.
     """
     stop = stop or threading.Event()
     t_wall = time.perf_counter()
@@ -92,6 +95,8 @@ def run(
             ring.wait(0.5)
             chunk = ring.read()
             if chunk:
+                if record is not None:
+                    record.write(chunk.data)
                 lines = [dumps(r) for r in pipe.update(chunk.data, chunk.gaps)]
                 if lines:
                     out.write("\n".join(lines) + "\n")

@@ -193,6 +193,14 @@ class FrameParser:
         self.last_t_us = None
         self._prev_n = 0
 
+    def resync(self) -> None:
+        """Drop the pending bytes (counted as skipped) but keep the sequence number: after
+        the port was reopened, the next frame's number tells how many frames the outage
+        cost (counted in ``lost_frames`` and marked as a gap), or that the board restarted.
+        """
+        self.bytes_skipped += len(self._pending)
+        self._pending = b""
+
     def _look(self, buf: bytes, c: int) -> tuple[int, int]:
         """Classify the sync candidate at ``c``: ``(outcome, frame length)``."""
         if c + HEADER_SIZE > len(buf):

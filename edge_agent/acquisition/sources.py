@@ -143,10 +143,14 @@ class SerialSource(Source):
                 self._close()
                 if not self._reopen(stop):
                     break
-                # Whatever was in flight is lost: the parser starts afresh, and the next
-                # sample follows a gap however the frame counter continues.
-                self.parser.reset()
-                gap_next = True
+                # Bytes in flight are lost. Frames carry a sequence number: the next one
+                # tells how many frames the outage cost (counted, and a gap). ASCII lines
+                # carry none, so their next sample always follows a gap.
+                if isinstance(self.parser, FrameParser):
+                    self.parser.resync()
+                else:
+                    self.parser.reset()
+                    gap_next = True
                 continue
             if not data:
                 continue
