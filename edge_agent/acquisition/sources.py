@@ -52,6 +52,7 @@ class SourceStats:
     gaps: int = 0  # gap marks written to the ring
     reconnects: int = 0
     disconnected_s: float = 0.0
+    cpu_s: float = 0.0  # CPU time of the acquisition thread so far
     errors: list[str] = field(default_factory=list)  # last few distinct problems
 
 
@@ -135,7 +136,9 @@ class SerialSource(Source):
         if self.port is None:
             self.open()
         gap_next = False
+        cpu0 = time.thread_time()
         while not stop.is_set():
+            self.stats.cpu_s = time.thread_time() - cpu0
             try:
                 data = self.port.read(max(1, min(self.port.in_waiting, 1 << 16)) or 4096)
             except (serial.SerialException, OSError) as exc:
