@@ -48,6 +48,21 @@ config_option = click.option(
 )
 
 
+def analysis_options(fn):
+    """--model, --no-model and --out, shared by the commands that analyse samples."""
+    fn = click.option(
+        "--out", type=click.Path(path_type=Path), help="JSON Lines output (default stdout)."
+    )(fn)
+    fn = click.option(
+        "--no-model", is_flag=True, help="Compute features only; no scores or anomaly alerts."
+    )(fn)
+    return click.option(
+        "--model",
+        type=click.Path(path_type=Path),
+        help="Model bundle folder (default: the config's, else the bundled default).",
+    )(fn)
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="edge-agent")
 def main() -> None:
@@ -203,15 +218,7 @@ def _load_scorer(cfg: Config, model: Path | None, no_model: bool):
     type=click.Path(path_type=Path),
     help="With --source replay: the .csv or .npy file to play as if live.",
 )
-@click.option(
-    "--model",
-    type=click.Path(path_type=Path),
-    help="Model bundle folder (default: the config's, else the bundled default).",
-)
-@click.option(
-    "--no-model", is_flag=True, help="Compute features only; no scores or anomaly alerts."
-)
-@click.option("--out", type=click.Path(path_type=Path), help="JSON Lines output (default stdout).")
+@analysis_options
 @click.option(
     "--record",
     type=click.Path(path_type=Path),
@@ -377,15 +384,7 @@ def adc_emulate(
     help="File columns holding ia,ib,ic[,va,vb,vc], comma-separated "
     "(CSV header names, or 0-based indices for .npy).",
 )
-@click.option(
-    "--model",
-    type=click.Path(path_type=Path),
-    help="Model bundle folder (default: the config's, else the bundled default).",
-)
-@click.option(
-    "--no-model", is_flag=True, help="Compute features only; no scores or anomaly alerts."
-)
-@click.option("--out", type=click.Path(path_type=Path), help="JSON Lines output (default stdout).")
+@analysis_options
 @click.option(
     "--speed",
     type=click.FloatRange(min=0, min_open=True),
