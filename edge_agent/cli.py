@@ -245,7 +245,7 @@ def run(
     import signal
     import threading
 
-    from edge_agent.acquisition.sources import make_source
+    from edge_agent.acquisition.sources import SerialSource, make_source
     from edge_agent.recording import NpyWriter
     from edge_agent.service import run as run_service
 
@@ -258,8 +258,17 @@ def run(
         cfg.acquisition.replay.path = recording
     src = make_source(cfg)
     scorer = _load_scorer(cfg, model, no_model)
-    if hasattr(src, "open"):
+    # Compile (or load) every kernel before the first sample arrives: a first compile takes
+    # seconds, longer than the ring holds, and the samples would be lost.
+    from edge_agent import kernels
+
+    kernels.warm_up()
+    if isinstance(src, SerialSource):
         src.open()  # a missing device or a permission problem is an error now
+    click.echo(
+        f"edge-agent run: reading {src.name} ({', '.join(src.roles)} at {src.fs:g} Hz)",
+        err=True,
+    )
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
