@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,7 +57,7 @@ class SourceStats:
     errors: list[str] = field(default_factory=list)  # last few distinct problems
 
 
-class Source:
+class Source(ABC):
     """A producer of samples in ``roles`` order at ``fs`` Hz."""
 
     name = "source"
@@ -66,8 +67,9 @@ class Source:
         self.roles = list(roles)
         self.stats = SourceStats()
 
-    def run(self, ring: SampleRing, stop: threading.Event) -> None:  # pragma: no cover
-        raise NotImplementedError
+    @abstractmethod
+    def run(self, ring: SampleRing, stop: threading.Event) -> None:
+        """Write samples to ``ring`` until the data end or ``stop`` is set."""
 
     def _deliver(self, ring: SampleRing, samples: np.ndarray, gaps: Iterable[int]) -> None:
         """Write ``samples`` (n, channels) to the ring, a gap mark before each ``gaps`` row."""
@@ -238,7 +240,7 @@ class ReplaySource(Source):
 
     name = "replay"
 
-    def __init__(self, path: str | Path, config: Config, speed: float = 1.0, **open_kw) -> None:
+    def __init__(self, path: str | Path, speed: float = 1.0, **open_kw) -> None:
         from edge_agent.recording import open_recording
 
         self.recording = open_recording(path, **open_kw)
@@ -328,5 +330,5 @@ def make_source(config: Config, *, replay_path: str | Path | None = None) -> Sou
         # A .npy file has no time column: its rate is the configured one. A CSV's t_s
         # column gives its own (a CSV without one needs --fs on replay instead).
         fs = acq.fs if Path(path).suffix.lower() == ".npy" else None
-        return ReplaySource(path, config, speed=acq.replay.speed, fs=fs)
+        return ReplaySource(path, speed=acq.replay.speed, fs=fs)
     return SimulatorSource(config)
