@@ -32,10 +32,11 @@ KINDS = ("c2c", "r2c")  # complex64 → complex64 (n bins), float32 → complex6
 @functools.cache
 def _fftw_available() -> bool:
     try:
-        import pyfftw  # noqa: F401
+        import pyfftw
     except ImportError:
         return False
-    return True
+    # A folder named pyfftw on the path imports as an empty namespace package.
+    return hasattr(pyfftw, "FFTW")
 
 
 def default_backend() -> str:
