@@ -96,6 +96,10 @@ class Pipeline:
         self._nan_until = -1  # last absolute index of a NaN sample left after filling
         self._filled_until = -1  # last absolute index of a hop with filled samples
         self._clipped_until = -1  # last absolute index of a hop with clipped samples
+        # Samples known lost before the ones received: (index of the first sample after
+        # a loss, total lost up to there). Window times count them.
+        self._skipped = 0
+        self._time_shifts: deque[tuple[int, int]] = deque()
         self._max_fill = max(1, round(MAX_FILL_S * self.fs))
         factor = max(1, int(self.fs // w.long_fs))
         # The long window holds the space vector i_α + j·i_β: two real channels to decimate.
@@ -118,11 +122,16 @@ class Pipeline:
         self.tracker = AlertTracker.from_config(config.alerts)
         self.stats = PipelineStats()
 
-    def update(self, chunk: np.ndarray, gaps: Iterable[int] = ()) -> list[dict[str, Any]]:
+    def update(
+        self, chunk: np.ndarray, gaps: Iterable[int] = (), lost: Iterable[int] = ()
+    ) -> list[dict[str, Any]]:
         """Take samples of shape (n, channels) in ``roles`` order; return completed records.
 
         ``gaps`` are indices into ``chunk`` of samples that follow a loss of data: windows
         spanning one are flagged ``gap`` and the long window starts afresh after it.
+        ``lost`` gives, for each gap, how many samples were lost there when the source
+        knows (a frame counter); window times after it move on by that much, so they stay
+        true to the clock.
         """
         chunk = np.asarray(chunk, dtype=np.float64)
         if chunk.ndim != 2 or chunk.shape[1] != len(self.roles):
@@ -130,7 +139,12 @@ class Pipeline:
                 f"chunk has shape {chunk.shape}; expected (n, {len(self.roles)}) for {self.roles}"
             )
         base = self._n + self._n_pending
-        self._gaps.extend(base + int(g) for g in gaps)
+        gaps = [int(g) for g in gaps]
+        self._gaps.extend(base + g for g in gaps)
+        for g, n_lost in zip(gaps, lost, strict=False):
+            if n_lost > 0:
+                self._skipped += int(n_lost)
+                self._time_shifts.append((base + g, self._skipped))
         self._pending.append(chunk[:, self._cols].T)
         self._n_pending += chunk.shape[0]
         records: list[dict[str, Any]] = []
@@ -209,6 +223,14 @@ class Pipeline:
         r = self._long_next
         return self._long_ring[r : r + self._n_long]
 
+    def _lost_before(self, i: int) -> int:
+        """Samples known lost before absolute sample ``i`` (counted in window times)."""
+        # Shifts older than the current window no longer matter but the last of them.
+        start = self._n - self.length
+        while len(self._time_shifts) > 1 and self._time_shifts[1][0] <= start:
+            self._time_shifts.popleft()
+        return _lost_before_index(self._time_shifts, i)
+
     def _window(self) -> list[dict[str, Any]]:
         end = self._n
         start = end - self.length
@@ -244,10 +266,10 @@ class Pipeline:
             score = _clean(self.scorer.score_features(features))
             threshold = self.scorer.threshold
             anomalous = self.scorer.is_anomalous(score)
-        t_end = self.t0 + end / self.fs
+        t_end = self.t0 + (end + self._lost_before(end)) / self.fs
         record = {
             "type": "window",
-            "t_start": self.t0 + start / self.fs,
+            "t_start": self.t0 + (start + self._lost_before(start)) / self.fs,
             "t_end": t_end,
             "score": score,
             "anomalous": anomalous,
@@ -266,6 +288,15 @@ class Pipeline:
             else:
                 self.stats.alerts_cleared += 1
         return [record, *alerts]
+
+
+def _lost_before_index(shifts: deque[tuple[int, int]], i: int) -> int:
+    total = 0
+    for index, cumulative in shifts:
+        if index > i:
+            break
+        total = cumulative
+    return total
 
 
 def _variation(values: Sequence[float]) -> float:

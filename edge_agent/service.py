@@ -97,7 +97,8 @@ def run(
             if chunk:
                 if record is not None:
                     record.write(chunk.data)
-                lines = [dumps(r) for r in pipe.update(chunk.data, chunk.gaps)]
+                records = pipe.update(chunk.data, chunk.gaps, chunk.gap_lost)
+                lines = [dumps(r) for r in records]
                 if lines:
                     out.write("\n".join(lines) + "\n")
                     out.flush()

@@ -100,8 +100,9 @@ def start_source(pty: Pty, channels: int, capacity: int, **kw):
     return src, ring, stop, thread
 
 
-def drain(ring: SampleRing, until: int, timeout: float) -> tuple[np.ndarray, list[int]]:
-    """Read the ring until ``until`` samples have come (or timeout); data and gap rows."""
+def drain(ring: SampleRing, until: int, timeout: float, lost: list[int] | None = None):
+    """Read the ring until ``until`` samples have come (or timeout): the data and the gap
+    rows; ``lost`` (a list) collects the samples lost at each gap."""
     parts, gaps, got = [], [], 0
     deadline = time.monotonic() + timeout
     while got < until and time.monotonic() < deadline:
@@ -109,6 +110,8 @@ def drain(ring: SampleRing, until: int, timeout: float) -> tuple[np.ndarray, lis
         chunk = ring.read()
         if chunk:
             gaps += [got + g for g in chunk.gaps]
+            if lost is not None:
+                lost += chunk.gap_lost
             parts.append(chunk.data)
             got += len(chunk)
     return (np.concatenate(parts) if parts else np.empty((0, ring.channels))), gaps
@@ -152,7 +155,8 @@ def test_garbage_bad_crc_and_dropped_frames_are_counted_exactly_and_flagged(pty)
     for piece in stream:
         pty.write(piece)
     received = (938 - 3) * FRAME
-    data, gaps = drain(ring, received, timeout=30)
+    lost: list[int] = []
+    data, gaps = drain(ring, received, timeout=30, lost=lost)
     time.sleep(0.3)  # let the trailing garbage through
     stop.set()
     thread.join(5)
@@ -163,11 +167,15 @@ def test_garbage_bad_crc_and_dropped_frames_are_counted_exactly_and_flagged(pty)
     assert s.bytes_skipped == sum(map(len, garbage)) + len(bad)
     # A gap before the first sample after each loss, in received-sample numbering.
     assert gaps == [300 * FRAME, 599 * FRAME]
-    # Windows spanning a loss are flagged; the others are not.
-    recs = Pipeline(Config(), FS, ROLES6[:3]).update(data, gaps)
+    assert lost == [FRAME, 2 * FRAME]  # and how many samples each cost
+    # Windows spanning a loss are flagged; the others are not. Window times count the lost
+    # samples: after the first loss they run 64 samples later than the received count.
+    recs = Pipeline(Config(), FS, ROLES6[:3]).update(data, gaps, lost)
     w = [r for r in recs if r["type"] == "window"]
+    assert [round(r["t_start"] * FS) for r in w] == [0, 7500, 15000, 22564, 30064, 37564]
+    assert [round(r["t_end"] * FS) for r in w][-1] == 52500 + 3 * FRAME
     flagged = [round(r["t_start"] * FS) for r in w if "gap" in r["flags"]]
-    assert flagged == [7500, 15000, 30000, 37500]
+    assert flagged == [7500, 15000, 30064, 37564]
     assert len(w) == 6
 
 
@@ -186,7 +194,8 @@ def test_an_unplugged_and_replugged_adapter_is_survived_and_the_loss_counted(pty
     time.sleep(1.0)  # the source finds the port again (backoff at most 0.2 s)
     for f in frames[260:]:
         pty.write(f)
-    rest, gaps = drain(ring, (n_frames - 260) * FRAME, timeout=20)
+    lost: list[int] = []
+    rest, gaps = drain(ring, (n_frames - 260) * FRAME, timeout=20, lost=lost)
     stop.set()
     thread.join(5)
     s = src.stats
@@ -194,6 +203,7 @@ def test_an_unplugged_and_replugged_adapter_is_survived_and_the_loss_counted(pty
     assert first.shape[0] == 200 * FRAME
     assert rest.shape[0] == (n_frames - 260) * FRAME
     assert gaps == [0]  # the first sample after the outage follows a gap
+    assert lost == [60 * FRAME]  # of this many samples
     assert s.lost_samples == 60 * FRAME  # counted from the frame sequence
     assert check_counter(np.concatenate([first, rest]), 0, 3) == [200 * FRAME]
 

@@ -57,6 +57,19 @@ def test_a_gap_flags_the_windows_that_span_it_and_restarts_the_long_window(signa
     assert all(r["features"]["brb_lsb_db"] is not None for r in before)
 
 
+def test_samples_known_lost_at_a_gap_move_later_window_times_on(signal):
+    gap = int(9.2 * FS)
+    pipe = Pipeline(Config(), FS)
+    recs = pipe.update(signal, [gap], [int(0.25 * FS)])  # a frame counter says 0.25 s lost
+    w = [r for r in recs if r["type"] == "window"]
+    before = [r for r in w if r["t_start"] < 8.5]
+    assert [r["t_start"] for r in before] == [i * 0.5 for i in range(len(before))]
+    # The windows holding the gap end 0.25 s later; those after it start 0.25 s later.
+    assert [(r["t_start"], r["t_end"]) for r in w if "gap" in r["flags"]] == [
+        (8.5, 9.75), (9.0, 10.25)]  # fmt: skip
+    assert w[-1]["t_start"] == pytest.approx(len(signal) / FS - 1.0 + 0.25)
+
+
 def test_short_nan_runs_are_filled_and_long_ones_empty_their_windows(signal):
     x = signal.copy()
     x[int(3.3 * FS), 1] = np.nan  # one sample: filled by interpolation

@@ -438,3 +438,17 @@ def test_ring_matches_a_list_of_all_samples(capacity, channels, dtype, ops):
         assert stats.fill == ring.available <= capacity
     assert ring.overwritten == model.lost_total
     assert ring.consumed + ring.overwritten == ring.written
+
+
+def test_known_losses_travel_with_their_gaps_and_overruns_add_theirs():
+    ring = SampleRing(2, 100, dtype=np.float64)
+    ring.write(np.zeros((10, 2)))
+    ring.write(np.ones((10, 2)), gap_before=True, lost_before=64)
+    chunk = ring.read()
+    assert chunk.gaps == (10,) and chunk.gap_lost == (64,)
+    # An overrun: 150 samples overwritten, and a producer's loss of 7 inside that stretch.
+    ring.write(np.zeros((50, 2)))
+    ring.write(np.zeros((200, 2)), gap_before=True, lost_before=7)
+    chunk = ring.read()
+    assert chunk.lost == 150
+    assert chunk.gaps == (0,) and chunk.gap_lost == (157,)

@@ -121,6 +121,9 @@ class Parsed:
 
     samples: np.ndarray
     gaps: list[int] = field(default_factory=list)
+    # Samples lost before each of ``gaps``, from the frame sequence; 0 where unknown (a
+    # board restart, ASCII lines).
+    gap_lost: list[int] = field(default_factory=list)
     frames: int = 0
     crc_errors: int = 0
     bad_headers: int = 0
@@ -276,8 +279,10 @@ class FrameParser:
                     if jump < SEQ_MODULUS // 2:
                         out.lost_frames += jump
                         out.lost_samples += jump * self._prev_n
+                        out.gap_lost.append(jump * self._prev_n)
                     else:
                         out.seq_restarts += 1
+                        out.gap_lost.append(0)
             self.last_seq, self.last_t_us, self._prev_n = seq, t_us, n
             blocks.append(
                 np.frombuffer(buf, dtype="<i2", count=n * self.channels, offset=c + HEADER_SIZE)

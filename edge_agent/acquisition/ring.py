@@ -100,6 +100,9 @@ class Chunk:
     start: int
     gaps: tuple[int, ...] = ()
     lost: int = 0
+    # Samples known lost before each of ``gaps`` (the producer's count, plus samples
+    # overwritten in the ring); 0 where the loss is unknown.
+    gap_lost: tuple[int, ...] = ()
 
     def __len__(self) -> int:
         return self.data.shape[0]
@@ -148,6 +151,7 @@ class SampleRing:
         "_closing",
         "_event",
         "_gap_pending",
+        "_gap_pending_lost",
         "_marks",
         "capacity",
         "channels",
@@ -185,8 +189,9 @@ class SampleRing:
         self.overwritten = 0
         self.overruns = 0
         self._gap_pending = False  # a loss precedes the next sample to return
+        self._gap_pending_lost = 0  # how many samples it cost, where known
         # Absolute indices of samples that follow a gap the producer saw; ascending.
-        self._marks: deque[int] = deque()
+        self._marks: deque[tuple[int, int]] = deque()  # (index, samples lost before it)
         # Wakes the consumer; only touched after the data is published.
         self._event = threading.Event()
 
@@ -204,11 +209,12 @@ class SampleRing:
 
     # -- producer -----------------------------------------------------------------------
 
-    def write(self, block: np.ndarray, gap_before: bool = False) -> None:
+    def write(self, block: np.ndarray, gap_before: bool = False, lost_before: int = 0) -> None:
         """Append ``block`` of shape (n, channels); never blocks, never fails for lack of room.
 
         ``gap_before=True`` says that samples were lost just before ``block[0]`` (the
-        source saw a sequence gap); with an empty block, before the next sample written. A
+        source saw a sequence gap); with an empty block, before the next sample written.
+        ``lost_before`` is how many, when the source knows (0: unknown). A
         block longer than the capacity keeps its last ``capacity`` samples; the others
         count as overwritten. Values are cast to the ring's dtype.
         """
@@ -219,7 +225,8 @@ class SampleRing:
             raise RuntimeError("write() after close(): the ring is closed")
         w = self.written
         if gap_before:
-            self._marks.append(w)  # before the samples are published: the consumer sees both
+            # Before the samples are published: the consumer sees both.
+            self._marks.append((w, int(lost_before)))
             self.gaps_marked += 1
         n = block.shape[0]
         if n == 0:
@@ -275,26 +282,37 @@ class SampleRing:
         next_cursor = first + n
 
         pending = self._gap_pending or lost > 0
+        pending_lost = self._gap_pending_lost + lost
         gaps: list[int] = []
+        gap_lost: list[int] = []
         marks = self._marks
         limit = end if n else next_cursor
-        while marks and marks[0] < limit:
-            m = marks.popleft()
+        while marks and marks[0][0] < limit:
+            m, m_lost = marks.popleft()
             if m < first:
-                pending = True  # marked in the overwritten stretch: one gap at the resume
+                # Marked in the overwritten stretch: one gap at the resume point.
+                pending = True
+                pending_lost += m_lost
             elif not gaps or gaps[-1] != m - first:
                 gaps.append(m - first)
+                gap_lost.append(m_lost)
+            else:
+                gap_lost[-1] += m_lost
         if n and pending:
             if not gaps or gaps[0] != 0:
                 gaps.insert(0, 0)
-            pending = False
+                gap_lost.insert(0, pending_lost)
+            else:
+                gap_lost[0] += pending_lost
+            pending, pending_lost = False, 0
         self._gap_pending = pending
+        self._gap_pending_lost = pending_lost
 
         if lost:
             self.overwritten += lost
             self.overruns += 1
         self.consumed += n
-        return Chunk(data, first if n else next_cursor, tuple(gaps), lost)
+        return Chunk(data, first if n else next_cursor, tuple(gaps), lost, tuple(gap_lost))
 
     def wait(self, timeout: float | None = None) -> bool:
         """Sleep until samples are waiting or the ring is closed; False if ``timeout`` passed."""

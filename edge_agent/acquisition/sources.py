@@ -16,6 +16,7 @@ or ``stop`` is set. The processing thread reads the ring; it never sees which so
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -71,16 +72,27 @@ class Source(ABC):
     def run(self, ring: SampleRing, stop: threading.Event) -> None:
         """Write samples to ``ring`` until the data end or ``stop`` is set."""
 
-    def _deliver(self, ring: SampleRing, samples: np.ndarray, gaps: Iterable[int]) -> None:
-        """Write ``samples`` (n, channels) to the ring, a gap mark before each ``gaps`` row."""
-        cuts = sorted({int(g) for g in gaps if 0 <= g < samples.shape[0]})
+    def _deliver(
+        self,
+        ring: SampleRing,
+        samples: np.ndarray,
+        gaps: Iterable[int],
+        gap_lost: Iterable[int] = (),
+    ) -> None:
+        """Write ``samples`` (n, channels) to the ring, a gap mark before each ``gaps`` row;
+        ``gap_lost`` says how many samples each gap lost, where known."""
+        lost: dict[int, int] = {}
+        for g, n_lost in itertools.zip_longest(gaps, gap_lost, fillvalue=0):
+            if 0 <= g < samples.shape[0]:
+                lost[int(g)] = lost.get(int(g), 0) + int(n_lost)
+        cuts = sorted(lost)
         start = 0
-        gap_here = bool(cuts) and cuts[0] == 0
-        for cut in [c for c in cuts if c > 0] + [samples.shape[0]]:
+        for cut in [*cuts, samples.shape[0]]:
             if cut > start:
-                ring.write(samples[start:cut], gap_before=gap_here)
-                self.stats.gaps += gap_here
-            start, gap_here = cut, True
+                ring.write(samples[start:cut], gap_before=start in lost,
+                           lost_before=lost.get(start, 0))  # fmt: skip
+                self.stats.gaps += start in lost
+            start = cut
         self.stats.samples += samples.shape[0]
 
 
@@ -162,11 +174,12 @@ class SerialSource(Source):
             parsed = self.parser.feed(data)
             self._count(parsed)
             if parsed.samples.shape[0]:
-                gaps = list(parsed.gaps)
+                gaps, gap_lost = list(parsed.gaps), list(parsed.gap_lost)
                 if gap_next:
                     gaps.insert(0, 0)
+                    gap_lost.insert(0, 0)  # an ASCII line carries no count of what was lost
                     gap_next = False
-                self._deliver(ring, self.scaling.apply(parsed.samples), gaps)
+                self._deliver(ring, self.scaling.apply(parsed.samples), gaps, gap_lost)
         self._close()
 
     def _count(self, parsed: Parsed) -> None:
