@@ -82,7 +82,8 @@ class Source(ABC):
         """Write ``samples`` (n, channels) to the ring, a gap mark before each ``gaps`` row;
         ``gap_lost`` says how many samples each gap lost, where known."""
         lost: dict[int, int] = {}
-        for g, n_lost in itertools.zip_longest(gaps, gap_lost, fillvalue=0):
+        counts = itertools.chain(gap_lost, itertools.repeat(0))  # unknown: 0
+        for g, n_lost in zip(gaps, counts, strict=False):
             if 0 <= g < samples.shape[0]:
                 lost[int(g)] = lost.get(int(g), 0) + int(n_lost)
         cuts = sorted(lost)
