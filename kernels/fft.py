@@ -76,14 +76,16 @@ class Plan:
             self._output = pyfftw.empty_aligned(n_out, dtype=np.complex64)
             self.input[:] = 0
             # FFTW_ESTIMATE plans without timing trial runs: no start-up cost, and the same
-            # plan (so the same rounding) every run. DESTROY_INPUT: kernels refill it.
-            self._fftw = pyfftw.FFTW(
-                self.input,
-                self._output,
-                direction="FFTW_FORWARD",
-                flags=("FFTW_ESTIMATE", "FFTW_DESTROY_INPUT"),
-                threads=1,
-            )
+            # plan (so the same rounding) every run. DESTROY_INPUT: kernels refill it. FFTW's
+            # planner is not thread-safe (only executing a plan is): one thread plans at once.
+            with _PLAN_LOCK:
+                self._fftw = pyfftw.FFTW(
+                    self.input,
+                    self._output,
+                    direction="FFTW_FORWARD",
+                    flags=("FFTW_ESTIMATE", "FFTW_DESTROY_INPUT"),
+                    threads=1,
+                )
         else:
             self.input = np.zeros(self.n, dtype=in_dtype)
 
@@ -97,6 +99,7 @@ class Plan:
 
 
 _local = threading.local()
+_PLAN_LOCK = threading.Lock()
 
 
 def plan(n: int, kind: str, backend: str | None = None) -> Plan:
