@@ -6,6 +6,7 @@ Exit codes (ARCHITECTURE.md): 0 ok, 1 runtime failure, 2 usage error, 65 bad inp
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -245,7 +246,7 @@ def run(
     import signal
     import threading
 
-    from edge_agent.acquisition.sources import SerialSource, make_source
+    from edge_agent.acquisition.sources import make_source
     from edge_agent.recording import NpyWriter
     from edge_agent.service import run as run_service
 
@@ -258,18 +259,13 @@ def run(
         cfg.acquisition.replay.path = recording
     src = make_source(cfg)
     scorer = _load_scorer(cfg, model, no_model)
-    # Compile (or load) every kernel before the first sample arrives: a first compile takes
-    # seconds, longer than the ring holds, and the samples would be lost.
-    from edge_agent import kernels
-
-    kernels.warm_up()
-    if isinstance(src, SerialSource):
-        src.open()  # a missing device or a permission problem is an error now
-    click.echo(
-        f"edge-agent run: reading {src.name} ({', '.join(src.roles)} at {src.fs:g} Hz)",
-        err=True,
-    )
     stop = threading.Event()
+
+    def on_ready() -> None:
+        click.echo(
+            f"edge-agent run: reading {src.name} ({', '.join(src.roles)} at {src.fs:g} Hz)",
+            err=True,
+        )
 
     def on_signal(signum: int, _frame: object) -> None:
         stop.set()
@@ -278,7 +274,9 @@ def run(
     stream, close = _open_out(cfg.output.path)
     writer = NpyWriter(record, len(src.roles)) if record is not None else None
     try:
-        result = run_service(cfg, src, stream, scorer=scorer, stop=stop, record=writer)
+        result = run_service(
+            cfg, src, stream, scorer=scorer, stop=stop, record=writer, on_ready=on_ready
+        )
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -343,40 +341,41 @@ def adc_emulate(
     )
     ser = cfg.acquisition.serial
     protocol = protocol or ser.protocol
-    if recording is not None:
-        from edge_agent.recording import open_recording
+    with contextlib.ExitStack() as stack:
+        if recording is not None:
+            from edge_agent.recording import open_recording
 
-        npy = recording.suffix.lower() == ".npy"
-        rec = open_recording(recording, fs=(fs or cfg.acquisition.fs) if npy else fs)
-        rate, roles = rec.fs, rec.roles
-        blocks = (c.samples for c in rec.chunks())
-        close_source = rec.close
-    else:
-        from edge_agent.acquisition.sources import SimulatorSource
-        from edge_agent.simulate import iter_blocks
+            npy = recording.suffix.lower() == ".npy"
+            # Short chunks: reading one delays the batch after it (0.1 s at 15 kS/s).
+            rec = stack.enter_context(
+                open_recording(
+                    recording, fs=(fs or cfg.acquisition.fs) if npy else fs, chunk_samples=1500
+                )
+            )
+            rate, roles = rec.fs, rec.roles
+            blocks = (c.samples for c in rec.chunks())
+        else:
+            from edge_agent.acquisition.sources import SimulatorSource
+            from edge_agent.simulate import iter_blocks
 
-        sim = SimulatorSource(cfg)
-        rate, roles = sim.fs, sim.roles
-        blocks = (x for _, x in iter_blocks(sim.spec, sim.motor, block_s=0.1))
-        close_source = None
-    write, close = open_sink(device, baud or ser.baud)
-    emu = Emulator(
-        write, rate, len(roles), protocol=protocol, frame_samples=frame_samples,
-        realtime=speed > 0, speed=speed or 1.0,
-    )  # fmt: skip
-    click.echo(
-        f"adc-emulate: {len(roles)} channels ({','.join(roles)}) at {rate:g} Hz, {protocol}, "
-        f"to {device}; Ctrl-C to stop",
-        err=True,
-    )
-    try:
-        emu.play(blocks, scaling_for(cfg, roles))
-    except KeyboardInterrupt:
-        pass
-    finally:
-        close()
-        if close_source is not None:
-            close_source()
+            sim = SimulatorSource(cfg)
+            rate, roles = sim.fs, sim.roles
+            blocks = (x for _, x in iter_blocks(sim.spec, sim.motor, block_s=0.1))
+        write, close = open_sink(device, baud or ser.baud)
+        stack.callback(close)
+        emu = Emulator(
+            write, rate, len(roles), protocol=protocol, frame_samples=frame_samples,
+            realtime=speed > 0, speed=speed or 1.0,
+        )  # fmt: skip
+        click.echo(
+            f"adc-emulate: {len(roles)} channels ({','.join(roles)}) at {rate:g} Hz, "
+            f"{protocol}, to {device}; Ctrl-C to stop",
+            err=True,
+        )
+        try:
+            emu.play(blocks, scaling_for(cfg, roles))
+        except KeyboardInterrupt:
+            pass
     st = emu.stats
     click.echo(
         f"adc-emulate: {st.samples} samples in {st.frames} frames ({st.bytes} bytes), "

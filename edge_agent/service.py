@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING
 
@@ -65,13 +66,24 @@ def run(
     stop: threading.Event | None = None,
     t0: float | None = None,
     record: NpyWriter | None = None,
+    on_ready: Callable[[], None] | None = None,
 ) -> RunResult:
     """Analyse ``source`` until it ends or ``stop`` is set; records go to ``out``.
 
     ``t0`` is the time of the first sample (UNIX seconds; default now), from which window
-    times count. ``record`` also keeps every sample analysed, as received. Raises whatever
-    the source raised, after analysing what it delivered.
+    times count. ``record`` also keeps every sample analysed, as received. ``on_ready`` is
+    called once the kernels are compiled and the source is open, just before samples flow.
+    Raises whatever the source raised, after analysing what it delivered.
     """
+    from edge_agent import kernels
+
+    # Compile (or load) every kernel before the source opens: a first compile takes longer
+    # than the ring holds, and the samples that arrived meanwhile would be lost. Then open
+    # it here, so that a missing device or a permission problem is an error at once.
+    kernels.warm_up()
+    source.open()
+    if on_ready is not None:
+        on_ready()
     stop = stop or threading.Event()
     t_wall = time.perf_counter()
     # float64: the samples reach the pipeline exactly as a replay of the same values would.

@@ -68,6 +68,9 @@ class Source(ABC):
         self.roles = list(roles)
         self.stats = SourceStats()
 
+    def open(self) -> None:  # noqa: B027 - an optional hook: most sources need no opening
+        """Acquire what the source reads from, before :meth:`run` (nothing by default)."""
+
     @abstractmethod
     def run(self, ring: SampleRing, stop: threading.Event) -> None:
         """Write samples to ``ring`` until the data end or ``stop`` is set."""
@@ -143,6 +146,8 @@ class SerialSource(Source):
     def open(self) -> None:
         """Open the port now: a missing device or a permission problem is an error here,
         at start-up, rather than a silent retry loop."""
+        if self.port is not None:
+            return
         self.port = open_port(self.url, self.baud, exclusive=self.exclusive, timeout=READ_TIMEOUT_S)
 
     def run(self, ring: SampleRing, stop: threading.Event) -> None:
