@@ -24,12 +24,18 @@ _K2 = 1.0 / math.sqrt(6.0)
 _K3 = 1.0 / math.sqrt(2.0)
 
 
+@jit(inline="always")
+def _park_at(x, i):
+    """|Park's vector| (power-invariant) of the phases x[:, i]."""
+    d = _K1 * x[0, i] - _K2 * x[1, i] - _K2 * x[2, i]
+    q = _K3 * (x[1, i] - x[2, i])
+    return math.sqrt(d * d + q * q)
+
+
 @jit
 def _modulus(x, out):
     for i in range(x.shape[1]):
-        d = _K1 * x[0, i] - _K2 * x[1, i] - _K2 * x[2, i]
-        q = _K3 * (x[1, i] - x[2, i])
-        out[i] = math.sqrt(d * d + q * q)
+        out[i] = _park_at(x, i)
     return out
 
 
@@ -66,9 +72,7 @@ def _weigh_park(x, w, wm):
     """wm[i] = w[i]·|Park's vector of x[:, i]|; returns Σ wm."""
     total = 0.0
     for i in range(x.shape[1]):
-        d = _K1 * x[0, i] - _K2 * x[1, i] - _K2 * x[2, i]
-        q = _K3 * (x[1, i] - x[2, i])
-        wm[i] = w[i] * math.sqrt(d * d + q * q)
+        wm[i] = w[i] * _park_at(x, i)
         total += wm[i]
     return total
 

@@ -200,3 +200,17 @@ def test_warm_up_compiles_every_pipeline_kernel_without_error():
     from edge_agent import kernels
 
     kernels.warm_up()  # raises if any kernel rejects the types the pipeline gives it
+
+
+def test_park_modulus_of_a_balanced_set_is_constant_and_ripples_with_unbalance():
+    from edge_agent.kernels.park import park_modulus
+
+    x = three_phase(1000.0, 400)
+    m = park_modulus(x)
+    np.testing.assert_allclose(m, math.sqrt(1.5) * 10.0, rtol=1e-12)  # power-invariant
+    # With unbalance it ripples at 2f, and its 2f line is the one epva_line_db reads.
+    u = three_phase(1000.0, 1000, amps=(10.0, 9.0, 10.5))
+    assert np.ptp(park_modulus(u)) > 0.5
+    assert modulus_lines_db(park_modulus(u), 1000.0, [100.0])[0] == pytest.approx(
+        epva_line_db(u, 1000.0, 100.0), abs=1e-9
+    )

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_agent.acquisition.framing import AsciiParser, FrameParser, Parsed, Scaling
+from edge_agent.acquisition.framing import AsciiParser, FrameParser, Scaling
 from edge_agent.acquisition.ports import open_port
 from edge_agent.acquisition.ring import SampleRing
 from edge_agent.config import Config
@@ -178,7 +178,7 @@ class SerialSource(Source):
             if not data:
                 continue
             parsed = self.parser.feed(data)
-            self._count(parsed)
+            self._count()
             if parsed.samples.shape[0]:
                 gaps, gap_lost = list(parsed.gaps), list(parsed.gap_lost)
                 if gap_next:
@@ -188,12 +188,13 @@ class SerialSource(Source):
                 self._deliver(ring, self.scaling.apply(parsed.samples), gaps, gap_lost)
         self._close()
 
-    def _count(self, parsed: Parsed) -> None:
+    def _count(self) -> None:
+        """Copy the parser's cumulative counters into the source's."""
         p, s = self.parser, self.stats
-        for name in ("frames", "crc_errors", "bad_headers", "bytes_skipped", "lost_samples"):
-            if hasattr(p, name):
-                setattr(s, name, getattr(p, name))
-        if hasattr(p, "bad_lines"):
+        if isinstance(p, FrameParser):
+            s.frames, s.crc_errors, s.bad_headers = p.frames, p.crc_errors, p.bad_headers
+            s.bytes_skipped, s.lost_samples = p.bytes_skipped, p.lost_samples
+        else:
             s.bad_lines = p.bad_lines
 
     def _note(self, message: str) -> None:
