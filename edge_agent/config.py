@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from edge_agent.errors import ConfigError
 
@@ -218,6 +218,83 @@ class OutputConfig(_Model):
     path: Path | None = Field(None, description="JSON Lines output; absent = stdout")
     site: str = Field("site", min_length=1)
     asset: str = Field("motor", min_length=1)
+    summary_interval_s: float = Field(
+        60.0, ge=1, le=86400, description="seconds of signal between summary records"
+    )
+
+
+class MqttTlsConfig(_Model):
+    """TLS to the broker: the CA that signed its certificate, and ours if it asks for one."""
+
+    ca_file: Path | None = Field(None, description="PEM CA bundle; absent = the system's")
+    cert_file: Path | None = Field(None, description="PEM client certificate")
+    key_file: Path | None = Field(None, description="PEM private key of cert_file")
+    check_hostname: bool = Field(True, description="the broker's name must match its certificate")
+
+    @model_validator(mode="after")
+    def _check(self) -> MqttTlsConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        return self
+
+
+class MqttConfig(_Model):
+    """The plant's MQTT broker. Absent ``url`` = no publishing (records still go to the store)."""
+
+    url: str | None = Field(
+        None,
+        pattern=r"^(mqtt|mqtts)://[^/\s]+$",
+        description="mqtt://host[:1883] or mqtts://host[:8883] (TLS)",
+    )
+    prefix: str = Field("edge-agent", min_length=1, pattern=r"^[^#+\s]+$")
+    client_id: str | None = Field(None, description="absent = edge-agent-<site>-<asset>")
+    protocol: Literal["5", "3.1.1"] = "5"
+    keepalive_s: int = Field(30, ge=5, le=3600)
+    username: str | None = None
+    password: SecretStr | None = Field(
+        None, description="better: password_file, or EDGE_AGENT_MQTT__PASSWORD"
+    )
+    password_file: Path | None = Field(None, description="first line is the password")
+    tls: MqttTlsConfig | None = None
+    reconnect_min_s: float = Field(1.0, gt=0, le=60)
+    reconnect_max_s: float = Field(60.0, gt=0, le=3600)
+    max_inflight: int = Field(20, ge=1, le=1000, description="QoS 1 messages awaiting PUBACK")
+
+    @model_validator(mode="after")
+    def _check(self) -> MqttConfig:
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("give password or password_file, not both")
+        if self.reconnect_min_s > self.reconnect_max_s:
+            raise ValueError("expected reconnect_min_s <= reconnect_max_s")
+        return self
+
+
+def default_state_dir() -> Path:
+    """systemd's ``StateDirectory`` when run as the service, else the user's state folder."""
+    if os.environ.get("STATE_DIRECTORY"):
+        return Path(os.environ["STATE_DIRECTORY"].split(":")[0])
+    base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(base) / "edge-agent"
+
+
+class StoreConfig(_Model):
+    """The local SQLite database: the MQTT outbox and the event store."""
+
+    path: Path | None = Field(
+        None, description="absent = $STATE_DIRECTORY or ~/.local/state/edge-agent, edge-agent.db"
+    )
+    max_summaries: int = Field(
+        10000, ge=1, description="summaries queued while the broker is away; oldest dropped"
+    )
+    max_alerts: int = Field(
+        100000, ge=1, description="alerts queued while the broker is away; hard cap, newest refused"
+    )
+    retention_days: float = Field(365.0, gt=0, description="events older than this are deleted")
+    max_mb: float = Field(256.0, gt=0, description="the event store is trimmed oldest first above")
+
+    @property
+    def resolved_path(self) -> Path:
+        return self.path if self.path is not None else default_state_dir() / "edge-agent.db"
 
 
 class Config(_Model):
@@ -227,6 +304,8 @@ class Config(_Model):
     model: ModelConfig = Field(default_factory=ModelConfig)
     alerts: AlertConfig = Field(default_factory=AlertConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
 
 
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""Publishing to the plant: payload schemas, the SQLite outbox and the MQTT publisher."""
