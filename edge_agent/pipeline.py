@@ -84,6 +84,7 @@ class Pipeline:
                 "samples; expected at least 64"
             )
         nch = len(self._cols)
+        self._all_cols = list(range(len(self.roles)))
         # The short window in single precision: 24 bits of mantissa hold a 16-bit ADC's
         # samples exactly (to 6e-8 of full scale after scaling), and every kernel sums in
         # double precision. Half the bytes to shift and read each hop.
@@ -145,11 +146,15 @@ class Pipeline:
             if n_lost > 0:
                 self._skipped += int(n_lost)
                 self._time_shifts.append((base + g, self._skipped))
-        self._pending.append(chunk[:, self._cols].T)
+        # A view when the columns are already in order: _take makes the one copy a hop needs.
+        cols = self._cols
+        self._pending.append(chunk.T if cols == self._all_cols else chunk[:, cols].T)
         self._n_pending += chunk.shape[0]
         records: list[dict[str, Any]] = []
         while self._n_pending >= self.hop:
             records.extend(self._step(self._take(self.hop)))
+        # What is left waits for the next chunk: a copy, as the caller may reuse its array.
+        self._pending = [np.array(p) for p in self._pending]
         return records
 
     def _take(self, n: int) -> np.ndarray:

@@ -591,6 +591,12 @@ def _unit_circle(m: int) -> np.ndarray:
     return table
 
 
+def _as_float(a: np.ndarray) -> np.ndarray:
+    a = np.asarray(a)
+    dtype = a.dtype if a.dtype in (np.float32, np.float64) else np.float64
+    return np.ascontiguousarray(a, dtype=dtype)
+
+
 def vi_features(v: np.ndarray, i: np.ndarray, fs: float, f: float, points: int = 64) -> np.ndarray:
     """V-I trajectory features of each phase, of its trajectory averaged over whole cycles.
 
@@ -608,8 +614,11 @@ def vi_features(v: np.ndarray, i: np.ndarray, fs: float, f: float, points: int =
     definition. Example: a motor at 0.8 power factor traces an ellipse, area ≈ π·0.6 ≈ 1.88,
     looping +1, slope_mid ≈ 0.8, intersections 0.
     """
-    v = np.ascontiguousarray(v, dtype=np.float64)
-    i = np.ascontiguousarray(i, dtype=np.float64)
+    # float32 or float64 as given (the cycle averages are formed in float64 either way).
+    v = _as_float(v)
+    i = _as_float(i)
+    if i.dtype != v.dtype:
+        i = i.astype(v.dtype)
     if v.ndim != 2 or v.shape[0] != 3:
         raise ValueError(f"v must have shape (3, n), got {v.shape}")
     if i.shape != v.shape:

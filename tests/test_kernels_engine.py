@@ -196,10 +196,39 @@ def test_band_powers_equal_band_power_one_by_one():
     np.testing.assert_allclose(got, ref, rtol=1e-12)
 
 
-def test_warm_up_compiles_every_pipeline_kernel_without_error():
+def _compiled_signatures() -> dict[str, int]:
+    """Number of compiled signatures of every jitted kernel, by qualified name."""
+    import importlib
+    import pkgutil
+
+    import edge_agent.kernels as pkg
+    from numba.core.registry import CPUDispatcher
+
+    counts = {}
+    for info in pkgutil.iter_modules(pkg.__path__):
+        mod = importlib.import_module(f"edge_agent.kernels.{info.name}")
+        for name, obj in vars(mod).items():
+            if isinstance(obj, CPUDispatcher):
+                counts[f"{info.name}.{name}"] = len(obj.signatures)
+    return counts
+
+
+def test_warm_up_leaves_nothing_for_the_first_window_to_compile():
+    """A compile at the first live window would stall analysis for seconds (cold cache)."""
     from edge_agent import kernels
+    from edge_agent.config import Config
+    from edge_agent.pipeline import Pipeline
+    from edge_agent.simulate import SimulationSpec, simulate
 
     kernels.warm_up()  # raises if any kernel rejects the types the pipeline gives it
+    before = _compiled_signatures()
+    config = Config()
+    spec = SimulationSpec(duration_s=10.0, voltages=True, fault="broken-bar", severity=40.0)
+    _, x = simulate(spec, config.motor)
+    pipe = Pipeline(config, 15000.0, ["ia", "ib", "ic", "va", "vb", "vc"])
+    records = pipe.update(x)
+    assert records[-1]["features"]["brb_lsb_db"] is not None  # the long window ran too
+    assert _compiled_signatures() == before
 
 
 def test_park_modulus_of_a_balanced_set_is_constant_and_ripples_with_unbalance():
