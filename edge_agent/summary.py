@@ -1,0 +1,199 @@
+"""Periodic summaries of the pipeline's records: one per ``output.summary_interval_s`` of signal.
+
+Periods are fixed slots of *signal* time aligned to multiples of ``interval_s``:
+``(k·interval_s, (k+1)·interval_s]``, so live summaries (UNIX times) fall on whole minutes
+with the default 60 s and a replay's (seconds from the start) on 0, 60, 120 ... A window
+belongs to the period its ``t_end`` falls in, an alert to the period its ``t`` falls in:
+the window that ends at 60 s is the last of the first minute, and a 40 s replay in 5 s
+periods gives eight summaries.
+A period is returned once a window or alert of a later period arrives, or by
+:meth:`Summarizer.flush` at the end of the stream. Periods with no window or alert (the
+source was away) give no summary.
+
+Each value is computed from the whole period at once (exact sums, sorted percentiles), so
+the summaries do not depend on how the records were split between :meth:`update` calls.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = ["MEAN_FEATURES", "Summarizer"]
+
+# Features averaged over a period; each gives the summary field of the same name.
+MEAN_FEATURES = ("rms_a", "rms_b", "rms_c", "i2_i1", "supply_hz", "slip")
+
+
+@dataclass
+class _Period:
+    k: int  # index of the slot: the period starts at k * interval_s
+    windows: int = 0
+    flagged: int = 0
+    anomalous: int = 0
+    raised: int = 0
+    cleared: int = 0
+    lost: int = 0
+    last_t: float = -math.inf
+    values: dict[str, array] = field(
+        default_factory=lambda: {name: array("d") for name in (*MEAN_FEATURES, "score")}
+    )
+
+
+class Summarizer:
+    """Aggregates window and alert records into ``{"type": "summary", ...}`` records.
+
+    Lifecycle: :meth:`update` with each batch of records the pipeline returns, in order;
+    :meth:`flush` once at the end (replay, shutdown) for the last, partial period.
+
+    Example, with the default 60 s: windows ending at 0.5 ... 59.5 s make the summary
+    ``{"t_start": 0.0, "t_end": 60.0, "windows": 119, ...}``, returned by the update that
+    brings the window ending at 60.0 s.
+    """
+
+    def __init__(self, interval_s: float) -> None:
+        interval_s = float(interval_s)
+        if not (math.isfinite(interval_s) and interval_s > 0):
+            raise ValueError(f"{interval_s=} must be a positive number of seconds")
+        self.interval_s = interval_s
+        self._period: _Period | None = None
+        self._pending_lost = 0
+        # Raised and not yet cleared: fault name by alert id. Spans periods.
+        self._active: dict[str, str] = {}
+
+    def update(self, records: Iterable[Mapping[str, Any]], lost_samples: int = 0) -> list[dict]:
+        """Take the pipeline's records; return the summaries of the periods they complete.
+
+        ``lost_samples`` (samples the source lost since the last call) is counted in the
+        period of the first window or alert of ``records``, or of the next one to come
+        when there is none: the loss happened before them. Records of other types are
+        ignored.
+        """
+        if lost_samples < 0:
+            raise ValueError(f"{lost_samples=} must not be negative")
+        self._pending_lost += int(lost_samples)
+        out: list[dict] = []
+        for rec in records:
+            kind = rec.get("type")
+            if kind == "window":
+                period = self._route(float(rec["t_end"]), out)
+                _add_window(period, rec)
+            elif kind == "alert":
+                period = self._route(float(rec["t"]), out)
+                if rec["state"] == "raised":
+                    period.raised += 1
+                    self._active[rec["id"]] = rec["fault"]
+                else:
+                    period.cleared += 1
+                    self._active.pop(rec["id"], None)
+        return out
+
+    def flush(self) -> list[dict]:
+        """The summary of the current, partial period (a list of 0 or 1 records).
+
+        Its ``t_end`` is the last record's time rather than the period's end. Call it at
+        the end of the stream: records after it start a new summary for the same period.
+        """
+        period = self._period
+        if period is None:
+            return []
+        period.lost += self._pending_lost
+        self._pending_lost = 0
+        self._period = None
+        return [self._summary(period, partial=True)]
+
+    def _slot(self, t: float) -> int:
+        k = math.ceil(t / self.interval_s) - 1
+        # Division rounds: make sure k·I < t <= (k+1)·I holds in floating point too.
+        if k * self.interval_s >= t:
+            k -= 1
+        elif (k + 1) * self.interval_s < t:
+            k += 1
+        return k
+
+    def _route(self, t: float, out: list[dict]) -> _Period:
+        """The period a record at time ``t`` counts in; closes the current one if past it."""
+        if not math.isfinite(t):
+            raise ValueError(f"record time {t} is not finite")
+        period = self._period
+        k = self._slot(t)
+        if period is not None and k > period.k:
+            out.append(self._summary(period, partial=False))
+            period = None
+        if period is None:
+            period = self._period = _Period(k)
+        # A record older than the current period (out of order) counts in the current one:
+        # the older summary is already out.
+        if self._pending_lost:
+            period.lost += self._pending_lost
+            self._pending_lost = 0
+        period.last_t = max(period.last_t, t)
+        return period
+
+    def _summary(self, p: _Period, *, partial: bool) -> dict[str, Any]:
+        t_start = p.k * self.interval_s
+        t_end = (p.k + 1) * self.interval_s
+        if partial:
+            t_end = min(t_end, p.last_t)
+        rec: dict[str, Any] = {
+            "type": "summary",
+            "t_start": t_start,
+            "t_end": t_end,
+            "windows": p.windows,
+            "flagged_windows": p.flagged,
+            "anomalous_windows": p.anomalous,
+            "alerts_raised": p.raised,
+            "alerts_cleared": p.cleared,
+            "active_alerts": sorted(set(self._active.values())),
+            "lost_samples": p.lost,
+        }
+        for name in MEAN_FEATURES:
+            v = p.values[name]
+            rec[name] = _mean(v)
+        i2 = p.values["i2_i1"]
+        rec["i2_i1_max"] = max(i2) if i2 else None
+        scores = p.values["score"]
+        if scores:
+            s = np.frombuffer(scores, dtype=np.float64)
+            p50, p95 = np.percentile(s, [50.0, 95.0], method="linear")
+            rec["score_p50"], rec["score_p95"] = float(p50), float(p95)
+            rec["score_max"] = float(s.max())
+        else:
+            rec["score_p50"] = rec["score_p95"] = rec["score_max"] = None
+        for key in (*MEAN_FEATURES, "i2_i1_max", "score_p50", "score_p95", "score_max"):
+            v = rec[key]
+            if v is not None and not math.isfinite(v):  # an overflowing mean of huge values
+                rec[key] = None
+        return rec
+
+
+def _add_window(p: _Period, rec: Mapping[str, Any]) -> None:
+    p.windows += 1
+    p.flagged += bool(rec.get("flags"))
+    p.anomalous += bool(rec.get("anomalous"))
+    features = rec.get("features") or {}
+    for name in MEAN_FEATURES:
+        _append_finite(p.values[name], features.get(name))
+    _append_finite(p.values["score"], rec.get("score"))
+
+
+def _mean(values: array) -> float | None:
+    if not values:
+        return None
+    try:
+        return math.fsum(values) / len(values)
+    except OverflowError:  # exact sums of values near 1e308
+        return None
+
+
+def _append_finite(values: array, v: Any) -> None:
+    if v is None:
+        return
+    v = float(v)
+    if math.isfinite(v):
+        values.append(v)
