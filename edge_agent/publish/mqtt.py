@@ -1,0 +1,922 @@
+"""The MQTT publisher: the outbox to the plant's broker, with our own reconnects.
+
+Lifecycle: :meth:`MqttPublisher.start` returns at once; a thread named ``edge-mqtt``
+connects, publishes and reconnects until :meth:`MqttPublisher.stop`, which publishes the
+retained ``offline`` status (reason ``stopped``) and disconnects cleanly. The outbox is not
+closed here: its owner closes it after ``stop``.
+
+Why not paho's own machinery (ARCHITECTURE, pitfalls): paho keeps unacknowledged QoS 1
+messages in memory only, and its automatic reconnect replays that memory. Here every
+message comes from the :class:`~edge_agent.publish.outbox.Outbox` and is deleted there only
+after its PUBACK. Each connection is a fresh paho client driven by the ``edge-mqtt`` thread
+through paho's external-loop API (``loop_read``/``loop_write``/``loop_misc`` around our own
+``select``), so every paho callback runs in that thread. On any disconnect the client is
+dropped; the thread reconnects with a doubling backoff from ``reconnect_min_s`` capped at
+``reconnect_max_s`` (±20 % jitter; back to the minimum after a connection that lasted) and
+sends everything still in the outbox again, in ``seq`` order. At most ``max_inflight``
+(and no more than the broker's Receive Maximum) outbox messages await their PUBACK.
+
+A record the broker will not take must not block the others behind it forever: one
+refused in its PUBACK (an MQTT 5 failure reason, e.g. Not authorized), or one the broker
+closes the connection for (Mosquitto 2.0 does after an ACL denial, or for a packet over
+its size limit; found by sending one record at a time after two connections in a row
+were lost soon after publishing), is held back for ``HOLD_S``: it stays in the outbox,
+is reported once at ERROR and counted (``refused``, ``held_back``), and is tried again
+on a later connection.
+
+Topics under ``root = {prefix}/{site}/{asset}`` (QoS 1): ``alert``, ``summary``,
+``event`` from the outbox; ``status``, retained, not from the outbox: an ``online`` birth
+after each CONNACK and every ``status_interval_s``, ``offline`` as the Last Will (reason
+``lost``; its ``ts`` is the time of connecting, as a will cannot be updated) and on
+``stop`` (reason ``stopped``); status payloads carry ``schema``, ``id``, ``ts``,
+``historical`` (false), ``site``, ``asset`` and ``state`` (docs/schemas/status.schema.json).
+``cmd/<name>`` is subscribed; each message is passed to
+``on_command(name, payload)`` in the publisher's thread (it must return quickly; what it
+raises is logged and counted). A retained command is ignored: it would run again at every
+reconnect. Sessions are clean: commands sent while the edge is offline are not queued.
+
+Payloads: the stored object plus ``"historical"``: true when the record was queued
+before the current connection was established (during an outage, or by an earlier
+process). The boundary is the outbox's last ``seq`` at CONNACK, not a clock, so a clock
+step (NTP after boot) cannot mislabel records.
+
+Errors are reported once, clearly (logger ``edge_agent.mqtt``, and :attr:`last_error`),
+repeats only at DEBUG with a reminder every 20 attempts, and always retried. The password
+(``mqtt.password`` or the first line of ``mqtt.password_file``, read at every connect so a
+fixed file is picked up) never appears in logs, errors or reprs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import select
+import socket
+import ssl
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+
+from edge_agent.config import MqttConfig, MqttTlsConfig
+from edge_agent.errors import ConfigError
+from edge_agent.publish.outbox import Outbox
+
+log = logging.getLogger("edge_agent.mqtt")
+paho_log = logging.getLogger("edge_agent.mqtt.paho")
+
+CONNECT_TIMEOUT_S = 5.0  # TCP connect and TLS handshake
+CONNACK_TIMEOUT_S = 10.0
+POLL_S = 1.0  # the outbox is re-read this often even without notify()
+STABLE_S = 10.0  # a connection this long resets the backoff (and ends careful mode)
+HOLD_S = 600.0  # a record the broker keeps dropping the connection for waits this long
+SUSPECT_S = 5.0  # a connection lost this soon after sending a record may be its doing
+REMIND_EVERY = 20  # a repeated connection error is logged above DEBUG every this many
+JITTER = 0.2
+STATUS_SCHEMA = 1
+
+# TLS alerts the broker sends when it refuses our client certificate.
+_CLIENT_CERT_ALERTS = (
+    "UNKNOWN_CA", "BAD_CERTIFICATE", "CERTIFICATE_UNKNOWN", "UNSUPPORTED_CERTIFICATE",
+    "CERTIFICATE_EXPIRED", "CERTIFICATE_REVOKED", "ACCESS_DENIED", "DECRYPT_ERROR",
+)  # fmt: skip
+
+
+@dataclass
+class PublisherStats:
+    """Counters of this process's publisher, cumulative."""
+
+    connects: int = 0  # successful CONNACKs
+    connect_failures: int = 0  # attempts that did not end in a successful CONNACK
+    disconnects: int = 0  # established connections that were lost
+    published: int = 0  # outbox messages sent (a resend counts again)
+    acked: int = 0  # outbox messages deleted after their PUBACK
+    historical: int = 0  # of published, those marked historical
+    refused: int = 0  # PUBACKs with a failure reason code (the message stays queued)
+    held_back: int = 0  # records set aside because the broker drops us when it gets them
+    commands: int = 0  # commands passed to on_command
+    callback_errors: int = 0  # exceptions caught in callbacks and in on_command
+
+
+class _ConnectError(Exception):
+    """A failure to connect, already worded for the user."""
+
+    def __init__(self, message: str, level: int = logging.WARNING) -> None:
+        super().__init__(message)
+        self.level = level
+
+
+def _parse_url(url: str | None) -> tuple[bool, str, int]:
+    """``(tls, host, port)`` of ``mqtt://host[:port]`` or ``mqtts://host[:port]``."""
+    if not url:
+        raise ConfigError("mqtt.url is not set: expected mqtt://host[:1883] or mqtts://host[:8883]")
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts"):
+        raise ConfigError(f"mqtt.url: expected mqtt:// or mqtts://, got {parts.scheme!r}")
+    if "@" in parts.netloc:
+        # Not echoed: it may hold a password.
+        raise ConfigError(
+            "mqtt.url must not hold credentials: set mqtt.username and mqtt.password_file"
+        )
+    if parts.path or parts.query or parts.fragment:
+        raise ConfigError(f"mqtt.url={url!r}: expected no path, query or fragment")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ConfigError(f"mqtt.url={url!r}: the port must be a number 1-65535") from None
+    host = parts.hostname
+    if not host:
+        raise ConfigError(f"mqtt.url={url!r}: no host name")
+    tls = parts.scheme == "mqtts"
+    return tls, host, port or (8883 if tls else 1883)
+
+
+def _no_passphrase(*_: Any) -> bytes:
+    # Without this, OpenSSL would prompt on the terminal for an encrypted key.
+    return b""
+
+
+def _version() -> str | None:
+    try:
+        from edge_agent import __version__
+    except ImportError:  # pragma: no cover - a broken install
+        return None
+    return __version__
+
+
+class MqttPublisher:
+    """Publishes the outbox to ``cfg.url`` under ``root = {prefix}/{site}/{asset}``.
+
+    Configuration problems (no url, a missing TLS or password file, a key that does not
+    match its certificate) raise :class:`~edge_agent.errors.ConfigError` here, at
+    construction; everything after is retried. ``status_extra`` adds counters to the
+    ``online`` status (called in the publisher's thread).
+    """
+
+    def __init__(
+        self,
+        cfg: MqttConfig,
+        *,
+        site: str,
+        asset: str,
+        outbox: Outbox,
+        on_command: Callable[[str, bytes], None] | None = None,
+        status_extra: Callable[[], dict] | None = None,
+        status_interval_s: float = 60.0,
+    ) -> None:
+        for name, value in (("site", site), ("asset", asset)):
+            if not value or any(c in value for c in "/+#\0"):
+                raise ConfigError(
+                    f"{name}={value!r}: expected one MQTT topic level (no '/', '+' or '#')"
+                )
+        if status_interval_s <= 0:
+            raise ValueError(f"{status_interval_s=} must be positive")
+        self.cfg = cfg
+        self.site, self.asset = site, asset
+        self.root = f"{cfg.prefix}/{site}/{asset}"
+        self.client_id = cfg.client_id or f"edge-agent-{site}-{asset}"
+        self.use_tls, self.host, self.port = _parse_url(cfg.url)
+        self.hostport = (
+            f"[{self.host}]:{self.port}" if ":" in self.host else (f"{self.host}:{self.port}")
+        )
+        if self.use_tls:
+            self._ssl_context()  # a bad file is a config error now, not a retry loop
+        elif cfg.tls is not None:
+            raise ConfigError(f"mqtt.tls is set but mqtt.url is {cfg.url}: use mqtts:// for TLS")
+        if cfg.password is not None or cfg.password_file is not None:
+            if not cfg.username:
+                raise ConfigError("mqtt.password / mqtt.password_file need mqtt.username")
+        if cfg.password_file is not None:
+            try:
+                self._password()
+            except _ConnectError as exc:
+                raise ConfigError(str(exc)) from None
+        self._outbox = outbox
+        self._on_command = on_command
+        self._status_extra = status_extra
+        self.status_interval_s = float(status_interval_s)
+        self._protocol = (
+            MQTTProtocolVersion.MQTTv311 if cfg.protocol == "3.1.1" else MQTTProtocolVersion.MQTTv5
+        )
+
+        self.connected = False
+        self.last_error: str | None = None
+        self.stats = PublisherStats()
+
+        self._stop = threading.Event()
+        self._stop_deadlines = (0.0, 0.0)
+        self._kick = threading.Event()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._drained = threading.Condition()
+        self._thread: threading.Thread | None = None
+        # error reporting
+        self._last_logged: str | None = None
+        self._repeats = 0
+        self._failures_in_row = 0
+        self._down_since: float | None = None
+        self._refusals_logged: set[str] = set()
+        self._cert_diagnosis: str | None = None  # the broker refused our client certificate
+        # A record the broker answers by closing the connection would block the outbox
+        # forever (it is resent first at every connect): after two short connections lost
+        # with records in flight, records go one at a time, and the one in flight when the
+        # next is lost is held back (it stays in the outbox; retried after HOLD_S).
+        self._short_losses = 0
+        self._careful = False
+        self._held: dict[int, float] = {}  # seq -> monotonic time until which it waits
+        self._new_connection()
+
+    def __repr__(self) -> str:
+        return (
+            f"MqttPublisher({'mqtts' if self.use_tls else 'mqtt'}://{self.hostport}, "
+            f"root={self.root!r}, connected={self.connected})"
+        )
+
+    # --- public API --------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the ``edge-mqtt`` thread; returns at once (connecting happens there)."""
+        if self._thread is not None:
+            raise RuntimeError("MqttPublisher.start() called twice")
+        self._thread = threading.Thread(target=self._run, name="edge-mqtt", daemon=True)
+        self._thread.start()
+
+    def notify(self) -> None:
+        """New records were put in the outbox: publish them now rather than at the next
+        poll. Cheap; callable from any thread."""
+        if not self._kick.is_set():
+            self._kick.set()
+            self._wake()
+
+    def wait_drained(self, timeout: float) -> bool:
+        """Wait until the outbox is empty (everything PUBACKed); False after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        with self._drained:
+            while True:
+                if not any(self._outbox.depth().values()):
+                    return True
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._drained.wait(min(left, 0.5))
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Publish the retained ``offline`` status if connected, disconnect cleanly and end
+        the thread (waiting at most ``timeout`` s). Records not yet acknowledged stay in the
+        outbox for the next run."""
+        now, timeout = time.monotonic(), max(timeout, 0.0)
+        # For the offline status's PUBACK, then for the DISCONNECT to be written.
+        self._stop_deadlines = (now + 0.6 * timeout, now + 0.8 * timeout)
+        self._stop.set()
+        self._wake()
+        t = self._thread
+        if t is not None and t is not threading.current_thread():
+            t.join(timeout)
+            if t.is_alive():
+                log.warning("%s: the MQTT thread did not end within %g s", self.hostport, timeout)
+                return
+        self.connected = False
+        for s in (self._wake_r, self._wake_w):
+            s.close()
+
+    # --- the thread --------------------------------------------------------------------
+
+    def _run(self) -> None:
+        delay = self.cfg.reconnect_min_s
+        while not self._stop.is_set():
+            try:
+                up_s = self._session()
+            except Exception as exc:  # a bug, or the outbox failing: never end the thread
+                up_s = None
+                message = f"{self.hostport}: unexpected error: {type(exc).__name__}: {exc}"
+                self._fail(message, logging.ERROR, exc_info=True)
+            finally:
+                self._close_client()
+            if self._stop.is_set():
+                break
+            if up_s is not None and up_s >= STABLE_S:
+                delay = self.cfg.reconnect_min_s
+            wait = min(delay, self.cfg.reconnect_max_s) * random.uniform(1 - JITTER, 1 + JITTER)
+            self._stop.wait(wait)
+            delay = min(2 * delay, self.cfg.reconnect_max_s)
+
+    def _session(self) -> float | None:
+        """One connection, from connect() to its end: seconds it was established, or None
+        if it never was."""
+        self._new_connection()
+        try:
+            client = self._make_client()
+        except _ConnectError as exc:
+            self._fail(str(exc), exc.level)
+            return None
+        self._client = client
+        try:
+            if self._protocol == MQTTProtocolVersion.MQTTv5:
+                client.connect(self.host, self.port, self.cfg.keepalive_s, clean_start=True)
+            else:
+                client.connect(self.host, self.port, self.cfg.keepalive_s)
+        except Exception as exc:  # DNS, TCP, TLS: described, counted and retried
+            message, level = self._describe(exc)
+            self._fail(message, level)
+            return None
+        connack_deadline = time.monotonic() + CONNACK_TIMEOUT_S
+        while True:
+            self._handle_pubacks()
+            if self._stop.is_set():
+                self._goodbye(client)
+                break
+            if self._connack is not None and self._connected_at is None:
+                if self._connack.is_failure:
+                    break  # the broker closes the connection; reported below
+                self._established(client)
+            if self.connected:
+                self._fill(client)
+                if time.monotonic() >= self._next_status:
+                    self._publish_status(client, "online")
+            elif time.monotonic() > connack_deadline:
+                self._fail(
+                    f"{self.hostport}: no CONNACK within {CONNACK_TIMEOUT_S:g} s "
+                    "(is it an MQTT broker?)"
+                )
+                return None
+            if client.socket() is None or not self._io(client):
+                break
+        self._handle_pubacks()
+        if self._connected_at is None:
+            if not self._stop.is_set():
+                message, level = self._before_connack()
+                self._fail(message, level)
+            return None
+        up_s = time.monotonic() - self._connected_at
+        self.connected = False
+        if not self._stop.is_set():
+            self._poison_check(up_s)
+            self.stats.disconnects += 1
+            if self._disconnect_by_broker:
+                detail = f"the broker disconnected us: {self._disconnect_reason}"
+            elif self._paho_error:
+                detail = self._paho_error
+            elif str(self._disconnect_reason) == "Keep alive timeout":
+                detail = "no answer from the broker within the keepalive"
+            else:
+                detail = "closed by the broker or the network"
+            self.last_error = f"{self.hostport}: connection lost after {up_s:.0f} s ({detail})"
+            self._down_since = time.monotonic()
+            log.warning("%s; reconnecting", self.last_error)
+        return up_s
+
+    def _io(self, client: paho.Client) -> bool:
+        """Wait for the socket, a notify() or the next timer; let paho read and write.
+        False when the connection is gone."""
+        sock = client.socket()
+        if sock is None:
+            return False
+        timeout = min(POLL_S, self.cfg.keepalive_s / 2)  # loop_misc sends the pings
+        if self.connected:
+            timeout = min(timeout, max(0.0, self._next_status - time.monotonic()))
+        if self._stop.is_set():
+            timeout = min(timeout, 0.05)
+        pending = sock.pending() if hasattr(sock, "pending") else 0
+        if pending:
+            timeout = 0.0  # TLS holds bytes that select() cannot see
+        wlist = [sock] if client.want_write() else []
+        try:
+            readable, writable, _ = select.select([sock, self._wake_r], wlist, [], timeout)
+        except (OSError, ValueError):  # the socket was closed under us
+            return False
+        if self._wake_r in readable:
+            try:
+                while self._wake_r.recv(4096):
+                    pass
+            except OSError:  # BlockingIOError: drained
+                pass
+            # Cleared after draining: a notify() from now on sends a byte again, and one
+            # that came before is seen by the outbox read that follows.
+            self._kick.clear()
+            self._dirty = True
+        if sock in readable or pending:
+            client.loop_read()
+        if client.socket() is not None and (sock in writable or client.want_write()):
+            client.loop_write()
+        if client.socket() is not None:
+            client.loop_misc()
+        return client.socket() is not None
+
+    def _new_connection(self) -> None:
+        """Forget the previous connection's state."""
+        self._client: paho.Client | None = None
+        self._connack: Any = None  # the CONNACK reason code, once it came
+        self._connected_at: float | None = None
+        self._disconnect_reason: Any = None
+        self._disconnect_by_broker = False
+        self._paho_error: str | None = None
+        # mid -> (seq, topic, bytes, monotonic time sent)
+        self._inflight: dict[int, tuple[int, str, int, float]] = {}
+        self._pubacks: list[tuple[int, Any]] = []  # (mid, reason code) from on_publish
+        self._refused_here = False  # a PUBACK on this connection had a failure reason
+        self._sent_upto = 0
+        self._boundary = 0
+        self._limit = 1 if self._careful else self.cfg.max_inflight
+        self._dirty = True
+        self._exhausted = False
+        self._next_poll = 0.0
+        self._next_status = math.inf
+
+    def _make_client(self) -> paho.Client:
+        kwargs: dict[str, Any] = {}
+        if self._protocol == MQTTProtocolVersion.MQTTv311:
+            kwargs["clean_session"] = True
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            protocol=self._protocol,
+            reconnect_on_failure=False,
+            **kwargs,
+        )
+        client.suppress_exceptions = True  # ours are caught already; belt and braces
+        client.connect_timeout = CONNECT_TIMEOUT_S
+        client.max_inflight_messages_set(0)  # our own limit applies; paho must not queue
+        client.max_queued_messages_set(0)
+        if self.use_tls:
+            try:
+                client.tls_set_context(self._ssl_context())
+            except ConfigError as exc:  # a file removed or broken since start-up
+                raise _ConnectError(str(exc), logging.ERROR) from None
+        if self.cfg.username is not None:
+            client.username_pw_set(self.cfg.username, self._password())
+        client.will_set(
+            self._topic("status"), self._status_payload("offline", "lost"), qos=1, retain=True
+        )
+        client.on_connect = self._guard(self._on_connect)
+        client.on_disconnect = self._guard(self._on_disconnect)
+        client.on_publish = self._guard(self._on_publish)
+        client.on_message = self._guard(self._on_message)
+        client.on_subscribe = self._guard(self._on_subscribe)
+        client.on_log = self._guard(self._on_log)
+        return client
+
+    def _close_client(self) -> None:
+        client, self._client = self._client, None
+        self.connected = False
+        if client is None:
+            return
+        sock = client.socket()
+        if sock is not None:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+    def _established(self, client: paho.Client) -> None:
+        """After a successful CONNACK: resend from the start of the outbox, subscribe to
+        commands, publish the birth."""
+        self._boundary = self._outbox.last_seq()
+        self._connected_at = time.monotonic()
+        self.connected = True
+        self.stats.connects += 1
+        self.last_error = None
+        if self._failures_in_row or self._down_since is not None:
+            since = self._down_since
+            took = f", down {time.monotonic() - since:.0f} s" if since is not None else ""
+            tries = self._failures_in_row
+            log.warning(
+                "connected to %s again%s%s", self.hostport, took,
+                f", {tries} failed attempts" if tries else "",
+            )  # fmt: skip
+        else:
+            log.info("connected to %s as %s", self.hostport, self.client_id)
+        self._failures_in_row = 0
+        self._down_since = None
+        self._cert_diagnosis = None
+        self._last_logged = None
+        self._repeats = 0
+        client.subscribe(self._topic("cmd/#"), qos=1)
+        self._publish_status(client, "online")
+
+    def _fill(self, client: paho.Client) -> None:
+        """Publish outbox records after the last one sent, up to the in-flight limit."""
+        now = time.monotonic()
+        if self._careful and self._connected_at is not None:
+            if now - self._connected_at >= STABLE_S:
+                self._careful = False  # the connection holds: the losses were the network's
+                self._limit = self.cfg.max_inflight
+        room = self._limit - len(self._inflight)
+        if room <= 0:
+            return
+        if self._exhausted and not self._dirty and now < self._next_poll:
+            return
+        self._dirty = False
+        self._next_poll = now + POLL_S
+        messages = self._outbox.pending(after=self._sent_upto, limit=room)
+        self._exhausted = len(messages) < room
+        for m in messages:
+            if self._held.get(m.seq, 0.0) > now:
+                self._sent_upto = m.seq
+                continue
+            self._held.pop(m.seq, None)
+            historical = m.seq <= self._boundary
+            body = dict(m.payload)
+            body["historical"] = historical
+            data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+            topic = self._topic(m.topic)
+            info = client.publish(topic, data, qos=1)
+            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                break  # the connection just went; the record stays queued
+            self._inflight[info.mid] = (m.seq, topic, len(data), time.monotonic())
+            self._sent_upto = m.seq
+            self.stats.published += 1
+            self.stats.historical += historical
+
+    def _poison_check(self, up_s: float) -> None:
+        """After losing an established connection: is one record making the broker drop
+        us? (Mosquitto 2.0, for one, closes an MQTT 5 connection after refusing a publish
+        its ACL denies, so the refusal itself may never be read.)"""
+        now = time.monotonic()
+        # Records the broker may have dropped us for: sent just before the loss.
+        in_flight = sorted(e for e in self._inflight.values() if now - e[3] < SUSPECT_S)
+        if not in_flight or up_s >= STABLE_S or self._refused_here:
+            # (A record refused in its PUBACK is held back already: no other is to blame.)
+            self._short_losses = 0
+            self._careful = False
+            return
+        if self._careful and len(self._inflight) == 1 and len(in_flight) == 1:
+            seq, topic, size, _ = in_flight[0]
+            self._held[seq] = time.monotonic() + HOLD_S
+            self.stats.held_back += 1
+            self._short_losses = 0
+            self._careful = False
+            log.error(
+                "%s: the broker closes the connection whenever it gets record %d on %s "
+                "(%d bytes: does its ACL deny the topic, or is the record too large for "
+                "it?): held back for %g s, the others go on; it stays in the outbox",
+                self.hostport, seq, topic, size, HOLD_S,
+            )  # fmt: skip
+            return
+        self._short_losses += 1
+        if self._short_losses >= 2 and not self._careful:
+            self._careful = True
+            log.warning(
+                "%s: %d connections in a row were lost soon after publishing: sending one "
+                "record at a time to find one the broker refuses", self.hostport,
+                self._short_losses,
+            )  # fmt: skip
+
+    def _handle_pubacks(self) -> None:
+        if not self._pubacks:
+            return
+        pubacks, self._pubacks = self._pubacks, []
+        done = []
+        for mid, reason in pubacks:
+            entry = self._inflight.pop(mid, None)
+            if entry is None:
+                continue  # a status message
+            seq, topic, _, _ = entry
+            if reason is not None and reason.is_failure:
+                self.stats.refused += 1
+                self.stats.held_back += 1
+                self._refused_here = True
+                self._held[seq] = time.monotonic() + HOLD_S
+                key = f"{topic}: {reason}"
+                level = logging.DEBUG if key in self._refusals_logged else logging.ERROR
+                self._refusals_logged.add(key)
+                log.log(
+                    level, "%s: the broker refused record %d on %s (%s): held back for %g s, "
+                    "the others go on; it stays in the outbox", self.hostport, seq, topic,
+                    reason, HOLD_S,
+                )  # fmt: skip
+                continue
+            done.append(seq)
+        if done:
+            self._outbox.ack_many(done)
+            self.stats.acked += len(done)
+            with self._drained:
+                self._drained.notify_all()
+
+    def _goodbye(self, client: paho.Client) -> None:
+        """On stop: the retained offline status, then a clean DISCONNECT (no will)."""
+        if not self.connected:
+            return
+        info = client.publish(
+            self._topic("status"), self._status_payload("offline", "stopped"), qos=1,
+            retain=True,
+        )  # fmt: skip
+        ack_by, flush_by = self._stop_deadlines
+        while not info.is_published() and client.socket() is not None and time.monotonic() < ack_by:
+            self._io(client)
+        self._handle_pubacks()
+        if not info.is_published():
+            log.warning("%s: no PUBACK for the offline status before stopping", self.hostport)
+        client.disconnect()
+        while client.socket() is not None and client.want_write() and time.monotonic() < flush_by:
+            self._io(client)
+        log.info("disconnected from %s", self.hostport)
+
+    # --- status ------------------------------------------------------------------------
+
+    def _topic(self, suffix: str) -> str:
+        return f"{self.root}/{suffix}"
+
+    def _status_payload(self, state: str, reason: str | None = None) -> bytes:
+        body: dict[str, Any] = {
+            "schema": STATUS_SCHEMA,
+            "id": str(uuid.uuid4()),
+            "ts": time.time(),
+            "historical": False,
+            "site": self.site,
+            "asset": self.asset,
+            "state": state,
+        }
+        if reason is not None:
+            body["reason"] = reason
+        if state == "online":
+            body["version"] = _version()
+            body["outbox"] = self._outbox.depth()
+            body["counters"] = self._counters()
+        return json.dumps(body, separators=(",", ":")).encode()
+
+    def _counters(self) -> dict[str, Any]:
+        counters: dict[str, Any] = {f"outbox_{k}": v for k, v in asdict(self._outbox.stats).items()}
+        counters.update({f"mqtt_{k}": v for k, v in asdict(self.stats).items()})
+        if self._status_extra is not None:
+            try:
+                counters.update(self._status_extra())
+            except Exception:
+                self.stats.callback_errors += 1
+                log.exception("status_extra failed (counted); the status goes without it")
+        # Counters are finite numbers (docs/schemas/status.schema.json): others are left out.
+        return {
+            str(k): v
+            for k, v in counters.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        }
+
+    def _publish_status(self, client: paho.Client, state: str) -> None:
+        client.publish(self._topic("status"), self._status_payload(state), qos=1, retain=True)
+        self._next_status = time.monotonic() + self.status_interval_s
+
+    # --- paho callbacks (all in the edge-mqtt thread; they only record or dispatch) ------
+
+    def _guard(self, fn: Callable[..., None]) -> Callable[..., None]:
+        """``fn`` with every exception logged and counted: one escaping a paho callback
+        would end the connection's processing."""
+
+        def guarded(*args: Any) -> None:
+            try:
+                fn(*args)
+            except Exception:
+                self.stats.callback_errors += 1
+                log.exception("error in the MQTT callback %s (counted)", fn.__name__)
+
+        return guarded
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if client is not self._client:
+            return
+        self._connack = reason_code
+        receive_max = getattr(properties, "ReceiveMaximum", None) if properties else None
+        if receive_max:
+            # One slot is left for the status messages.
+            self._limit = max(1, min(self._limit, int(receive_max) - 1))
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        if client is not self._client:
+            return
+        self._disconnect_reason = reason_code
+        self._disconnect_by_broker = bool(flags.is_disconnect_packet_from_server)
+        self.connected = False
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        if client is self._client:
+            self._pubacks.append((mid, reason_code))
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        bad = [str(rc) for rc in reason_codes if rc.is_failure]
+        if bad:
+            log.warning(
+                "%s: the broker refused the subscription to %s (%s): commands will not "
+                "arrive", self.hostport, self._topic("cmd/#"), ", ".join(bad),
+            )  # fmt: skip
+
+    def _on_message(self, client, userdata, message) -> None:
+        prefix = self._topic("cmd/")
+        topic = message.topic
+        if not topic.startswith(prefix) or topic == prefix:
+            log.warning("ignored a message on %s: expected %s<command>", topic, prefix)
+            return
+        name = topic[len(prefix) :]
+        if message.retain:
+            log.warning(
+                "ignored the retained command %r on %s: a retained command would run again "
+                "at every reconnect (clear it with an empty retained message)", name, topic,
+            )  # fmt: skip
+            return
+        self.stats.commands += 1
+        if self._on_command is None:
+            log.info("command %r received but no handler is set", name)
+            return
+        try:
+            self._on_command(name, bytes(message.payload))
+        except Exception:
+            self.stats.callback_errors += 1
+            log.exception("the handler of command %r failed (counted)", name)
+
+    def _on_log(self, client, userdata, level, buf) -> None:
+        if level == paho.MQTT_LOG_ERR and client is self._client:
+            self._paho_error = buf
+        paho_log.debug("%s", buf)
+
+    # --- errors ------------------------------------------------------------------------
+
+    def _fail(self, message: str, level: int = logging.WARNING, exc_info: bool = False) -> None:
+        """Count and report a failed connection attempt; repeats quietly."""
+        self.stats.connect_failures += 1
+        self._failures_in_row += 1
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+        self.last_error = message
+        if message != self._last_logged:
+            self._last_logged = message
+            self._repeats = 0
+            log.log(
+                level, "%s (retrying every %g s at most)", message, self.cfg.reconnect_max_s,
+                exc_info=exc_info,
+            )  # fmt: skip
+            return
+        self._repeats += 1
+        if self._repeats % REMIND_EVERY == 0:
+            log.info("still not connected after %d attempts: %s", self._failures_in_row, message)
+        else:
+            log.debug("%s (attempt %d)", message, self._failures_in_row)
+
+    def _tls_trust(self) -> str:
+        tls = self.cfg.tls
+        if tls is not None and tls.ca_file is not None:
+            return f"tls.ca_file {tls.ca_file}"
+        return "the system's CA certificates"
+
+    def _client_cert_problem(self, text: str) -> str | None:
+        """A user message if ``text`` (an SSL error) says the broker refused our client
+        certificate, else None."""
+        up = text.upper()
+        tls = self.cfg.tls
+        cert = tls.cert_file if tls is not None else None
+        if "CERTIFICATE_REQUIRED" in up or ("HANDSHAKE_FAILURE" in up and cert is None):
+            return (
+                f"{self.hostport}: TLS: the broker requires a client certificate "
+                f"({text}); set mqtt.tls.cert_file and key_file"
+            )
+        if any(a in up for a in _CLIENT_CERT_ALERTS) and "ALERT" in up:
+            which = f"client certificate {cert}" if cert is not None else "client"
+            return f"{self.hostport}: TLS: the broker refused our {which} ({text})"
+        return None
+
+    def _describe(self, exc: BaseException) -> tuple[str, int]:
+        """A message and log level for an exception raised by connect()."""
+        hp = self.hostport
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            code = getattr(exc, "verify_code", None)
+            why = getattr(exc, "verify_message", None) or str(exc)
+            if code in (62, 64) or "mismatch" in why.lower():  # X509_V_ERR_{HOSTNAME,IP}_…
+                return (
+                    f"{hp}: TLS: the broker's certificate does not match the name "
+                    f"{self.host!r} ({why}); use a name the certificate holds in mqtt.url, "
+                    "or set mqtt.tls.check_hostname = false",
+                    logging.ERROR,
+                )
+            if code == 10:  # X509_V_ERR_CERT_HAS_EXPIRED
+                return f"{hp}: TLS: the broker's certificate has expired ({why})", logging.ERROR
+            return (
+                f"{hp}: TLS: the broker's certificate is not trusted by {self._tls_trust()} "
+                f"({why})",
+                logging.ERROR,
+            )
+        if isinstance(exc, ssl.SSLError):
+            text = str(exc)
+            cert = self._client_cert_problem(text)
+            if cert is not None:
+                return cert, logging.ERROR
+            if "WRONG_VERSION_NUMBER" in text.upper():
+                return (
+                    f"{hp}: TLS handshake failed ({text}): is that port a TLS listener? "
+                    "mqtts:// needs one, mqtt:// is plain",
+                    logging.ERROR,
+                )
+            return f"{hp}: TLS handshake failed ({text})", logging.ERROR
+        if isinstance(exc, socket.gaierror):
+            return f"cannot resolve the broker's host name {self.host!r}: {exc.strerror}", (
+                logging.WARNING
+            )
+        if isinstance(exc, ConnectionResetError) and self.use_tls:
+            return (
+                f"{hp}: the connection was reset during the TLS handshake: is that port a "
+                "TLS listener? mqtts:// needs one, mqtt:// is plain",
+                logging.WARNING,
+            )
+        if isinstance(exc, ConnectionRefusedError):
+            return f"{hp}: connection refused (is the broker running there?)", logging.WARNING
+        if isinstance(exc, TimeoutError):
+            return f"{hp}: no answer within {CONNECT_TIMEOUT_S:g} s ({exc})", logging.WARNING
+        if isinstance(exc, OSError):
+            return f"{hp}: cannot connect: {exc.strerror or exc}", logging.WARNING
+        return f"{hp}: cannot connect: {type(exc).__name__}: {exc}", logging.ERROR
+
+    def _before_connack(self) -> tuple[str, int]:
+        """Why a connection ended before a successful CONNACK."""
+        hp = self.hostport
+        reason = self._connack
+        if reason is not None and reason.is_failure:
+            user = self.cfg.username
+            who = (
+                f"user {user!r}; check mqtt.username and the password"
+                if user
+                else "no user name: mqtt.username is not set"
+            )
+            return f"{hp}: the broker refused the connection: {reason} ({who})", logging.ERROR
+        err = self._paho_error
+        if self.use_tls:
+            cert = self._client_cert_problem(err) if err else None
+            if cert is not None:
+                self._cert_diagnosis = cert
+                return cert, logging.ERROR
+            if self._cert_diagnosis is not None:
+                # The broker often resets the connection before its TLS alert can be read:
+                # the same refusal, less clearly said this time.
+                return self._cert_diagnosis, logging.ERROR
+            tls = self.cfg.tls
+            ours = f"tls.cert_file {tls.cert_file}" if tls and tls.cert_file else "none is set"
+            return (
+                f"{hp}: the broker closed the TLS connection before CONNACK "
+                f"({err or 'no reason given'}); it may refuse our client certificate "
+                f"({ours}) or require one",
+                logging.WARNING,
+            )
+        if err:
+            return f"{hp}: the connection failed before CONNACK ({err})", logging.WARNING
+        return f"{hp}: the broker closed the connection before CONNACK", logging.WARNING
+
+    # --- secrets and TLS -----------------------------------------------------------------
+
+    def _password(self) -> str | None:
+        """The password, read now (a fixed password file is picked up at the next try)."""
+        if self.cfg.password is not None:
+            return self.cfg.password.get_secret_value()
+        path = self.cfg.password_file
+        if path is None:
+            return None
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except UnicodeDecodeError:  # its message would quote the file's bytes
+            raise _ConnectError(
+                f"mqtt.password_file {path}: not UTF-8 text", logging.ERROR
+            ) from None
+        except OSError as exc:
+            raise _ConnectError(
+                f"mqtt.password_file {path}: cannot read it: {exc.strerror or type(exc).__name__}",
+                logging.ERROR,
+            ) from None
+        lines = text.splitlines()
+        return lines[0] if lines else ""
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        """The TLS context from ``mqtt.tls`` (built at each connect: renewed certificate
+        files are picked up)."""
+        tls = self.cfg.tls or MqttTlsConfig()
+        for name in ("ca_file", "cert_file", "key_file"):
+            path = getattr(tls, name)
+            if path is not None and not Path(path).is_file():
+                raise ConfigError(f"mqtt.tls.{name}: {path}: file not found")
+        try:
+            ctx = ssl.create_default_context(
+                cafile=str(tls.ca_file) if tls.ca_file is not None else None
+            )
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigError(
+                f"mqtt.tls.ca_file: {tls.ca_file}: not a PEM CA certificate bundle ({exc})"
+            ) from None
+        ctx.check_hostname = tls.check_hostname
+        if tls.cert_file is not None:
+            try:
+                ctx.load_cert_chain(str(tls.cert_file), str(tls.key_file), _no_passphrase)
+            except (ssl.SSLError, OSError) as exc:
+                raise ConfigError(
+                    f"mqtt.tls: cannot use cert_file {tls.cert_file} with key_file "
+                    f"{tls.key_file} ({exc}); expected PEM files, the key unencrypted and "
+                    "matching the certificate"
+                ) from None
+        return ctx
+
+    def _wake(self) -> None:
+        try:
+            self._wake_w.send(b"\0")
+        except OSError:  # full (a wake-up is pending anyway) or closed (stopped)
+            pass

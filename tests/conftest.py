@@ -1,0 +1,71 @@
+"""Shared fixtures: real Mosquitto brokers and recording subscribers (tests/mosquitto.py).
+
+Every broker and subscriber made through these fixtures is stopped at teardown, also when
+the test fails. Without Mosquitto installed the MQTT tests fail (not skip), saying how to
+install it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.mosquitto import Mosquitto, MosquittoMissing, Subscriber
+
+
+@pytest.fixture
+def make_broker(tmp_path: Path) -> Iterator[Callable[..., Mosquitto]]:
+    """``make_broker(**options)``: a started :class:`Mosquitto` (see its options)."""
+    brokers: list[Mosquitto] = []
+
+    def make(**options: Any) -> Mosquitto:
+        try:
+            broker = Mosquitto(tmp_path / f"broker{len(brokers)}", **options)
+        except MosquittoMissing as exc:
+            missing = str(exc)
+        else:
+            missing = ""
+        if missing:  # outside the except: the report shows just the message
+            pytest.fail(missing, pytrace=False)
+        brokers.append(broker)
+        broker.start()
+        return broker
+
+    yield make
+    for broker in brokers:
+        broker.close()
+
+
+@pytest.fixture
+def broker(make_broker: Callable[..., Mosquitto]) -> Mosquitto:
+    """A running anonymous broker on a free loopback port."""
+    return make_broker()
+
+
+@pytest.fixture
+def make_subscriber() -> Iterator[Callable[..., Subscriber]]:
+    """``make_subscriber(broker, topics, **options)``: a started, recording Subscriber."""
+    subs: list[Subscriber] = []
+
+    def make(broker: Mosquitto, topics: str | list[str] = "#", **options: Any) -> Subscriber:
+        sub = Subscriber(broker, topics, **options)
+        subs.append(sub)
+        return sub.start()
+
+    yield make
+    for sub in subs:
+        try:
+            sub.stop()
+        except Exception:  # a broker already gone; the loop thread still ends
+            pass
+
+
+@pytest.fixture(autouse=True)
+def _state_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`edge-agent run` keeps an event store in the user's state folder: a test's goes to a
+    temporary one (also for the subprocesses it starts), never to the developer's home."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
