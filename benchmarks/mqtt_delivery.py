@@ -33,14 +33,14 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from edge_agent.config import MqttConfig
 from edge_agent.publish.mqtt import MqttPublisher
 from edge_agent.publish.outbox import Outbox
-from tests.mosquitto import Mosquitto
+from tests.mosquitto import Mosquitto, wait_until
 
 SITE, ASSET = "plant1", "m1"
 
@@ -96,13 +96,6 @@ def publisher(url: str, outbox: Outbox) -> MqttPublisher:
     return MqttPublisher(cfg, site=SITE, asset=ASSET, outbox=outbox)
 
 
-def wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"not within {timeout} s: {what}")
-        time.sleep(0.005)
-
 
 def pct(values: list[float], q: float) -> float:
     values = sorted(values)
@@ -121,7 +114,7 @@ def live_throughput(broker: Mosquitto, folder: Path, kind: str, n: int) -> str:
     pub = publisher(broker.url, ob)
     pub.start()
     try:
-        wait(lambda: pub.connected, 10, "connected")
+        wait_until(lambda: pub.connected, 10, "connected")
         make = PAYLOAD[kind]
         payloads = [make(i) for i in range(n)]
         t0 = time.perf_counter()
@@ -190,7 +183,7 @@ def latency(
     pub.start()
     out = []
     try:
-        wait(lambda: pub.connected, 10, "connected")
+        wait_until(lambda: pub.connected, 10, "connected")
 
         def run(schedule: list[tuple[float, str]]) -> dict[str, list[float]]:
             put_at: dict[int, tuple[str, float]] = {}

@@ -1,7 +1,8 @@
 """Command line: ``edge-agent COMMAND``. Thin: parse, call, print.
 
 Exit codes (ARCHITECTURE.md): 0 ok, 1 runtime failure, 2 usage error, 65 bad input data,
-66 input file missing, 78 bad configuration.
+66 input file missing, 75 messages left undelivered in the outbox, 77 permission denied,
+78 bad configuration.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from edge_agent import __version__
 from edge_agent.config import Config, load_config, to_toml
 from edge_agent.errors import EdgeAgentError
 
+# Seconds a stopping daemon gives the broker to acknowledge what is queued (the rest waits
+# in the outbox for the next start).
+RUN_DRAIN_S = 2.0
 CONFIG_HELP = "TOML configuration file (environment variables EDGE_AGENT_TABLE__KEY override it)."
 
 
@@ -205,6 +209,44 @@ def _load_scorer(cfg: Config, model: Path | None, no_model: bool):
     return Scorer.load(model or cfg.model.path)
 
 
+def mqtt_option(default: str):
+    return click.option(
+        "--mqtt",
+        "mqtt_url",
+        metavar="URL",
+        help="Publish alerts and summaries to this broker, mqtt://host[:port] or "
+        f"mqtts://host[:port] (TLS); the rest of [mqtt] applies. Default: {default}.",
+    )
+
+
+def _make_sink(cfg: Config, stream, scorer, *, ts_offset: float, daemon: bool):
+    """The daemon keeps the event store always; a replay only when it publishes."""
+    from edge_agent.publish.sink import RecordSink
+
+    publish = bool(cfg.mqtt.url)
+    return RecordSink(
+        cfg, stream, ts_offset=ts_offset, scorer=scorer, publish=publish,
+        store=daemon or publish, resume=daemon, presence=daemon,
+    )  # fmt: skip
+
+
+def _close_sink(sink, drain_timeout: float, *, strict: bool) -> None:
+    """Close ``sink``; with ``strict``, messages the broker has not taken are an error (75)."""
+    from edge_agent.errors import DeliveryPendingError
+
+    left = sink.close(drain_timeout=drain_timeout)
+    if left:
+        publisher = sink.publisher
+        why = f" (last error: {publisher.last_error})" if publisher and publisher.last_error else ""
+        msg = (
+            f"{left} messages not yet acknowledged by {sink.config.mqtt.url}{why}; they are "
+            f"kept in {sink.config.store.resolved_path} and sent by the next run"
+        )
+        if strict:
+            raise DeliveryPendingError(msg)
+        click.echo(f"edge-agent: {msg}", err=True)
+
+
 @main.command()
 @click.option(
     "--source",
@@ -225,6 +267,7 @@ def _load_scorer(cfg: Config, model: Path | None, no_model: bool):
     type=click.Path(path_type=Path),
     help="Also keep every sample received, in A and V, as a .npy file (for replay or train).",
 )
+@mqtt_option("the config's [mqtt] url")
 @config_option
 def run(
     source: str | None,
@@ -234,14 +277,17 @@ def run(
     no_model: bool,
     out: Path | None,
     record: Path | None,
+    mqtt_url: str | None,
     config_path: Path | None,
 ) -> None:
     """Analyse a live source until it ends or is stopped (Ctrl-C, SIGTERM).
 
     Reads samples from the serial ADC, a TCP socket, a recording played at its real rate,
     or the simulator, as [acquisition] in the config says, and writes one JSON record per
-    line as in replay (times in UNIX seconds). Counters (lost samples, CRC errors,
-    reconnects) go to stderr at the end.
+    line as in replay (times in UNIX seconds). Alerts, summaries and counters are kept in
+    the event store ([store] path) and, with an [mqtt] url, published through its outbox;
+    the broker's commands (label, reload, snapshot) are carried out. Counters (lost
+    samples, CRC errors, reconnects) go to stderr at the end.
     """
     import signal
     import threading
@@ -250,16 +296,21 @@ def run(
     from edge_agent.recording import NpyWriter
     from edge_agent.service import run as run_service
 
-    cfg = _config(
-        config_path, **{"acquisition.source": source, "output.path": str(out) if out else None}
-    )
-    if device is not None:
-        cfg.acquisition.serial.device = device
-    if recording is not None:
-        cfg.acquisition.replay.path = recording
+    overrides = {
+        "acquisition.source": source,
+        "output.path": str(out) if out else None,
+        "mqtt.url": mqtt_url,
+        "acquisition.serial.device": device,
+        "acquisition.replay.path": str(recording) if recording else None,
+    }
+    cfg = _config(config_path, **overrides)
     src = make_source(cfg)
     scorer = _load_scorer(cfg, model, no_model)
     stop = threading.Event()
+
+    def reload() -> tuple[Config, Any]:
+        new = _config(config_path, **overrides)
+        return new, _load_scorer(new, model, no_model)
 
     def on_ready() -> None:
         click.echo(
@@ -274,9 +325,16 @@ def run(
     stream, close = _open_out(cfg.output.path)
     writer = NpyWriter(record, len(src.roles)) if record is not None else None
     try:
-        result = run_service(
-            cfg, src, stream, scorer=scorer, stop=stop, record=writer, on_ready=on_ready
-        )
+        sink = _make_sink(cfg, stream, scorer, ts_offset=0.0, daemon=True)
+        sink.start()
+        try:
+            result = run_service(
+                cfg, src, sink, scorer=scorer, stop=stop, record=writer, on_ready=on_ready,
+                reload=reload,
+            )  # fmt: skip
+        finally:
+            # What the broker has not acknowledged stays in the outbox for the next start.
+            _close_sink(sink, RUN_DRAIN_S, strict=False)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -398,6 +456,14 @@ def adc_emulate(
     type=click.FloatRange(min=0, min_open=True),
     help="Pace at this multiple of real time (1 = live rate); default: as fast as possible.",
 )
+@mqtt_option("none (a replay publishes only when asked)")
+@click.option(
+    "--drain-timeout",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="With --mqtt: seconds to wait at the end for the broker to take every message.",
+)
 @config_option
 def replay(
     file: Path,
@@ -407,22 +473,34 @@ def replay(
     no_model: bool,
     out: Path | None,
     speed: float | None,
+    mqtt_url: str | None,
+    drain_timeout: float,
     config_path: Path | None,
 ) -> None:
     """Run the full pipeline over a recording (.csv or .npy) and write records.
 
-    One JSON object per line: "window" records with features, score and flags, and "alert"
-    records. A summary line goes to stderr.
+    One JSON object per line: "window" records with features, score and flags, "alert"
+    records, and a "summary" every [output] summary_interval_s of signal. A summary line
+    goes to stderr. With --mqtt, alerts and summaries are also published as `run` does
+    (times counted from the start of the replay); if the broker has not taken them all
+    within --drain-timeout, they stay in the outbox ([store] path) and the exit code is 75.
     """
+    import time
+
     from edge_agent.recording import parse_columns
     from edge_agent.replay import replay as run_replay
 
-    cfg = _config(config_path)
+    cfg = _config(config_path, **{"mqtt.url": mqtt_url})
     scorer = _load_scorer(cfg, model, no_model)
     out = out or cfg.output.path
     stream, close = _open_out(out)
     bar = None
+    sink = None
     try:
+        if not mqtt_url:  # the config's [mqtt] url is for `run`; a replay publishes on request
+            cfg.mqtt.url = None
+        sink = _make_sink(cfg, stream, scorer, ts_offset=time.time(), daemon=False)
+        sink.start()
         on_progress = None
         if sys.stderr.isatty() and stream is not sys.stdout:
             bar = click.progressbar(
@@ -440,19 +518,26 @@ def replay(
         result = run_replay(
             file,
             cfg,
-            stream,
+            sink,
             scorer=scorer,
             fs=fs,
             columns=parse_columns(columns),
             speed=speed,
             on_progress=on_progress,
         )
+        if bar is not None:
+            bar.__exit__(None, None, None)
+            bar = None
+        click.echo(result.summary(), err=True)
+        done, sink = sink, None
+        _close_sink(done, drain_timeout, strict=True)
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)
+        if sink is not None:  # failed: keep what was queued, for the next run
+            sink.close()
         if close:
             stream.close()
-    click.echo(result.summary(), err=True)
 
 
 @main.command()

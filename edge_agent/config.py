@@ -291,6 +291,10 @@ class StoreConfig(_Model):
     )
     retention_days: float = Field(365.0, gt=0, description="events older than this are deleted")
     max_mb: float = Field(256.0, gt=0, description="the event store is trimmed oldest first above")
+    snapshot_s: float = Field(
+        30.0, ge=0, le=60, description="raw samples kept for the snapshot command, s (0 = none)"
+    )
+    snapshots_keep: int = Field(20, ge=1, description="snapshot files kept; oldest deleted")
 
     @property
     def resolved_path(self) -> Path:

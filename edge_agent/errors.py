@@ -25,6 +25,12 @@ class InputMissingError(EdgeAgentError):
     exit_code = 66
 
 
+class DeliveryPendingError(EdgeAgentError):
+    """Messages the broker has not acknowledged in time; kept in the outbox (EX_TEMPFAIL)."""
+
+    exit_code = 75
+
+
 class AccessDeniedError(EdgeAgentError):
     """A device or file this user may not open, e.g. a serial port without the ``dialout``
     group (EX_NOPERM)."""

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edge_agent.config import CURRENT_CHANNELS, VOLTAGE_CHANNELS, Config
+from edge_agent.config import CURRENT_CHANNELS, VOLTAGE_CHANNELS, AlertConfig, Config
 from edge_agent.diagnosis import AlertTracker, diagnose
 from edge_agent.features import ROLLING_FEATURES, FeatureExtractor, Rolling, empty_features
 from edge_agent.kernels import FirDecimator
@@ -156,6 +156,17 @@ class Pipeline:
         # What is left waits for the next chunk: a copy, as the caller may reuse its array.
         self._pending = [np.array(p) for p in self._pending]
         return records
+
+    def reload(self, scorer: Scorer | None, alerts: AlertConfig) -> None:
+        """Score later windows with ``scorer`` and judge them by ``alerts``.
+
+        Alerts already raised stay raised (and clear by the new rules); the windows, the
+        features and their history go on undisturbed.
+        """
+        self.scorer = scorer
+        self.config = self.config.model_copy(update={"alerts": alerts})
+        self.tracker.raise_after = alerts.raise_after
+        self.tracker.clear_after = alerts.clear_after
 
     def _take(self, n: int) -> np.ndarray:
         block = (

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING
 
 from edge_agent.config import Config
 from edge_agent.pipeline import Pipeline, PipelineStats
+from edge_agent.publish.sink import RecordSink
 from edge_agent.recording import open_recording
 
 if TYPE_CHECKING:
@@ -42,15 +42,10 @@ class ReplayResult:
         )
 
 
-def dumps(record: dict[str, Any]) -> str:
-    """One JSON Lines record (NaN never appears: features are cleaned to null)."""
-    return json.dumps(record, separators=(",", ":"), allow_nan=False)
-
-
 def replay(
     path: str | Path,
     config: Config,
-    out: IO[str],
+    out: IO[str] | RecordSink,
     *,
     scorer: Scorer | None,
     fs: float | None = None,
@@ -62,9 +57,12 @@ def replay(
 
     ``speed`` paces the replay at that multiple of real time (1 = live rate); ``None`` runs
     as fast as possible. Records are written as they are made, so a bad line later in the
-    file leaves every record before it in ``out``.
+    file leaves every record before it in ``out``: a JSON Lines stream, or a
+    :class:`RecordSink` that also publishes (the caller closes a sink; a stream gets the
+    last summary here).
     """
     t_wall = time.perf_counter()
+    sink = out if isinstance(out, RecordSink) else RecordSink(config, out)
     with open_recording(path, fs=fs, columns=columns) as rec:
         pipe = Pipeline(config, rec.fs, rec.roles, scorer)
         step = max(1, round(0.1 * rec.fs)) if speed else None
@@ -78,14 +76,14 @@ def replay(
                 ]
             )
             for samples, gaps in pieces:
-                for record in pipe.update(samples, gaps):
-                    out.write(dumps(record) + "\n")
+                sink.write(pipe.update(samples, gaps))
+                sink.poll()
                 if speed:
                     ahead = pipe.stats.samples / rec.fs / speed - (time.perf_counter() - t_wall)
                     if ahead > 0:
-                        out.flush()
                         time.sleep(ahead)
             if on_progress is not None:
                 on_progress(rec.bytes_read, rec.size)
-        out.flush()
+        if sink is not out:
+            sink.close()
         return ReplayResult(Path(path), rec.fs, pipe.stats, time.perf_counter() - t_wall)

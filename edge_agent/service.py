@@ -1,10 +1,12 @@
 """The daemon's main loop: a source thread fills the ring, this thread analyses it.
 
 ``edge-agent run`` calls :func:`run`. The acquisition thread (``edge-acq``) runs the
-source's producer loop; the calling thread reads the ring, feeds the pipeline and writes
-each record as a JSON line. It ends when the source ends (a recording, a simulated run) or
-when ``stop`` is set (SIGINT, SIGTERM), after analysing every sample already received.
-systemd specifics (sd_notify, the watchdog) come later.
+source's producer loop; the calling thread reads the ring, feeds the pipeline and hands
+each record to a :class:`~edge_agent.publish.sink.RecordSink` (JSON Lines, event store,
+outbox and MQTT), and carries out the commands received over MQTT between chunks. It ends
+when the source ends (a recording, a simulated run) or when ``stop`` is set (SIGINT,
+SIGTERM), after analysing every sample already received. systemd specifics (sd_notify,
+the watchdog) come later.
 """
 
 from __future__ import annotations
@@ -12,18 +14,23 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
 
 from edge_agent.acquisition.ring import RingStats, SampleRing
 from edge_agent.acquisition.sources import Source, SourceStats
 from edge_agent.config import Config
 from edge_agent.pipeline import Pipeline, PipelineStats
+from edge_agent.publish.schema import CommandError
+from edge_agent.publish.sink import RecordSink
 from edge_agent.recording import NpyWriter
-from edge_agent.replay import dumps
+from edge_agent.snapshot import RawHistory
 
 if TYPE_CHECKING:
     from edge_agent.scoring import Scorer
+
+# Tables whose changes a `reload` command cannot apply to a running pipeline.
+RESTART_TABLES = ("acquisition", "motor", "windows", "output", "mqtt", "store")
 
 
 @dataclass
@@ -60,19 +67,21 @@ class RunResult:
 def run(
     config: Config,
     source: Source,
-    out: IO[str],
+    sink: RecordSink,
     *,
     scorer: Scorer | None,
     stop: threading.Event | None = None,
     t0: float | None = None,
     record: NpyWriter | None = None,
     on_ready: Callable[[], None] | None = None,
+    reload: Callable[[], tuple[Config, Scorer | None]] | None = None,
 ) -> RunResult:
-    """Analyse ``source`` until it ends or ``stop`` is set; records go to ``out``.
+    """Analyse ``source`` until it ends or ``stop`` is set; records go to ``sink``.
 
     ``t0`` is the time of the first sample (UNIX seconds; default now), from which window
     times count. ``record`` also keeps every sample analysed, as received. ``on_ready`` is
     called once the kernels are compiled and the source is open, just before samples flow.
+    ``reload`` reads the configuration and the model again, for the ``reload`` command.
     Raises whatever the source raised, after analysing what it delivered.
     """
     from edge_agent import kernels
@@ -100,6 +109,36 @@ def run(
         finally:
             ring.close()
 
+    history = RawHistory(source.fs, source.roles, config.store.snapshot_s)
+    snapshots = config.store.resolved_path.parent / "snapshots"
+
+    def snapshot(command: Any) -> dict[str, Any]:
+        name = f"{config.output.site}-{config.output.asset}"
+        return history.save(snapshots, name, command.seconds, config.store.snapshots_keep)
+
+    def reload_command(_command: Any) -> dict[str, Any]:
+        if reload is None:
+            raise CommandError("reload: this run was not started from a configuration")
+        new_config, new_scorer = reload()
+        pipe.reload(new_scorer, new_config.alerts)
+        sink.set_model(new_scorer)
+        return {
+            "model": sink.model_id,
+            "threshold": None if new_scorer is None else new_scorer.threshold,
+            "applied": ["model", "alerts"],
+            "restart_needed": [
+                t for t in RESTART_TABLES if getattr(new_config, t) != getattr(config, t)
+            ],
+        }
+
+    def counters() -> dict[str, Any]:
+        return {
+            **{f"pipeline_{k}": v for k, v in asdict(pipe.stats).items()},
+            **{f"source_{k}": v for k, v in asdict(source.stats).items()},
+            "ring_overwritten": ring.stats.overwritten,
+        }
+
+    sink.attach(handlers={"snapshot": snapshot, "reload": reload_command}, status_extra=counters)
     producer = threading.Thread(target=produce, name="edge-acq", daemon=True)
     producer.start()
     try:
@@ -109,13 +148,12 @@ def run(
             if chunk:
                 if record is not None:
                     record.write(chunk.data)
+                history.push(chunk.data, time.time())
                 records = pipe.update(chunk.data, chunk.gaps, chunk.gap_lost)
-                lines = [dumps(r) for r in records]
-                if lines:
-                    out.write("\n".join(lines) + "\n")
-                    out.flush()
+                sink.write(records, sum(max(0, n) for n in chunk.gap_lost))
             elif ring.closed:
                 break
+            sink.poll()
     finally:
         stop.set()
         producer.join(timeout=5.0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from edge_agent.config import Config, load_config, to_toml
@@ -90,6 +92,26 @@ def test_shipped_example_config_is_valid():
     assert isinstance(cfg, Config)
     # Every setting is in the example, with its default value: it documents them all.
     assert cfg == Config()
+    text = example.read_text()
+    tables = {"": Config().model_dump(), "mqtt.tls": {"ca_file": None, "cert_file": None,
+              "key_file": None, "check_hostname": True}}  # fmt: skip
+    missing = []
+    for key in _leaf_keys(tables.pop("")) + [f"mqtt.tls.{k}" for k in tables["mqtt.tls"]]:
+        name = key.rsplit(".", 1)[-1]
+        as_table = rf"^#? ?\[{re.escape(key)}[.\]]"  # an optional table: bearing, tls
+        if not re.search(rf"^#? ?{re.escape(name)} = |{as_table}", text, re.MULTILINE):
+            missing.append(key)
+    assert not missing, f"settings not documented in {example.name}: {missing}"
+
+
+def _leaf_keys(tree: dict, prefix: str = "") -> list[str]:
+    keys = []
+    for k, v in tree.items():
+        if isinstance(v, dict) and v:
+            keys += _leaf_keys(v, f"{prefix}{k}.")
+        else:
+            keys.append(prefix + k)
+    return keys
 
 
 def test_nested_source_tables_take_environment_overrides():
@@ -99,3 +121,35 @@ def test_nested_source_tables_take_environment_overrides():
     assert cfg.acquisition.replay.speed == 0.0
     with pytest.raises(ConfigError, match=r"acquisition\.serial\.protocol"):
         load_config(None, environ={"EDGE_AGENT_ACQUISITION__SERIAL__PROTOCOL": "modbus"})
+
+
+def test_the_mqtt_password_is_masked_when_the_config_is_printed():
+    cfg = load_config(None, environ={"EDGE_AGENT_MQTT__URL": "mqtts://broker:8883",
+                                     "EDGE_AGENT_MQTT__PASSWORD": "s3cret-pw"})  # fmt: skip
+    assert cfg.mqtt.password.get_secret_value() == "s3cret-pw"
+    text = to_toml(cfg)
+    assert "s3cret-pw" not in text and "s3cret-pw" not in repr(cfg)
+    assert 'url = "mqtts://broker:8883"' in text
+
+
+@pytest.mark.parametrize(
+    ("env", "field"),
+    [
+        ({"EDGE_AGENT_MQTT__URL": "http://broker"}, "mqtt.url"),
+        ({"EDGE_AGENT_MQTT__PROTOCOL": "4"}, "mqtt.protocol"),
+        ({"EDGE_AGENT_MQTT__TLS__CERT_FILE": "/etc/c.pem"}, "mqtt.tls"),
+        ({"EDGE_AGENT_MQTT__RECONNECT_MIN_S": "90"}, "mqtt"),
+        ({"EDGE_AGENT_STORE__SNAPSHOT_S": "600"}, "store.snapshot_s"),
+    ],
+)
+def test_bad_mqtt_and_store_settings_name_the_field(env, field):
+    with pytest.raises(ConfigError, match=re.escape(field)):
+        load_config(None, environ=env)
+
+
+def test_the_store_lives_in_systemds_state_directory(monkeypatch):
+    monkeypatch.setenv("STATE_DIRECTORY", "/var/lib/edge-agent")
+    assert str(Config().store.resolved_path) == "/var/lib/edge-agent/edge-agent.db"
+    monkeypatch.delenv("STATE_DIRECTORY")
+    monkeypatch.setenv("XDG_STATE_HOME", "/home/u/.local/state")
+    assert str(Config().store.resolved_path) == "/home/u/.local/state/edge-agent/edge-agent.db"

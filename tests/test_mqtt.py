@@ -28,7 +28,15 @@ from edge_agent.config import MqttConfig, MqttTlsConfig
 from edge_agent.errors import ConfigError
 from edge_agent.publish.mqtt import MqttPublisher
 from edge_agent.publish.outbox import Outbox
-from tests.mosquitto import Mosquitto, Received, Subscriber, TlsFiles, free_port, retained
+from tests.mosquitto import (
+    Mosquitto,
+    Received,
+    Subscriber,
+    TlsFiles,
+    free_port,
+    retained,
+    wait_until,
+)
 
 SITE, ASSET = "plant1", "m1"
 ROOT = f"edge-agent/{SITE}/{ASSET}"
@@ -47,13 +55,6 @@ def record(n: int, **extra: Any) -> dict[str, Any]:
     """A payload as the pipeline puts it: schema, id, ts, plus a test counter ``n``."""
     return {"schema": 1, "id": str(uuid.uuid4()), "ts": time.time(), "n": n, **extra}
 
-
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what}")
-        time.sleep(0.02)
 
 
 def data_messages(sub: Subscriber) -> list[Received]:

@@ -172,6 +172,7 @@ class MqttPublisher:
         on_command: Callable[[str, bytes], None] | None = None,
         status_extra: Callable[[], dict] | None = None,
         status_interval_s: float = 60.0,
+        presence: bool = True,
     ) -> None:
         for name, value in (("site", site), ("asset", asset)):
             if not value or any(c in value for c in "/+#\0"):
@@ -183,7 +184,11 @@ class MqttPublisher:
         self.cfg = cfg
         self.site, self.asset = site, asset
         self.root = f"{cfg.prefix}/{site}/{asset}"
-        self.client_id = cfg.client_id or f"edge-agent-{site}-{asset}"
+        # Without presence (a replay) the client neither announces itself on /status nor
+        # takes commands, and has an id of its own: the asset's daemon keeps both.
+        self.presence = presence
+        suffix = "" if presence else f"-replay-{uuid.uuid4().hex[:8]}"
+        self.client_id = (cfg.client_id or f"edge-agent-{site}-{asset}") + suffix
         self.use_tls, self.host, self.port = _parse_url(cfg.url)
         self.hostport = (
             f"[{self.host}]:{self.port}" if ":" in self.host else (f"{self.host}:{self.port}")
@@ -341,7 +346,7 @@ class MqttPublisher:
                 self._established(client)
             if self.connected:
                 self._fill(client)
-                if time.monotonic() >= self._next_status:
+                if self.presence and time.monotonic() >= self._next_status:
                     self._publish_status(client, "online")
             elif time.monotonic() > connack_deadline:
                 self._fail(
@@ -454,9 +459,10 @@ class MqttPublisher:
                 raise _ConnectError(str(exc), logging.ERROR) from None
         if self.cfg.username is not None:
             client.username_pw_set(self.cfg.username, self._password())
-        client.will_set(
-            self._topic("status"), self._status_payload("offline", "lost"), qos=1, retain=True
-        )
+        if self.presence:
+            client.will_set(
+                self._topic("status"), self._status_payload("offline", "lost"), qos=1, retain=True
+            )
         client.on_connect = self._guard(self._on_connect)
         client.on_disconnect = self._guard(self._on_disconnect)
         client.on_publish = self._guard(self._on_publish)
@@ -500,8 +506,9 @@ class MqttPublisher:
         self._cert_diagnosis = None
         self._last_logged = None
         self._repeats = 0
-        client.subscribe(self._topic("cmd/#"), qos=1)
-        self._publish_status(client, "online")
+        if self.presence:
+            client.subscribe(self._topic("cmd/#"), qos=1)
+            self._publish_status(client, "online")
 
     def _fill(self, client: paho.Client) -> None:
         """Publish outbox records after the last one sent, up to the in-flight limit."""
@@ -606,16 +613,18 @@ class MqttPublisher:
         """On stop: the retained offline status, then a clean DISCONNECT (no will)."""
         if not self.connected:
             return
-        info = client.publish(
-            self._topic("status"), self._status_payload("offline", "stopped"), qos=1,
-            retain=True,
-        )  # fmt: skip
         ack_by, flush_by = self._stop_deadlines
-        while not info.is_published() and client.socket() is not None and time.monotonic() < ack_by:
-            self._io(client)
-        self._handle_pubacks()
-        if not info.is_published():
-            log.warning("%s: no PUBACK for the offline status before stopping", self.hostport)
+        if self.presence:
+            info = client.publish(
+                self._topic("status"), self._status_payload("offline", "stopped"), qos=1,
+                retain=True,
+            )  # fmt: skip
+            while (not info.is_published() and client.socket() is not None
+                   and time.monotonic() < ack_by):  # fmt: skip
+                self._io(client)
+            self._handle_pubacks()
+            if not info.is_published():
+                log.warning("%s: no PUBACK for the offline status before stopping", self.hostport)
         client.disconnect()
         while client.socket() is not None and client.want_write() and time.monotonic() < flush_by:
             self._io(client)

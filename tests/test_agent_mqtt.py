@@ -1,0 +1,303 @@
+"""The agent as the plant sees it over MQTT: a real Mosquitto, `edge-agent` as a process.
+
+Publisher-level behaviour (TLS, passwords, in-flight windows) is in test_mqtt.py; these
+tests run the whole agent (`replay --mqtt`, `run`) and read what a subscriber receives and
+what the event store on disk holds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_agent.config import MotorConfig
+from edge_agent.simulate import SimulationSpec, write_recording
+from edge_agent.store import EventStore
+from tests.mosquitto import Mosquitto, Subscriber, retained, wait_until
+
+SITE, ASSET = "plant1", "m7"
+ROOT = f"edge-agent/{SITE}/{ASSET}"
+
+
+@pytest.fixture(scope="module")
+def broken_bar(tmp_path_factory) -> Path:
+    """40 s of a motor whose broken bar (−40 dB) appears at 12 s: one alert, as .npy."""
+    path = tmp_path_factory.mktemp("agent") / "bb.npy"
+    spec = SimulationSpec(duration_s=40.0, fault="broken-bar", severity=40.0, onset_s=12.0)
+    write_recording(path, spec, MotorConfig())
+    return path
+
+
+def agent_env(db: Path, url: str | None, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "EDGE_AGENT_STORE__PATH": str(db),
+            "EDGE_AGENT_OUTPUT__SITE": SITE,
+            "EDGE_AGENT_OUTPUT__ASSET": ASSET,
+            "EDGE_AGENT_OUTPUT__SUMMARY_INTERVAL_S": "5",
+            "EDGE_AGENT_MQTT__KEEPALIVE_S": "5",
+            "EDGE_AGENT_MQTT__RECONNECT_MIN_S": "0.2",
+            "EDGE_AGENT_MQTT__RECONNECT_MAX_S": "1",
+            **extra,
+        }
+    )
+    if url is not None:
+        env["EDGE_AGENT_MQTT__URL"] = url
+    return env
+
+
+def agent(*args: str | Path, env: dict[str, str], **kw) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "edge_agent", *map(str, args)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw,
+    )  # fmt: skip
+
+
+def jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def payloads(sub: Subscriber, suffix: str) -> list[dict]:
+    return [m.json for m in sub.on(suffix)]
+
+
+def outbox_ids(db: Path) -> list[str]:
+    """Ids of the messages in the agent's outbox, in order (read as another process would)."""
+    if not db.exists():
+        return []
+    with contextlib.closing(sqlite3.connect(db)) as c:
+        try:
+            rows = c.execute("SELECT payload FROM outbox ORDER BY seq").fetchall()
+        except sqlite3.OperationalError:  # the agent has not made its outbox yet
+            return []
+    return [json.loads(p)["id"] for (p,) in rows]
+
+
+
+def test_replay_publishes_every_alert_and_summary(broker, make_subscriber, broken_bar, tmp_path):
+    sub = make_subscriber(broker, f"{ROOT}/#")
+    db, out = tmp_path / "agent.db", tmp_path / "ev.jsonl"
+    proc = agent("replay", broken_bar, "--fs", "15000", "--mqtt", broker.url, "--out", out,
+                 env=agent_env(db, None))  # fmt: skip
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    records = jsonl(out)
+    alerts = [r for r in records if r["type"] == "alert"]
+    summaries = [r for r in records if r["type"] == "summary"]
+    assert [a["fault"] for a in alerts] == ["broken_rotor_bar"]
+    assert len(summaries) == 8  # 40 s in 5 s periods
+    # replay waits for the broker's acknowledgements before it exits: all are there.
+    got_alerts, got_summaries = payloads(sub, "alert"), payloads(sub, "summary")
+    assert [(p["alert_id"], p["state"]) for p in got_alerts] == [
+        (a["id"], a["state"]) for a in alerts
+    ]
+    assert [p["windows"] for p in got_summaries] == [s["windows"] for s in summaries]
+    started = got_summaries[0]["ts"] - summaries[0]["t_end"]  # replay times count from its start
+    assert abs(started - time.time()) < 600
+    for p in got_alerts + got_summaries:
+        assert p["schema"] == 1 and p["site"] == SITE and p["asset"] == ASSET
+        assert p["historical"] is False
+    assert got_alerts[0]["evidence"] == alerts[0]["evidence"]
+    assert -42.0 < got_alerts[0]["evidence"]["brb_lsb_db"] < -38.0  # the −40 dB bar
+    assert outbox_ids(db) == []
+    assert sub.on("status") == []  # a replay does not speak for the asset's daemon
+    # The event store keeps the alert and the model that raised it.
+    with EventStore(db) as store:
+        (kept,) = store.alerts()
+        assert kept["alert_id"] == alerts[0]["id"] and kept["model_id"]
+        assert store.model(kept["model_id"]) is not None
+
+
+def test_a_30_s_broker_outage_loses_nothing_and_marks_the_late_messages(
+    make_broker, make_subscriber, broken_bar, tmp_path
+):
+    broker = make_broker(persistence=True)  # the subscriber's session survives the restart
+    sub = make_subscriber(broker, f"{ROOT}/#", client_id="plant-historian", persistent=True)
+    db, out = tmp_path / "agent.db", tmp_path / "ev.jsonl"
+    env = agent_env(db, broker.url, EDGE_AGENT_ACQUISITION__REPLAY__SPEED="0.8")
+    proc = agent("run", "--source", "replay", "--recording", broken_bar, "--out", out, env=env)
+    try:
+        sub.wait_for(lambda ms: any(m.topic.endswith("/summary") for m in ms), 60, "a summary")
+        broker.stop()
+        time.sleep(30.0)  # the issue's outage; the agent keeps analysing and queueing
+        queued = outbox_ids(db)
+        broker.start()
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert len(queued) >= 4  # summaries made while the broker was away
+    records = jsonl(out)
+    want = [r for r in records if r["type"] in ("alert", "summary")]
+    sub.wait_for(lambda ms: len([m for m in ms if m.topic.split("/")[-1] in ("alert", "summary")])
+                 >= len(want), 30, "every alert and summary")  # fmt: skip
+    got = [m.json for m in sub.messages if m.topic.split("/")[-1] in ("alert", "summary")]
+    ids = [p["id"] for p in got]
+    assert len(set(ids)) == len(want)  # none missing (a resend may repeat an id: QoS 1)
+    unique = [p for k, p in enumerate(got) if p["id"] not in ids[:k]]
+    # In order: summaries by their period's end, the alert between them, as made.
+    assert [p["ts"] for p in unique] == sorted(p["ts"] for p in unique)
+    assert [("alert_id" in p) for p in unique] == [r["type"] == "alert" for r in want]
+    late = {p["id"] for p in unique if p["historical"]}
+    assert set(queued) <= late  # everything queued during the outage came late, marked
+    assert not unique[0]["historical"] and not unique[-1]["historical"]
+
+
+def test_after_kill_9_a_restart_delivers_what_the_outbox_held(
+    make_broker, make_subscriber, broken_bar, tmp_path
+):
+    broker = make_broker()
+    broker.stop()  # the plant's broker is away while the first agent runs
+    db = tmp_path / "agent.db"
+    env = agent_env(db, broker.url, EDGE_AGENT_ACQUISITION__REPLAY__SPEED="4")
+    first = agent("run", "--source", "replay", "--recording", broken_bar, "--no-model",
+                  "--out", tmp_path / "first.jsonl", env=env)  # fmt: skip
+    try:
+        wait_until(lambda: len(outbox_ids(db)) >= 3, 120, "3 queued messages")
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    finally:
+        first.kill()
+    held = outbox_ids(db)
+    assert len(held) >= 3
+    broker.start()
+    sub = make_subscriber(broker, f"{ROOT}/#")
+    short = tmp_path / "short.npy"
+    write_recording(short, SimulationSpec(duration_s=2.0), MotorConfig())
+    env["EDGE_AGENT_ACQUISITION__REPLAY__SPEED"] = "0"
+    second = agent("run", "--source", "replay", "--recording", short, "--no-model", env=env)
+    _, err = second.communicate(timeout=120)
+    assert second.returncode == 0, err
+    sub.wait_for(lambda ms: {m.json["id"] for m in ms if not m.retain} >= set(held), 30,
+                 "the killed agent's messages")  # fmt: skip
+    by_id = {m.json["id"]: m.json for m in sub.messages if not m.retain}
+    assert all(by_id[i]["historical"] for i in held)
+    assert [by_id[i]["ts"] for i in held] == sorted(by_id[i]["ts"] for i in held)
+    assert outbox_ids(db) == []
+
+
+def test_commands_and_the_last_will_of_a_running_agent(broker, make_subscriber, tmp_path):
+    sub = make_subscriber(broker, f"{ROOT}/#")
+    db = tmp_path / "agent.db"
+    env = agent_env(
+        db, broker.url,
+        EDGE_AGENT_ACQUISITION__SIMULATOR__FAULT="broken-bar",
+        EDGE_AGENT_ACQUISITION__SIMULATOR__SEVERITY="40",
+        EDGE_AGENT_STORE__SNAPSHOT_S="5",
+    )  # fmt: skip
+    cfg = tmp_path / "motor.toml"
+    cfg.write_text("[alerts]\nraise_after = 3\n")
+    proc = agent("run", "--config", cfg, "--source", "simulator", "--out", tmp_path / "live.jsonl",
+                 env=env)  # fmt: skip
+    try:
+        sub.wait_for(lambda ms: any(m.topic.endswith("/status") and m.json["state"] == "online"
+                                    for m in ms), 60, "online")  # fmt: skip
+        # The broken bar is raised once the 8 s long window has filled.
+        sub.wait_for(lambda ms: any(m.topic.endswith("/alert") for m in ms), 60, "an alert")
+        (alert,) = payloads(sub, "alert")
+        assert alert["fault"] == "broken_rotor_bar" and alert["state"] == "raised"
+
+        def command(name: str, body: bytes | dict, request_id: str) -> dict:
+            data = body
+            if isinstance(body, dict):
+                data = json.dumps({**body, "id": request_id}).encode()
+            sub.client.publish(f"{ROOT}/cmd/{name}", data, qos=1)
+            if request_id:
+                found = sub.wait_for(lambda ms: any(m.topic.endswith("/event")
+                                     and m.json["request_id"] == request_id for m in ms),
+                                     30, f"reply to {name}")  # fmt: skip
+            else:
+                n = len(payloads(sub, "event"))
+                found = sub.wait_for(lambda ms: len([m for m in ms if m.topic.endswith("/event")])
+                                     > n, 30, f"reply to {name}")  # fmt: skip
+                return [m for m in found if m.topic.endswith("/event")][-1].json
+            return next(m.json for m in found if m.topic.endswith("/event")
+                        and m.json["request_id"] == request_id)  # fmt: skip
+
+        reply = command("label", {"alert_id": alert["alert_id"], "label": "true_positive",
+                                  "by": "j.smith"}, "r1")  # fmt: skip
+        assert reply["ok"] and reply["detail"]["label"] == "true_positive"
+        with EventStore(db) as store:
+            assert store.alert(alert["alert_id"])["label"] == "true_positive"
+        reply = command("label", {"alert_id": "no-such-alert", "label": "false_positive"}, "r2")
+        assert not reply["ok"] and "no-such-alert" in reply["error"]
+
+        reply = command("snapshot", {"seconds": 2}, "r3")
+        assert reply["ok"], reply
+        snap = np.load(reply["detail"]["path"])
+        assert snap.shape == (30000, 3) and reply["detail"]["channels"] == ["ia", "ib", "ic"]
+        assert 5.0 < float(np.sqrt(np.mean(snap[:, 0] ** 2))) < 12.0  # amperes, as received
+
+        reply = command("reload", {}, "r4")
+        assert reply["ok"] and reply["detail"]["restart_needed"] == []
+        assert reply["detail"]["model"] == alert["model"]  # the same bundle, read again
+        # New alert rules apply at once; a new nameplate needs a restart, and says so.
+        cfg.write_text("[alerts]\nraise_after = 2\n[motor]\nrated_current = 12.0\n")
+        reply = command("reload", {}, "r4b")
+        assert reply["ok"] and reply["detail"]["restart_needed"] == ["motor"]
+        # A broken file is refused, naming it and the field; the agent goes on.
+        cfg.write_text("[alerts]\nraise_after = 0\n")
+        reply = command("reload", {}, "r4c")
+        assert not reply["ok"] and str(cfg) in reply["error"]
+        assert "alerts.raise_after" in reply["error"]
+
+        # Malformed and unknown commands get an error reply; the agent carries on.
+        reply = command("snapshot", b"{not json", "")
+        assert not reply["ok"] and "JSON" in reply["error"]
+        reply = command("reboot", {}, "r5")
+        assert not reply["ok"] and "label" in reply["error"]  # lists the known commands
+        assert proc.poll() is None
+        # The Last Will: the broker says offline when the agent dies without a goodbye.
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        deadline = time.monotonic() + 20
+        status = None
+        while time.monotonic() < deadline:
+            status = retained(broker, f"{ROOT}/status")
+            if status and status["state"] == "offline":
+                break
+            time.sleep(0.5)
+        assert status is not None and status["state"] == "offline" and status["reason"] == "lost"
+    finally:
+        proc.kill()
+        proc.communicate()
+
+
+def test_a_clean_stop_says_offline_stopped_and_keeps_the_counters(broker, tmp_path):
+    db = tmp_path / "agent.db"
+    env = agent_env(db, broker.url, EDGE_AGENT_ACQUISITION__SIMULATOR__DURATION_S="3")
+    proc = agent("run", "--source", "simulator", "--no-model", "--out", tmp_path / "o.jsonl",
+                 env=env)  # fmt: skip
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    status = retained(broker, f"{ROOT}/status")
+    assert status["state"] == "offline" and status["reason"] == "stopped"
+    with EventStore(db) as store:
+        rows = store.counters()  # one per summary: periods fall on whole 5 s of UNIX time
+        assert 1 <= len(rows) <= 2
+        assert sum(r["counters"]["windows"] for r in rows) == 5  # 1 s windows, 0.5 s hops, 3 s
+        assert sum(r["counters"]["lost_samples"] for r in rows) == 0
+
+
+def test_replay_with_the_broker_unreachable_keeps_the_messages_and_exits_75(
+    broken_bar, tmp_path
+):
+    probe = Mosquitto(tmp_path / "gone")  # a free port with nothing listening
+    db = tmp_path / "agent.db"
+    proc = agent("replay", broken_bar, "--fs", "15000", "--no-model", "--mqtt", probe.url,
+                 "--drain-timeout", "1", "--out", tmp_path / "o.jsonl", env=agent_env(db, None))
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 75, err
+    assert "not yet acknowledged" in err and "refused" in err.lower()
+    assert len(outbox_ids(db)) == 9  # one alert and eight summaries, kept for the next run
