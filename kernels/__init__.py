@@ -9,7 +9,7 @@ arithmetic; ``tests/naive.py`` holds a slow reference for each.
 from __future__ import annotations
 
 from edge_agent.kernels.decimate import FirDecimator
-from edge_agent.kernels.engine import phase_spectra, phasors
+from edge_agent.kernels.engine import phase_spectra, phasors, rotation_table
 from edge_agent.kernels.park import epva_line_db
 from edge_agent.kernels.power import power_quantities
 from edge_agent.kernels.quality import detect_clipping, fill_gaps
@@ -75,25 +75,27 @@ def warm_up() -> None:
     x64 = np.stack([np.sin(2 * np.pi * 50 * t - k * 2 * np.pi / 3) for k in range(3)])
     x64 = x64 + 0.01 * np.cos(2 * np.pi * 97 * t)
     df = fs / n
-    # The pipeline holds its short window in float32 and everything else in float64: a
-    # kernel compiles once per dtype, so both are compiled here, not at the first window.
+    x = x64
+    _freqs, p = power_spectrum(x, fs)
+    f = peak_frequency(p.sum(axis=0), df, 10.0, 100.0)
+    thd(p, df, f, 5)
+    band_powers(p, df, np.array([f, 3 * f]), 2)
+    sequence_components(dft_phasors(x, fs, f))
+    ph = phasors(x, fs, f)
+    power_from_phasors(ph, ph)
+    fill_gaps(x, 2)
+    detect_clipping(x)
+    power_quantities(x, x, fs, f)
+    modulus_lines_db(park_modulus(x), fs, [3.0])
+    # The pipeline holds its short window in float32: the kernels that read it compile
+    # for float32 too, here rather than at the first window.
     for x in (x64, x64.astype(np.float32)):
-        _freqs, p = power_spectrum(x, fs)
-        f = peak_frequency(p.sum(axis=0), df, 10.0, 100.0)
-        rms(x)
-        thd(p, df, f, 5)
-        band_powers(p, df, np.array([f, 3 * f]), 2)
-        sequence_components(dft_phasors(x, fs, f))
-        epva_line_db(x, fs, 2 * f)
         spec = phase_spectra(x, fs)
-        ph = phasors(x, fs, f)
-        power_from_phasors(ph, ph)
+        phasors(x, fs, f, table=rotation_table(n, f / fs))
+        rms(x)
         waveform_stats(x)
-        fill_gaps(x, 2)
-        detect_clipping(x)
-        power_quantities(x, x, fs, f)
+        epva_line_db(x, fs, 2 * f)
         vi_features(x, x, fs, f)
-        modulus_lines_db(park_modulus(x), fs, [3.0])
         slip_from_slot_harmonics(spec.pos, spec.df, f, 28, 2, 0.002, 0.06, 2)
     x = x64
     FirDecimator(fs, 2, 2).process(clarke(x))
