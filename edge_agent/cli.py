@@ -70,12 +70,30 @@ def analysis_options(fn):
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="edge-agent")
-def main() -> None:
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+    envvar="EDGE_AGENT_LOG_LEVEL",
+    help="Messages to stderr (the journal under systemd): broker connections, reconnects, "
+    "commands. Also EDGE_AGENT_LOG_LEVEL.",
+)
+def main(log_level: str) -> None:
     """Motor current signature analysis for three-phase induction motors.
 
     Computes per-window MCSA features from stator currents, scores each window with an
     autoencoder trained on the motor's own healthy baseline, and raises alerts.
     """
+    import logging
+
+    logging.basicConfig(
+        level=log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%Y-%m-%dT%H:%M:%S",
+    )
+    # paho's own chatter is for debugging the MQTT client, not for the journal.
+    logging.getLogger("edge_agent.mqtt.paho").setLevel(max(logging.WARNING, logging.root.level))
 
 
 @main.command("check-config")

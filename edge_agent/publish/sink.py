@@ -353,8 +353,9 @@ class RecordSink:
         if self.store is not None:
             s = self.config.store
             deleted = self.store.prune(retention_days=s.retention_days, max_mb=s.max_mb)
-            if any(deleted.values()):
-                log.info("event store retention: deleted %s", deleted)
+            counts = {k: v for k, v in deleted.items() if k.endswith(("_by_age", "_by_size"))}
+            if any(counts.values()):
+                log.info("event store retention: deleted %s", counts)
 
     def _counters(self) -> dict[str, Any]:
         counters: dict[str, Any] = {f"sink_{k}": v for k, v in asdict(self.stats).items()}
