@@ -116,7 +116,6 @@ class RecordSink:
             path = config.store.resolved_path
             self.store = EventStore(path)
             self.store.register_asset(self.site, self.asset, config.motor.model_dump(mode="json"))
-            self.set_model(scorer)
             self._prune()
         if publish:
             from edge_agent.publish.mqtt import MqttPublisher
@@ -135,8 +134,7 @@ class RecordSink:
                 status_extra=self._counters,
                 presence=presence,
             )
-        else:
-            self.set_model(scorer)
+        self.set_model(scorer)
         if resume and self.store is not None:
             self._clear_left_open()
 
