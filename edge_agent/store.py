@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.errors import AccessDeniedError, EdgeAgentError, InputDataError
+from edge_agent.publish.schema import finite_json
 
 __all__ = ["LABELS", "STORE_VERSION", "EventStore", "model_id"]
 
@@ -367,14 +368,7 @@ class EventStore:
         if open_only:
             where.append("cleared_ts IS NULL")
         sql = f"SELECT {_ALERT_COLUMNS} FROM alerts"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY raised_ts DESC, alert_id"
-        if limit is not None:
-            sql += " LIMIT ?"
-            args.append(int(limit))
-        with self._read() as c:
-            rows = c.execute(sql, args).fetchall()
+        rows = self._select(sql, where, args, "raised_ts DESC, alert_id", limit)
         return [_alert_dict(r) for r in rows]
 
     # ----------------------------------------------------------------------------------
@@ -397,6 +391,19 @@ class EventStore:
                 (site, asset, float(ts), _json(values)),
             )
 
+    def _select(
+        self, sql: str, where: list[str], args: list[Any], order: str, limit: int | None
+    ) -> list[tuple]:
+        """Rows of ``sql`` with the ``where`` conditions (all of them), in ``order``."""
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += f" ORDER BY {order}"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args = [*args, int(limit)]
+        with self._read() as c:
+            return c.execute(sql, args).fetchall()
+
     def counters(
         self,
         *,
@@ -417,14 +424,7 @@ class EventStore:
             where.append("ts < ?")
             args.append(until)
         sql = "SELECT id, site, asset, ts, counters FROM counters"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY ts DESC, id DESC"
-        if limit is not None:
-            sql += " LIMIT ?"
-            args.append(int(limit))
-        with self._read() as c:
-            rows = c.execute(sql, args).fetchall()
+        rows = self._select(sql, where, args, "ts DESC, id DESC", limit)
         return [
             {"site": s, "asset": a, "ts": t, "counters": json.loads(v)}
             for _, s, a, t, v in reversed(rows)
@@ -594,18 +594,7 @@ def _finite(v: Any) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def _clean(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if hasattr(value, "item") and callable(value.item):  # a numpy scalar
-        return _clean(value.item())
-    return value
-
-
 def _json(value: Any) -> str:
     """Compact JSON with NaN and infinities as null (they are not JSON)."""
-    return json.dumps(_clean(value), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    clean = finite_json(value)
+    return json.dumps(clean, separators=(",", ":"), ensure_ascii=False, allow_nan=False)

@@ -52,6 +52,7 @@ __all__ = [
     "SummaryPayload",
     "alert_payload",
     "event_payload",
+    "finite_json",
     "json_schemas",
     "parse_command",
     "status_payload",
@@ -366,16 +367,17 @@ def topic(prefix: str, site: str, asset: str, kind: str) -> str:
     return f"{prefix}/{site}/{asset}/{kind}"
 
 
-def _finite(value: Any) -> Any:
-    """``value`` with every NaN or infinity, however deep, replaced by None."""
+def finite_json(value: Any) -> Any:
+    """``value`` with every NaN or infinity, however deep, replaced by None (JSON has
+    neither), and numpy scalars made Python numbers."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, Mapping):
-        return {str(k): _finite(v) for k, v in value.items()}
+        return {str(k): finite_json(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
+        return [finite_json(v) for v in value]
     if hasattr(value, "item") and callable(value.item):  # a numpy scalar
-        return _finite(value.item())
+        return finite_json(value.item())
     return value
 
 
@@ -403,8 +405,8 @@ def alert_payload(
             "state": record["state"],
             "fault": record["fault"],
             "severity": record["severity"],
-            "score": _finite(record.get("score")),
-            "evidence": _finite(record.get("evidence") or {}),
+            "score": finite_json(record.get("score")),
+            "evidence": finite_json(record.get("evidence") or {}),
             "model": model,
         },
     )
@@ -420,7 +422,7 @@ def summary_payload(
 
     ``t_start``, ``t_end`` and ``ts`` (= ``t_end``) become UNIX seconds by adding ``t0``.
     """
-    fields = {n: _finite(record[n]) for n in _SUMMARY_FIELDS}
+    fields = {n: finite_json(record[n]) for n in _SUMMARY_FIELDS}
     fields["t_start"] = t0 + float(record["t_start"])
     fields["t_end"] = t0 + float(record["t_end"])
     return _build(SummaryPayload, {"ts": fields["t_end"], "site": site, "asset": asset, **fields})
@@ -451,7 +453,7 @@ def status_payload(
             # A counter that is not a finite number is left out rather than sent as null.
             "counters": None
             if counters is None
-            else {k: v for k, v in _finite(dict(counters)).items() if v is not None},
+            else {k: v for k, v in finite_json(dict(counters)).items() if v is not None},
         },
     )
 
@@ -485,7 +487,7 @@ def event_payload(
             "command": command,
             "ok": ok,
             "error": error,
-            "detail": _finite(dict(detail or {})),
+            "detail": finite_json(dict(detail or {})),
             "request_id": request_id,
         },
     )
