@@ -40,7 +40,8 @@ before the current connection was established (during an outage, or by an earlie
 process). The boundary is the outbox's last ``seq`` at CONNACK, not a clock, so a clock
 step (NTP after boot) cannot mislabel records.
 
-Errors are reported once, clearly (logger ``edge_agent.mqtt``, and :attr:`last_error`),
+Errors are reported once, clearly (logger ``edge_agent.mqtt``, and :attr:`last_error`;
+the wording, the URL, the TLS context and the password are in ``connect.py``),
 repeats only at DEBUG with a reminder every 20 attempts, and always retried. The password
 (``mqtt.password`` or the first line of ``mqtt.password_file``, read at every connect so a
 fixed file is picked up) never appears in logs, errors or reprs.
@@ -54,27 +55,32 @@ import math
 import random
 import select
 import socket
-import ssl
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 
-from edge_agent.config import MqttConfig, MqttTlsConfig
+from edge_agent.config import MqttConfig
 from edge_agent.errors import ConfigError
+from edge_agent.publish.connect import (
+    CONNECT_TIMEOUT_S,
+    ConnectError,
+    client_cert_problem,
+    describe,
+    parse_url,
+    read_password,
+    ssl_context,
+)
 from edge_agent.publish.outbox import Outbox
 
 log = logging.getLogger("edge_agent.mqtt")
 paho_log = logging.getLogger("edge_agent.mqtt.paho")
 
-CONNECT_TIMEOUT_S = 5.0  # TCP connect and TLS handshake
 CONNACK_TIMEOUT_S = 10.0
 POLL_S = 1.0  # the outbox is re-read this often even without notify()
 STABLE_S = 10.0  # a connection this long resets the backoff (and ends careful mode)
@@ -83,13 +89,6 @@ SUSPECT_S = 5.0  # a connection lost this soon after sending a record may be its
 REMIND_EVERY = 20  # a repeated connection error is logged above DEBUG every this many
 JITTER = 0.2
 STATUS_SCHEMA = 1
-
-# TLS alerts the broker sends when it refuses our client certificate.
-_CLIENT_CERT_ALERTS = (
-    "UNKNOWN_CA", "BAD_CERTIFICATE", "CERTIFICATE_UNKNOWN", "UNSUPPORTED_CERTIFICATE",
-    "CERTIFICATE_EXPIRED", "CERTIFICATE_REVOKED", "ACCESS_DENIED", "DECRYPT_ERROR",
-)  # fmt: skip
-
 
 @dataclass
 class PublisherStats:
@@ -105,44 +104,6 @@ class PublisherStats:
     held_back: int = 0  # records set aside because the broker drops us when it gets them
     commands: int = 0  # commands passed to on_command
     callback_errors: int = 0  # exceptions caught in callbacks and in on_command
-
-
-class _ConnectError(Exception):
-    """A failure to connect, already worded for the user."""
-
-    def __init__(self, message: str, level: int = logging.WARNING) -> None:
-        super().__init__(message)
-        self.level = level
-
-
-def _parse_url(url: str | None) -> tuple[bool, str, int]:
-    """``(tls, host, port)`` of ``mqtt://host[:port]`` or ``mqtts://host[:port]``."""
-    if not url:
-        raise ConfigError("mqtt.url is not set: expected mqtt://host[:1883] or mqtts://host[:8883]")
-    parts = urlsplit(url)
-    if parts.scheme not in ("mqtt", "mqtts"):
-        raise ConfigError(f"mqtt.url: expected mqtt:// or mqtts://, got {parts.scheme!r}")
-    if "@" in parts.netloc:
-        # Not echoed: it may hold a password.
-        raise ConfigError(
-            "mqtt.url must not hold credentials: set mqtt.username and mqtt.password_file"
-        )
-    if parts.path or parts.query or parts.fragment:
-        raise ConfigError(f"mqtt.url={url!r}: expected no path, query or fragment")
-    try:
-        port = parts.port
-    except ValueError:
-        raise ConfigError(f"mqtt.url={url!r}: the port must be a number 1-65535") from None
-    host = parts.hostname
-    if not host:
-        raise ConfigError(f"mqtt.url={url!r}: no host name")
-    tls = parts.scheme == "mqtts"
-    return tls, host, port or (8883 if tls else 1883)
-
-
-def _no_passphrase(*_: Any) -> bytes:
-    # Without this, OpenSSL would prompt on the terminal for an encrypted key.
-    return b""
 
 
 def _version() -> str | None:
@@ -189,12 +150,12 @@ class MqttPublisher:
         self.presence = presence
         suffix = "" if presence else f"-replay-{uuid.uuid4().hex[:8]}"
         self.client_id = (cfg.client_id or f"edge-agent-{site}-{asset}") + suffix
-        self.use_tls, self.host, self.port = _parse_url(cfg.url)
+        self.use_tls, self.host, self.port = parse_url(cfg.url)
         self.hostport = (
             f"[{self.host}]:{self.port}" if ":" in self.host else (f"{self.host}:{self.port}")
         )
         if self.use_tls:
-            self._ssl_context()  # a bad file is a config error now, not a retry loop
+            ssl_context(self.cfg)  # a bad file is a config error now, not a retry loop
         elif cfg.tls is not None:
             raise ConfigError(f"mqtt.tls is set but mqtt.url is {cfg.url}: use mqtts:// for TLS")
         if cfg.password is not None or cfg.password_file is not None:
@@ -202,8 +163,8 @@ class MqttPublisher:
                 raise ConfigError("mqtt.password / mqtt.password_file need mqtt.username")
         if cfg.password_file is not None:
             try:
-                self._password()
-            except _ConnectError as exc:
+                read_password(self.cfg)
+            except ConnectError as exc:
                 raise ConfigError(str(exc)) from None
         self._outbox = outbox
         self._on_command = on_command
@@ -321,7 +282,7 @@ class MqttPublisher:
         self._new_connection()
         try:
             client = self._make_client()
-        except _ConnectError as exc:
+        except ConnectError as exc:
             self._fail(str(exc), exc.level)
             return None
         self._client = client
@@ -331,7 +292,7 @@ class MqttPublisher:
             else:
                 client.connect(self.host, self.port, self.cfg.keepalive_s)
         except Exception as exc:  # DNS, TCP, TLS: described, counted and retried
-            message, level = self._describe(exc)
+            message, level = describe(self.cfg, self.hostport, exc)
             self._fail(message, level)
             return None
         connack_deadline = time.monotonic() + CONNACK_TIMEOUT_S
@@ -454,11 +415,11 @@ class MqttPublisher:
         client.max_queued_messages_set(0)
         if self.use_tls:
             try:
-                client.tls_set_context(self._ssl_context())
+                client.tls_set_context(ssl_context(self.cfg))
             except ConfigError as exc:  # a file removed or broken since start-up
-                raise _ConnectError(str(exc), logging.ERROR) from None
+                raise ConnectError(str(exc), logging.ERROR) from None
         if self.cfg.username is not None:
-            client.username_pw_set(self.cfg.username, self._password())
+            client.username_pw_set(self.cfg.username, read_password(self.cfg))
         if self.presence:
             client.will_set(
                 self._topic("status"), self._status_payload("offline", "lost"), qos=1, retain=True
@@ -767,78 +728,6 @@ class MqttPublisher:
         else:
             log.debug("%s (attempt %d)", message, self._failures_in_row)
 
-    def _tls_trust(self) -> str:
-        tls = self.cfg.tls
-        if tls is not None and tls.ca_file is not None:
-            return f"tls.ca_file {tls.ca_file}"
-        return "the system's CA certificates"
-
-    def _client_cert_problem(self, text: str) -> str | None:
-        """A user message if ``text`` (an SSL error) says the broker refused our client
-        certificate, else None."""
-        up = text.upper()
-        tls = self.cfg.tls
-        cert = tls.cert_file if tls is not None else None
-        if "CERTIFICATE_REQUIRED" in up or ("HANDSHAKE_FAILURE" in up and cert is None):
-            return (
-                f"{self.hostport}: TLS: the broker requires a client certificate "
-                f"({text}); set mqtt.tls.cert_file and key_file"
-            )
-        if any(a in up for a in _CLIENT_CERT_ALERTS) and "ALERT" in up:
-            which = f"client certificate {cert}" if cert is not None else "client"
-            return f"{self.hostport}: TLS: the broker refused our {which} ({text})"
-        return None
-
-    def _describe(self, exc: BaseException) -> tuple[str, int]:
-        """A message and log level for an exception raised by connect()."""
-        hp = self.hostport
-        if isinstance(exc, ssl.SSLCertVerificationError):
-            code = getattr(exc, "verify_code", None)
-            why = getattr(exc, "verify_message", None) or str(exc)
-            if code in (62, 64) or "mismatch" in why.lower():  # X509_V_ERR_{HOSTNAME,IP}_…
-                return (
-                    f"{hp}: TLS: the broker's certificate does not match the name "
-                    f"{self.host!r} ({why}); use a name the certificate holds in mqtt.url, "
-                    "or set mqtt.tls.check_hostname = false",
-                    logging.ERROR,
-                )
-            if code == 10:  # X509_V_ERR_CERT_HAS_EXPIRED
-                return f"{hp}: TLS: the broker's certificate has expired ({why})", logging.ERROR
-            return (
-                f"{hp}: TLS: the broker's certificate is not trusted by {self._tls_trust()} "
-                f"({why})",
-                logging.ERROR,
-            )
-        if isinstance(exc, ssl.SSLError):
-            text = str(exc)
-            cert = self._client_cert_problem(text)
-            if cert is not None:
-                return cert, logging.ERROR
-            if "WRONG_VERSION_NUMBER" in text.upper():
-                return (
-                    f"{hp}: TLS handshake failed ({text}): is that port a TLS listener? "
-                    "mqtts:// needs one, mqtt:// is plain",
-                    logging.ERROR,
-                )
-            return f"{hp}: TLS handshake failed ({text})", logging.ERROR
-        if isinstance(exc, socket.gaierror):
-            return f"cannot resolve the broker's host name {self.host!r}: {exc.strerror}", (
-                logging.WARNING
-            )
-        if isinstance(exc, ConnectionResetError) and self.use_tls:
-            return (
-                f"{hp}: the connection was reset during the TLS handshake: is that port a "
-                "TLS listener? mqtts:// needs one, mqtt:// is plain",
-                logging.WARNING,
-            )
-        if isinstance(exc, ConnectionRefusedError):
-            return f"{hp}: connection refused (is the broker running there?)", logging.WARNING
-        if isinstance(exc, TimeoutError):
-            return f"{hp}: no answer within {CONNECT_TIMEOUT_S:g} s ({exc})", logging.WARNING
-        if isinstance(exc, OSError):
-            return f"{hp}: cannot connect: {exc.strerror or exc}", logging.WARNING
-        return f"{hp}: cannot connect: {type(exc).__name__}: {exc}", logging.ERROR
-
     def _before_connack(self) -> tuple[str, int]:
         """Why a connection ended before a successful CONNACK."""
         hp = self.hostport
@@ -853,7 +742,7 @@ class MqttPublisher:
             return f"{hp}: the broker refused the connection: {reason} ({who})", logging.ERROR
         err = self._paho_error
         if self.use_tls:
-            cert = self._client_cert_problem(err) if err else None
+            cert = client_cert_problem(self.cfg, self.hostport, err) if err else None
             if cert is not None:
                 self._cert_diagnosis = cert
                 return cert, logging.ERROR
@@ -872,57 +761,6 @@ class MqttPublisher:
         if err:
             return f"{hp}: the connection failed before CONNACK ({err})", logging.WARNING
         return f"{hp}: the broker closed the connection before CONNACK", logging.WARNING
-
-    # --- secrets and TLS -----------------------------------------------------------------
-
-    def _password(self) -> str | None:
-        """The password, read now (a fixed password file is picked up at the next try)."""
-        if self.cfg.password is not None:
-            return self.cfg.password.get_secret_value()
-        path = self.cfg.password_file
-        if path is None:
-            return None
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except UnicodeDecodeError:  # its message would quote the file's bytes
-            raise _ConnectError(
-                f"mqtt.password_file {path}: not UTF-8 text", logging.ERROR
-            ) from None
-        except OSError as exc:
-            raise _ConnectError(
-                f"mqtt.password_file {path}: cannot read it: {exc.strerror or type(exc).__name__}",
-                logging.ERROR,
-            ) from None
-        lines = text.splitlines()
-        return lines[0] if lines else ""
-
-    def _ssl_context(self) -> ssl.SSLContext:
-        """The TLS context from ``mqtt.tls`` (built at each connect: renewed certificate
-        files are picked up)."""
-        tls = self.cfg.tls or MqttTlsConfig()
-        for name in ("ca_file", "cert_file", "key_file"):
-            path = getattr(tls, name)
-            if path is not None and not Path(path).is_file():
-                raise ConfigError(f"mqtt.tls.{name}: {path}: file not found")
-        try:
-            ctx = ssl.create_default_context(
-                cafile=str(tls.ca_file) if tls.ca_file is not None else None
-            )
-        except (ssl.SSLError, OSError) as exc:
-            raise ConfigError(
-                f"mqtt.tls.ca_file: {tls.ca_file}: not a PEM CA certificate bundle ({exc})"
-            ) from None
-        ctx.check_hostname = tls.check_hostname
-        if tls.cert_file is not None:
-            try:
-                ctx.load_cert_chain(str(tls.cert_file), str(tls.key_file), _no_passphrase)
-            except (ssl.SSLError, OSError) as exc:
-                raise ConfigError(
-                    f"mqtt.tls: cannot use cert_file {tls.cert_file} with key_file "
-                    f"{tls.key_file} ({exc}); expected PEM files, the key unencrypted and "
-                    "matching the certificate"
-                ) from None
-        return ctx
 
     def _wake(self) -> None:
         try:
