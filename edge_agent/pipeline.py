@@ -153,8 +153,12 @@ class Pipeline:
         records: list[dict[str, Any]] = []
         while self._n_pending >= self.hop:
             records.extend(self._step(self._take(self.hop)))
-        # What is left waits for the next chunk: a copy, as the caller may reuse its array.
-        self._pending = [np.array(p) for p in self._pending]
+        # What is left of this chunk waits for the next: a copy, as the caller may reuse its
+        # array. (Only this chunk's: copying the whole backlog again would make many small
+        # chunks cost quadratically.)
+        self._pending = [
+            np.array(p) if np.may_share_memory(p, chunk) else p for p in self._pending
+        ]
         return records
 
     def reload(self, scorer: Scorer | None, alerts: AlertConfig) -> None:

@@ -43,6 +43,19 @@ def test_any_chunking_gives_identical_records(signal):
     assert sum(r["type"] == "window" for r in one) == 23
 
 
+def test_a_caller_may_reuse_its_buffer_between_chunks(signal):
+    """A serial reader fills one array again and again: what the pipeline keeps of a chunk
+    for the next hop must be its own copy."""
+    one, _ = feed(signal, [len(signal)])
+    pipe, buf, out = Pipeline(Config(), FS), np.empty((64, 3)), []
+    for i in range(0, len(signal) - 63, 64):
+        buf[:] = signal[i : i + 64]
+        out += pipe.update(buf)
+        buf[:] = np.nan  # the reader's next fill, before the pipeline sees it
+    strip = lambda recs: [{k: v for k, v in r.items() if k != "id"} for r in recs]  # noqa: E731
+    assert strip(out) == strip(one[: len(out)]) and len(out) >= len(one) - 2
+
+
 def test_a_gap_flags_the_windows_that_span_it_and_restarts_the_long_window(signal):
     gap = int(9.2 * FS)
     recs, pipe = feed(signal, [len(signal)], gaps_at=[gap])
