@@ -109,7 +109,11 @@ def run(
         finally:
             ring.close()
 
-    history = RawHistory(source.fs, source.roles, config.store.snapshot_s)
+    # Snapshots are asked for over MQTT: without a broker, no samples are kept for them.
+    takes_commands = sink.publisher is not None and sink.publisher.presence
+    history = RawHistory(
+        source.fs, source.roles, config.store.snapshot_s if takes_commands else 0.0
+    )
     snapshots = config.store.resolved_path.parent / "snapshots"
 
     def snapshot(command: Any) -> dict[str, Any]:
@@ -148,7 +152,8 @@ def run(
             if chunk:
                 if record is not None:
                     record.write(chunk.data)
-                history.push(chunk.data, time.time())
+                if history.capacity:
+                    history.push(chunk.data, time.time())
                 records = pipe.update(chunk.data, chunk.gaps, chunk.gap_lost)
                 sink.write(records, sum(max(0, n) for n in chunk.gap_lost))
             elif ring.closed:

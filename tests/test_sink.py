@@ -56,6 +56,7 @@ def test_records_and_summaries_come_out_in_time_order(tmp_path):
     # The loss came before the chunk's first window, which ends in the first period.
     assert [s["lost_samples"] for s in summaries] == [64, 0, 0]
     assert summaries[1]["active_alerts"] == ["broken_rotor_bar"]
+    assert (sink.stats.records, sink.stats.summaries, sink.stats.alerts) == (6, 3, 1)
     assert not (tmp_path / "agent.db").exists()  # a plain replay keeps no store
 
 

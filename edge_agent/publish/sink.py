@@ -47,11 +47,10 @@ def dumps(record: dict[str, Any]) -> str:
 
 @dataclass
 class SinkStats:
-    records: int = 0
+    # What went out in this run; the outbox counts what it queued, dropped and refused.
+    records: int = 0  # window records
     summaries: int = 0
-    alerts_queued: int = 0
-    alerts_refused: int = 0  # the outbox was at its alert cap (also counted there)
-    summaries_queued: int = 0
+    alerts: int = 0
     commands: int = 0
     command_errors: int = 0
 
@@ -177,13 +176,6 @@ class RecordSink:
                 self.out.flush()
         return left
 
-    def __enter__(self) -> RecordSink:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     # --- records -------------------------------------------------------------------------
 
     def write(
@@ -209,6 +201,7 @@ class RecordSink:
             kind = r["type"]
             if kind == "alert":
                 self._alert(r)
+                self.stats.alerts += 1
                 queued = True
             elif kind == "summary":
                 self._summary(r)
@@ -228,10 +221,7 @@ class RecordSink:
             self.store.record_alert(record, model_id=self.model_id, **common)
         if self.outbox is not None:
             payload = schema.alert_payload(record, model=self.model_id, **common)
-            if self.outbox.put("alert", "alert", payload) is None:
-                self.stats.alerts_refused += 1
-            else:
-                self.stats.alerts_queued += 1
+            self.outbox.put("alert", "alert", payload)  # None at the cap: counted there
 
     def _summary(self, record: dict[str, Any]) -> None:
         if self.store is not None:
@@ -247,7 +237,6 @@ class RecordSink:
                 record, site=self.site, asset=self.asset, t0=self.ts_offset
             )
             self.outbox.put("summary", "summary", payload)
-            self.stats.summaries_queued += 1
 
     def _clear_left_open(self) -> None:
         now = time.time()
