@@ -11,12 +11,21 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from edge_agent.errors import ConfigError
 
@@ -26,6 +35,8 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 ENV_PREFIX = "EDGE_AGENT_"
+# Settings whose values an error message never repeats.
+SECRET_SETTINGS = ("password", "url")
 CURRENT_CHANNELS = ("ia", "ib", "ic")
 VOLTAGE_CHANNELS = ("va", "vb", "vc")
 
@@ -241,11 +252,7 @@ class MqttTlsConfig(_Model):
 class MqttConfig(_Model):
     """The plant's MQTT broker. Absent ``url`` = no publishing (records still go to the store)."""
 
-    url: str | None = Field(
-        None,
-        pattern=r"^(mqtt|mqtts)://[^/\s]+$",
-        description="mqtt://host[:1883] or mqtts://host[:8883] (TLS)",
-    )
+    url: str | None = Field(None, description="mqtt://host[:1883] or mqtts://host[:8883] (TLS)")
     prefix: str = Field("edge-agent", min_length=1, pattern=r"^[^#+\s]+$")
     client_id: str | None = Field(None, description="absent = edge-agent-<site>-<asset>")
     protocol: Literal["5", "3.1.1"] = "5"
@@ -259,6 +266,16 @@ class MqttConfig(_Model):
     reconnect_min_s: float = Field(1.0, gt=0, le=60)
     reconnect_max_s: float = Field(60.0, gt=0, le=3600)
     max_inflight: int = Field(20, ge=1, le=1000, description="QoS 1 messages awaiting PUBACK")
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, url: str | None) -> str | None:
+        if url is not None and not re.fullmatch(r"(mqtt|mqtts)://[^/\s@]+", url):
+            raise ValueError(
+                "expected mqtt://host[:port] or mqtts://host[:port] (no path; the user and "
+                "password go in username and password_file)"
+            )
+        return url
 
     @model_validator(mode="after")
     def _check(self) -> MqttConfig:
@@ -340,18 +357,38 @@ def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _describe(err: ValidationError, source: str, env_keys: set[tuple[str, ...]]) -> str:
+def _describe(
+    err: ValidationError,
+    source: str,
+    env_keys: set[tuple[str, ...]],
+    option_keys: set[tuple[str, ...]] = frozenset(),
+) -> str:
     lines = []
     for e in err.errors():
         loc = tuple(str(p) for p in e["loc"])
         field = ".".join(loc) or "(top level)"
-        origin = source
-        if loc and any(loc[: len(k)] == k for k in env_keys):
-            origin = "environment " + ENV_PREFIX + "__".join(p.upper() for p in loc)
-        got = ""
-        if e["type"] not in ("missing", "extra_forbidden") and "input" in e:
-            got = f" (got {e['input']!r})"
-        msg = e["msg"]
+        value = e.get("input")
+        if isinstance(value, Mapping):
+            # A check across a table's settings: they may come from several places, and
+            # the table is not echoed (it may hold the MQTT password).
+            origins = [source]
+            if any(k[: len(loc)] == loc for k in env_keys):
+                origins.append("environment")
+            if any(k[: len(loc)] == loc for k in option_keys):
+                origins.append("command line")
+            origin, got = " + ".join(origins), ""
+        else:
+            origin = source
+            if loc and any(loc[: len(k)] == k for k in option_keys):
+                origin = "command line"
+            elif loc and any(loc[: len(k)] == k for k in env_keys):
+                origin = "environment " + ENV_PREFIX + "__".join(p.upper() for p in loc)
+            got = ""
+            if loc and loc[-1] in SECRET_SETTINGS:
+                pass  # a password, or a URL that may hold one: never echoed
+            elif e["type"] not in ("missing", "extra_forbidden") and "input" in e:
+                got = f" (got {value!r})"
+        msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown setting"
         lines.append(f"{origin}: {field}: {msg}{got}")
@@ -389,7 +426,8 @@ def load_config(
     try:
         return Config.model_validate(merged)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, source, env_keys)) from None
+        option_keys = {tuple(k) for k in _leaf_paths(overrides or {})}
+        raise ConfigError(_describe(exc, source, env_keys, option_keys)) from None
 
 
 def _leaf_paths(tree: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:

@@ -153,3 +153,18 @@ def test_the_store_lives_in_systemds_state_directory(monkeypatch):
     monkeypatch.delenv("STATE_DIRECTORY")
     monkeypatch.setenv("XDG_STATE_HOME", "/home/u/.local/state")
     assert str(Config().store.resolved_path) == "/home/u/.local/state/edge-agent/edge-agent.db"
+
+
+def test_a_table_level_error_never_echoes_the_table_with_its_password():
+    env = {"EDGE_AGENT_MQTT__PASSWORD": "s3cret-pw", "EDGE_AGENT_MQTT__RECONNECT_MIN_S": "50",
+           "EDGE_AGENT_MQTT__RECONNECT_MAX_S": "10"}  # fmt: skip
+    with pytest.raises(ConfigError) as err:
+        load_config(None, environ=env)
+    assert "s3cret-pw" not in str(err.value)
+    want = "defaults + environment: mqtt: expected reconnect_min_s <= reconnect_max_s"
+    assert str(err.value) == want
+
+
+def test_a_bad_command_line_value_is_blamed_on_the_command_line():
+    with pytest.raises(ConfigError, match=r"^command line: mqtt\.url: expected mqtt://host"):
+        load_config(None, environ={}, overrides={"mqtt": {"url": "http://broker"}})
