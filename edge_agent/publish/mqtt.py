@@ -67,6 +67,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersi
 
 from edge_agent.config import MqttConfig
 from edge_agent.errors import ConfigError
+from edge_agent.publish import schema
 from edge_agent.publish.connect import (
     CONNECT_TIMEOUT_S,
     ConnectError,
@@ -88,7 +89,6 @@ HOLD_S = 600.0  # a record the broker keeps dropping the connection for waits th
 SUSPECT_S = 5.0  # a connection lost this soon after sending a record may be its doing
 REMIND_EVERY = 20  # a repeated connection error is logged above DEBUG every this many
 JITTER = 0.2
-STATUS_SCHEMA = 1
 
 @dataclass
 class PublisherStats:
@@ -597,21 +597,17 @@ class MqttPublisher:
         return f"{self.root}/{suffix}"
 
     def _status_payload(self, state: str, reason: str | None = None) -> bytes:
-        body: dict[str, Any] = {
-            "schema": STATUS_SCHEMA,
-            "id": str(uuid.uuid4()),
-            "ts": time.time(),
-            "historical": False,
-            "site": self.site,
-            "asset": self.asset,
-            "state": state,
-        }
-        if reason is not None:
-            body["reason"] = reason
-        if state == "online":
-            body["version"] = _version()
-            body["outbox"] = self._outbox.depth()
-            body["counters"] = self._counters()
+        online = state == "online"
+        body = schema.status_payload(
+            state,
+            site=self.site,
+            asset=self.asset,
+            reason=reason,
+            version=_version() if online else None,
+            outbox=self._outbox.depth() if online else None,
+            counters=self._counters() if online else None,
+        )
+        body["historical"] = False
         return json.dumps(body, separators=(",", ":")).encode()
 
     def _counters(self) -> dict[str, Any]:
