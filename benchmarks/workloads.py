@@ -139,7 +139,11 @@ def window(name: str) -> Window:
     _, samples = simulate(spec, config.motor)
     if slots:
         add_slot_harmonics(samples, spec, config.motor)
-    pipe = Pipeline(config, FS, ROLES)
+    # The long window analysed at every window, so that the last record's came from it.
+    every = config.model_copy(
+        update={"windows": config.windows.model_copy(update={"long_hop_s": HOP_S})}
+    )
+    pipe = Pipeline(every, FS, ROLES)
     records = pipe.update(samples)
     w = Window(
         config=config,

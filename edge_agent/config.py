@@ -189,6 +189,13 @@ class WindowConfig(_Model):
     long_fs: float = Field(
         2000.0, ge=200, description="target sample rate of the decimated long window, Hz"
     )
+    long_hop_s: float = Field(
+        2.0,
+        gt=0,
+        le=120,
+        description="time between analyses of the long window, s (a whole number of hops; "
+        "the records in between repeat its features)",
+    )
     rolling_windows: int = Field(
         10, ge=2, le=1000, description="windows in the rolling mean of *_roll features"
     )
@@ -200,6 +207,10 @@ class WindowConfig(_Model):
         if self.long_length_s < self.length_s:
             raise ValueError(
                 f"long_length_s={self.long_length_s} must be at least length_s={self.length_s}"
+            )
+        if self.long_hop_s > self.long_length_s:
+            raise ValueError(
+                f"long_hop_s={self.long_hop_s} must not exceed long_length_s={self.long_length_s}"
             )
         return self
 

@@ -118,6 +118,13 @@ class Pipeline:
         # i1 of the short windows the long window spans: lines are only read off a steady
         # load, since a load step smears the fundamental into the sideband bands.
         self._i1_history: deque[float] = deque(maxlen=math.ceil(n_long / self.fs_long / w.hop_s))
+        # The long window moves by under 7 % per hop; it is analysed every _long_every-th
+        # window (windows.long_hop_s: at 2 s a quarter of its length, where Blackman-Harris
+        # windows overlapping by 75 % already weigh every sample about equally), and the
+        # windows in between carry its features.
+        self._long_every = max(1, round(w.long_hop_s / w.hop_s))
+        self._long_features: dict[str, float | None] | None = None
+        self._long_age = 0  # windows since _long_features were computed
         self.extractor = FeatureExtractor(config.motor, self.fs, self.fs_long)
         self.rolling = Rolling(ROLLING_FEATURES, w.rolling_windows)
         self.tracker = AlertTracker.from_config(config.alerts)
@@ -243,6 +250,24 @@ class Pipeline:
         r = self._long_next
         return self._long_ring[r : r + self._n_long]
 
+    def _long(self, features: dict[str, Any]) -> dict[str, float | None]:
+        """The long window's features for this window: fresh every ``_long_every`` windows,
+        else those of the last analysis; from the nameplate (and the short window's slot
+        harmonics) while the long window is not full or the load is not steady."""
+        z = self.long_window if self._long_filled >= self._n_long else None
+        if z is not None and _variation(self._i1_history) > MAX_LOAD_VARIATION:
+            z = None
+        if z is not None and self._long_features is not None:
+            if self._long_age < self._long_every:
+                self._long_age += 1
+                return self._long_features
+        out = self.extractor.long(
+            z, features["supply_hz"], features["i1"], self.extractor.slot_spectrum
+        )
+        self._long_features = out if z is not None else None
+        self._long_age = 1
+        return out
+
     def _lost_before(self, i: int) -> int:
         """Samples known lost before absolute sample ``i`` (counted in window times)."""
         # Shifts older than the current window no longer matter but the last of them.
@@ -270,14 +295,7 @@ class Pipeline:
             v = self._recent[3:] if self.voltages else None
             features.update(self.extractor.short(x, v))
             self._i1_history.append(features["i1"])
-            z = self.long_window if self._long_filled >= self._n_long else None
-            if z is not None and _variation(self._i1_history) > MAX_LOAD_VARIATION:
-                z = None
-            features.update(
-                self.extractor.long(
-                    z, features["supply_hz"], features["i1"], self.extractor.slot_spectrum
-                )
-            )
+            features.update(self._long(features))
             features.update(self.rolling.update(features))
         _clean_all(features)
         score, threshold, anomalous = None, None, False

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -68,6 +70,38 @@ def test_a_gap_flags_the_windows_that_span_it_and_restarts_the_long_window(signa
     assert all(r["features"]["brb_lsb_db"] is None for r in after)
     before = [r for r in w if r["t_end"] <= 9.0 and r["t_end"] >= 8.5]
     assert all(r["features"]["brb_lsb_db"] is not None for r in before)
+
+
+LONG_FEATURES = ("brb_lsb_db", "brb_usb_db", "ecc_lsb_db", "epva_2sf_db", "slip", "rotor_hz")
+
+
+def test_the_long_window_is_analysed_every_long_hop_and_repeated_in_between(signal):
+    """At the default 2 s, every 4th window analyses the long window afresh, exactly as an
+    analysis every window would; the three windows after it carry the same values."""
+    every = Config(windows={"long_hop_s": 0.5})
+    per_window = [r for r in Pipeline(every, FS).update(signal) if r["type"] == "window"]
+    default = [r for r in Pipeline(Config(), FS).update(signal) if r["type"] == "window"]
+    assert len(default) == len(per_window) == 23
+    full = [i for i, r in enumerate(default) if r["features"]["brb_lsb_db"] is not None]
+    assert full == list(range(full[0], 23)) and len(full) >= 8
+    for i in full:
+        fresh = full[0] + (i - full[0]) // 4 * 4
+        got = {k: default[i]["features"][k] for k in LONG_FEATURES}
+        assert got == {k: per_window[fresh]["features"][k] for k in LONG_FEATURES}, i
+        # The short window's features are every window's own.
+        assert default[i]["features"]["i1"] == per_window[i]["features"]["i1"]
+    # Per-window analyses do move: repeating them is a choice, not a property of the signal.
+    assert (
+        per_window[full[0]]["features"]["brb_lsb_db"]
+        != per_window[full[0] + 1]["features"]["brb_lsb_db"]
+    )
+
+
+def test_long_hop_s_may_not_exceed_the_long_window():
+    with pytest.raises(
+        ValueError, match=re.escape("long_hop_s=10.0 must not exceed long_length_s=8.0")
+    ):
+        Config(windows={"long_hop_s": 10.0})
 
 
 def test_samples_known_lost_at_a_gap_move_later_window_times_on(signal):
