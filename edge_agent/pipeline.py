@@ -180,45 +180,56 @@ class Pipeline:
         self.tracker.clear_after = alerts.clear_after
 
     def _take(self, n: int) -> np.ndarray:
+        """The next ``n`` pending samples, (channels, n): a view, in any strides."""
         block = (
             np.concatenate(self._pending, axis=1) if len(self._pending) > 1 else self._pending[0]
         )
         out, rest = block[:, :n], block[:, n:]
         self._pending = [rest] if rest.shape[1] else []
         self._n_pending = rest.shape[1]
-        return np.ascontiguousarray(out)
+        return out
 
-    def _step(self, hop: np.ndarray) -> list[dict[str, Any]]:
-        h = hop.shape[1]
+    def _step(self, src: np.ndarray) -> list[dict[str, Any]]:
+        h = src.shape[1]
         start = self._n
         self._n += h
         self.stats.samples = self._n
-        has_nan = bool(np.isnan(hop.max()))  # max propagates NaN: one vectorised pass
+        # Shift the short window by one hop and convert the new samples into its end: the
+        # one copy of them (from frames, it transposes them too).
+        if h >= self.length:
+            tail = self._recent
+        else:
+            self._recent[:, :-h] = self._recent[:, h:]
+            tail = self._recent[:, -h:]
+        tail[...] = src[:, h - tail.shape[1] :]
+        # Each channel's extremes serve the NaN check (max and min propagate NaN, and show
+        # ±inf) and the clipping check.
+        hi, lo = tail.max(axis=1), tail.min(axis=1)
+        has_nan = not (np.isfinite(hi).all() and np.isfinite(lo).all())
+        hop = src
         if has_nan:
-            hop, n_filled, _ = fill_gaps(hop, self._max_fill)
+            hop, n_filled, _ = fill_gaps(src, self._max_fill)
             if n_filled:
                 self._filled_until = self._n - 1
+            tail[...] = hop[:, h - tail.shape[1] :]
             still = np.isnan(hop).any(axis=0)
             has_nan = bool(still.any())
             if has_nan:
                 self._nan_until = start + int(np.flatnonzero(still)[-1])
-        # Clipping is looked for hop by hop, on every channel: each sample once.
-        if detect_clipping(hop).any():
+            hi, lo = None, None
+        # Clipping is looked for hop by hop, on every channel: each sample once, in the
+        # window's single precision (an ADC's codes stay distinct in it).
+        if detect_clipping(tail, extremes=None if hi is None else (hi, lo)).any():
             self._clipped_until = self._n - 1
         gap_here = any(start <= g < self._n for g in self._gaps)
         self._gaps = [g for g in self._gaps if g > self._n - self.length]
-        # Shift the short window by one hop.
-        if h >= self.length:
-            self._recent[:] = hop[:, -self.length :]
-        else:
-            self._recent[:, :-h] = self._recent[:, h:]
-            self._recent[:, -h:] = hop
         self._filled = min(self.length, self._filled + h)
         self._push_long(np.nan_to_num(hop[:3]) if has_nan else hop[:3])
         if gap_here or self._nan_until >= start:
             # The long window must be contiguous and clean: start it afresh.
             self._decimator.reset()
             self._long_filled = 0
+            self._long_features = None
             self._i1_history.clear()
             self.rolling.reset()
         if self._filled < self.length:

@@ -85,6 +85,15 @@ def warm_up() -> None:
     power_from_phasors(ph, ph)
     fill_gaps(x, 2)
     detect_clipping(x)
+    # The pipeline checks each hop for clipping in its float32 window (a slice), and
+    # turns a hop of frames (transposed: F order; or a slice of a block) into i_α, i_β.
+    window = np.empty((3, 2 * n), dtype=np.float32)
+    window[:, n:] = x
+    tail = window[:, n:]
+    detect_clipping(tail, extremes=(tail.max(axis=1), tail.min(axis=1)))
+    frames = np.ascontiguousarray(x.T)
+    for hop in (frames.T, np.ascontiguousarray(frames.T)[:, : n // 2]):
+        clarke(hop)
     power_quantities(x, x, fs, f)
     modulus_lines_db(park_modulus(x), fs, [3.0])
     # The pipeline holds its short window in float32: the kernels that read it compile

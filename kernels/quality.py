@@ -242,7 +242,11 @@ def _clipped(x, lo, hi, own_extremes, min_run, block, out):
 
 
 def detect_clipping(
-    x: np.ndarray, *, rails: np.ndarray | None = None, min_run: int = DEFAULT_MIN_RUN
+    x: np.ndarray,
+    *,
+    rails: np.ndarray | None = None,
+    min_run: int = DEFAULT_MIN_RUN,
+    extremes: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Number of clipped samples in each row of ``x`` (shape (channels, n) or (n,)).
 
@@ -260,7 +264,9 @@ def detect_clipping(
     ``min_run`` (samples) defaults to :data:`DEFAULT_MIN_RUN` = 10, chosen for 15 kS/s and a
     50/60 Hz supply so that the short flat crests of a quantised, unclipped sine are not
     counted (see that constant for the numbers). NaN samples are never clipped and break
-    runs. Returns an int64 array of shape (channels,); 0 means no clipping.
+    runs. ``extremes`` = (max, min) of each row, when the caller has them already, saves a
+    pass. Returns an int64 array of shape
+    (channels,); 0 means no clipping.
     """
     x = _as_channels(x)
     if isinstance(min_run, bool) or not isinstance(min_run, (int, np.integer)):
@@ -272,9 +278,14 @@ def detect_clipping(
         if x.shape[1] == 0:
             out[:] = 0
             return out
-        # numpy's max and min are vectorised; a row holding NaN gives NaN, and the kernel
-        # then finds the extremes of its other samples itself.
-        hi, lo = x.max(axis=1).astype(np.float64), x.min(axis=1).astype(np.float64)
+        if extremes is not None:
+            hi, lo = (np.asarray(e, dtype=np.float64) for e in extremes)
+            if hi.shape != (x.shape[0],) or lo.shape != (x.shape[0],):
+                raise ValueError(f"extremes must be two arrays of shape ({x.shape[0]},)")
+        else:
+            # numpy's max and min are vectorised; a row holding NaN gives NaN, and the
+            # kernel then finds the extremes of its other samples itself.
+            hi, lo = x.max(axis=1).astype(np.float64), x.min(axis=1).astype(np.float64)
         return _clipped(x, lo, hi, True, int(min_run), _BLOCK, out)
     r = np.asarray(rails, dtype=np.float64)
     if r.shape == (2,):

@@ -132,6 +132,17 @@ def test_short_nan_runs_are_filled_and_long_ones_empty_their_windows(signal):
     assert all(r["features"]["rms_a"] is not None for r in w if r not in bad)
 
 
+def test_infinite_samples_are_gaps_like_nan(signal):
+    """An overflowed conversion (±inf) is no data: filled when short, as NaN is; before,
+    it went through to the features and emptied them."""
+    x = signal.copy()
+    x[int(3.3 * FS), 1] = np.inf
+    x[int(5.3 * FS) + 3, 2] = -np.inf
+    w = [r for r in feed(x, [len(x)])[0] if r["type"] == "window"]
+    assert [r["t_start"] for r in w if "filled" in r["flags"]] == [2.5, 3.0, 4.5, 5.0]
+    assert all(r["features"][k] is not None for r in w for k in ("rms_b", "rms_c", "thd_c"))
+
+
 def test_adc_saturation_flags_the_windows_that_hold_it(signal):
     x = signal.copy()
     rail = 1.2 * np.abs(x[:, 2]).max()  # phase c's ADC full scale
