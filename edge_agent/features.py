@@ -114,9 +114,19 @@ CURRENT_FEATURES, ROLLING_NAMES, VOLTAGE_FEATURES = _names()
 FEATURE_NAMES = CURRENT_FEATURES + ROLLING_NAMES + VOLTAGE_FEATURES
 
 
+# Keys of per-phase results, in the row-major order of the kernels' (phase, value) arrays.
+_STAT_KEYS = tuple(f"{name}_{p}" for p in PHASES for name in WAVEFORM_STAT_NAMES)
+_VI_KEYS = tuple(f"vi_{name}_{p}" for p in PHASES for name in VI_FEATURE_NAMES)
+_THD_KEYS = tuple(f"thd_{p}" for p in PHASES)
+_RMS_V_KEYS = tuple(f"rms_v{p}" for p in PHASES)
+_EMPTY = {
+    v: dict.fromkeys(CURRENT_FEATURES + ROLLING_NAMES + (VOLTAGE_FEATURES if v else ()))
+    for v in (False, True)
+}
+
+
 def empty_features(voltages: bool = False) -> dict[str, float | None]:
-    names = CURRENT_FEATURES + ROLLING_NAMES + (VOLTAGE_FEATURES if voltages else ())
-    return dict.fromkeys(names)
+    return _EMPTY[bool(voltages)].copy()
 
 
 def nameplate_slip(i1: float, motor: MotorConfig) -> float:
@@ -191,11 +201,9 @@ class FeatureExtractor:
         out["i0"] = a0 / math.sqrt(2)
         out["i2_i1"] = a2 / a1 if a1 > 0 else None
         out["i0_i1"] = a0 / a1 if a1 > 0 else None
-        stats = waveform_stats(x).tolist()
-        for j, p in enumerate(PHASES):
-            for k, name in enumerate(WAVEFORM_STAT_NAMES):
-                out[f"{name}_{p}"] = stats[j][k]
-        rms = [row[0] for row in stats]
+        stats = waveform_stats(x)
+        out.update(zip(_STAT_KEYS, stats.ravel().tolist(), strict=True))
+        rms = stats[:, 0].tolist()
         mean = sum(rms) / 3.0
         out["unbalance_nema"] = max(abs(r - mean) for r in rms) / mean if mean > 0 else None
         self._harmonics(spec, f, out)
@@ -215,8 +223,7 @@ class FeatureExtractor:
         n_harm = min(MAX_HARMONIC, int((spec.phase.shape[1] - 1 - hw) * df / f))
         if n_harm >= 2:
             thd = kernels.thd(spec.phase, df, f, n_harm, hw)
-            for j, p in enumerate(PHASES):
-                out[f"thd_{p}"] = float(thd[j])
+            out.update(zip(_THD_KEYS, thd.tolist(), strict=True))
         orders = (1, 3, 5, 7)
         bands = band_powers(spec.phase, df, np.array(orders) * f, hw)
         for j, p in enumerate(PHASES):
@@ -231,15 +238,12 @@ class FeatureExtractor:
         out["p_w"], out["q_var"], out["pf"] = pq.p, pq.q, pq.pf
         # Below 0.1 % the negative sequence is window leakage, and V2/I2 would be noise.
         out["z2_ohm"] = pq.z2 if (out.get("i2_i1") or 0.0) > 1e-3 else None
-        for p, r in zip(PHASES, kernels.rms(v).tolist(), strict=True):
-            out[f"rms_v{p}"] = r
+        out.update(zip(_RMS_V_KEYS, kernels.rms(v).tolist(), strict=True))
         try:
             vi = vi_features(v, x, self.fs, f)
         except ValueError:  # fewer than two whole cycles in the window
             return
-        for j, p in enumerate(PHASES):
-            for k, name in enumerate(VI_FEATURE_NAMES):
-                out[f"vi_{name}_{p}"] = float(vi[j, k])
+        out.update(zip(_VI_KEYS, vi.ravel().tolist(), strict=True))
 
     # --- long window --------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ says: the test extra installs pyFFTW, so a missing one fails here rather than sk
 
 from __future__ import annotations
 
+import cmath
 import math
 import threading
 
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 from edge_agent.kernels import fft
 from edge_agent.kernels.engine import phase_spectra, phasors, rotation_table
-from edge_agent.kernels.park import clarke, epva_line_db, modulus_lines_db
+from edge_agent.kernels.park import clarke, epva_line_db, modulus_lines_db, park_ellipse
 from edge_agent.kernels.sequence import dft_phasors
 from edge_agent.kernels.spectrum import band_powers, space_vector_power, space_vector_spectrum
 from hypothesis import given, settings
@@ -243,3 +244,27 @@ def test_park_modulus_of_a_balanced_set_is_constant_and_ripples_with_unbalance()
     assert modulus_lines_db(park_modulus(u), 1000.0, [100.0])[0] == pytest.approx(
         epva_line_db(u, 1000.0, 100.0), abs=1e-9
     )
+
+
+@given(
+    a1=st.floats(0.0, 100.0),
+    a2=st.floats(0.0, 100.0),
+    p1=st.floats(-math.pi, math.pi),
+    p2=st.floats(-math.pi, math.pi),
+)
+@settings(max_examples=100, deadline=None)
+def test_park_ellipse_is_the_locus_traced_by_the_sequence_phasors(a1, a2, p1, p2):
+    """The Park's vector i1·e^{jωt} + conj(i2)·e^{-jωt}, sampled over a cycle: its shortest
+    over its longest radius, and the direction of the longest (mod 180°)."""
+    i1, i2 = cmath.rect(a1, p1), cmath.rect(a2, p2)
+    ratio, axis = park_ellipse(i1, i2)
+    if a1 + a2 < 1e-6:
+        assert math.isnan(ratio) == (a1 + a2 == 0)
+        return
+    wt = np.linspace(0, 2 * np.pi, 36000, endpoint=False)
+    z = i1 * np.exp(1j * wt) + np.conj(i2) * np.exp(-1j * wt)
+    r = np.abs(z)
+    assert ratio == pytest.approx(r.min() / r.max(), abs=1e-3)  # the sampling step
+    if abs(a1 - a2) > 1e-3 * (a1 + a2) and min(a1, a2) > 1e-3 * (a1 + a2):
+        along = math.degrees(np.angle(z[np.argmax(r)])) % 180.0
+        assert min(abs(along - axis), 180.0 - abs(along - axis)) < 0.05
