@@ -10,7 +10,10 @@ First cut: two kinds of finding per window.
   42-36 dB ``warning``, closer than 36 dB ``alarm``.
 
 :class:`AlertTracker` turns findings into alerts: one is raised after ``raise_after``
-consecutive abnormal windows and cleared after ``clear_after`` consecutive normal ones.
+consecutive abnormal windows and cleared after ``clear_after`` consecutive normal ones. The
+faults read off the long window (:data:`LONG_WINDOW_FAULTS`) count only the windows that
+analysed it afresh: the windows in between repeat its features, and a repeat confirms
+nothing.
 """
 
 from __future__ import annotations
@@ -33,6 +36,10 @@ FAULTS = (
     "stator_short",
     "supply_unbalance",
 )
+
+
+# Faults whose findings come from the long window's features.
+LONG_WINDOW_FAULTS = frozenset({"broken_rotor_bar", "eccentricity", "bearing"})
 
 
 @dataclass(frozen=True)
@@ -113,11 +120,21 @@ class AlertTracker:
         return {f: s.alert_id for f, s in self._states.items() if s.alert_id is not None}
 
     def update(
-        self, t: float, findings: Mapping[str, Finding], score: float | None
+        self,
+        t: float,
+        findings: Mapping[str, Finding],
+        score: float | None,
+        repeated: frozenset[str] | set[str] = frozenset(),
     ) -> list[dict[str, Any]]:
-        """Feed one window's findings (at time ``t``); returns the alert records it causes."""
+        """Feed one window's findings (at time ``t``); returns the alert records it causes.
+
+        ``repeated`` names faults whose evidence this window carries over from an earlier
+        one (the long window's, between its analyses): they count neither way.
+        """
         records = []
         for fault in sorted(set(findings) | set(self._states)):
+            if fault in repeated:
+                continue
             st = self._states.setdefault(fault, _State())
             finding = findings.get(fault)
             if finding is not None:

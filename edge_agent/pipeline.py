@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edge_agent.config import CURRENT_CHANNELS, VOLTAGE_CHANNELS, AlertConfig, Config
-from edge_agent.diagnosis import AlertTracker, diagnose
+from edge_agent.diagnosis import LONG_WINDOW_FAULTS, AlertTracker, diagnose
 from edge_agent.features import ROLLING_FEATURES, FeatureExtractor, Rolling, empty_features
 from edge_agent.kernels import FirDecimator
 from edge_agent.kernels.park import clarke
@@ -125,6 +125,7 @@ class Pipeline:
         self._long_every = max(1, round(w.long_hop_s / w.hop_s))
         self._long_features: dict[str, float | None] | None = None
         self._long_age = 0  # windows since _long_features were computed
+        self._long_repeated = False  # this window carries the last analysis's features
         self.extractor = FeatureExtractor(config.motor, self.fs, self.fs_long)
         self.rolling = Rolling(ROLLING_FEATURES, w.rolling_windows)
         self.tracker = AlertTracker.from_config(config.alerts)
@@ -163,9 +164,7 @@ class Pipeline:
         # What is left of this chunk waits for the next: a copy, as the caller may reuse its
         # array. (Only this chunk's: copying the whole backlog again would make many small
         # chunks cost quadratically.)
-        self._pending = [
-            np.array(p) if np.may_share_memory(p, chunk) else p for p in self._pending
-        ]
+        self._pending = [np.array(p) if np.may_share_memory(p, chunk) else p for p in self._pending]
         return records
 
     def reload(self, scorer: Scorer | None, alerts: AlertConfig) -> None:
@@ -268,9 +267,11 @@ class Pipeline:
         z = self.long_window if self._long_filled >= self._n_long else None
         if z is not None and _variation(self._i1_history) > MAX_LOAD_VARIATION:
             z = None
+        self._long_repeated = False
         if z is not None and self._long_features is not None:
             if self._long_age < self._long_every:
                 self._long_age += 1
+                self._long_repeated = True
                 return self._long_features
         out = self.extractor.long(
             z, features["supply_hz"], features["i1"], self.extractor.slot_spectrum
@@ -301,6 +302,7 @@ class Pipeline:
         if self._clipped_until >= start:
             flags.append("clipped")
         features = empty_features(self.voltages)
+        self._long_repeated = False
         if not has_nan:
             x = self._recent[:3]
             v = self._recent[3:] if self.voltages else None
@@ -330,7 +332,8 @@ class Pipeline:
         self.stats.anomalous_windows += anomalous
         blocking = [f for f in flags if f in ("gap", "nan")]
         findings = {} if blocking else diagnose(features, score, threshold, self.config.alerts)
-        alerts = self.tracker.update(t_end, findings, score)
+        repeated = LONG_WINDOW_FAULTS if self._long_repeated else frozenset()
+        alerts = self.tracker.update(t_end, findings, score, repeated)
         for a in alerts:
             if a["state"] == "raised":
                 self.stats.alerts_raised += 1

@@ -169,6 +169,31 @@ def test_alert_tracker_raises_after_n_and_clears_after_m():
     assert first["id"] == last["id"] and first["severity"] == "warning"
 
 
+def test_repeated_long_window_evidence_counts_neither_way():
+    tr = AlertTracker(raise_after=3, clear_after=2)
+    bar = {"broken_rotor_bar": Finding("broken_rotor_bar", "warning", {"brb_lsb_db": -40.0})}
+    long_ = frozenset({"broken_rotor_bar"})
+    # (findings, repeated): an analysis every 4th window, as with long_hop_s = 2 s.
+    seq = [(bar, ()), (bar, long_), (bar, long_), (bar, long_), (bar, ()), (bar, long_)]
+    seq += [(bar, ()), ({}, ()), ({}, long_), ({}, ()), ({}, long_)]
+    out = [tr.update(float(t), f, None, set(rep)) for t, (f, rep) in enumerate(seq)]
+    states = [(t, r["state"]) for t, recs in enumerate(out) for r in recs]
+    assert states == [(6, "raised"), (9, "cleared")]
+
+
+def test_a_broken_bar_alert_waits_for_three_analyses_of_the_long_window():
+    """A bar breaking at 12 s: the long window fills with it over 6 s. Three analyses that
+    see it (16, 18, 20 s) raise the alert, with the level the bar settles at; three windows
+    repeating one analysis, part-way through, would have raised it at 17 s with -42.7 dB."""
+    spec = SimulationSpec(duration_s=24.0, fault="broken-bar", severity=40.0, onset_s=12.0)
+    _, x = simulate(spec, Config().motor)
+    recs = Pipeline(Config(), spec.fs).update(x)
+    (alert,) = (r for r in recs if r["type"] == "alert")
+    assert alert["t"] == 20.0 and alert["fault"] == "broken_rotor_bar"
+    assert alert["evidence"]["brb_lsb_db"] == pytest.approx(-40.0, abs=0.3)
+    assert alert["severity"] == "warning"
+
+
 def test_pipeline_rejects_wrong_shapes():
     pipe = Pipeline(Config(), FS)
     with pytest.raises(ValueError, match=r"expected \(n, 3\)"):
