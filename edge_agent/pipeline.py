@@ -164,7 +164,9 @@ class Pipeline:
         # What is left of this chunk waits for the next: a copy, as the caller may reuse its
         # array. (Only this chunk's: copying the whole backlog again would make many small
         # chunks cost quadratically.)
-        self._pending = [np.array(p) if np.may_share_memory(p, chunk) else p for p in self._pending]
+        self._pending = [
+            np.array(p) if np.may_share_memory(p, chunk) else p for p in self._pending
+        ]
         return records
 
     def reload(self, scorer: Scorer | None, alerts: AlertConfig) -> None:
@@ -267,7 +269,6 @@ class Pipeline:
         z = self.long_window if self._long_filled >= self._n_long else None
         if z is not None and _variation(self._i1_history) > MAX_LOAD_VARIATION:
             z = None
-        self._long_repeated = False
         if z is not None and self._long_features is not None:
             if self._long_age < self._long_every:
                 self._long_age += 1

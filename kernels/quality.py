@@ -265,8 +265,7 @@ def detect_clipping(
     50/60 Hz supply so that the short flat crests of a quantised, unclipped sine are not
     counted (see that constant for the numbers). NaN samples are never clipped and break
     runs. ``extremes`` = (max, min) of each row, when the caller has them already, saves a
-    pass. Returns an int64 array of shape
-    (channels,); 0 means no clipping.
+    pass. Returns an int64 array of shape (channels,); 0 means no clipping.
     """
     x = _as_channels(x)
     if isinstance(min_run, bool) or not isinstance(min_run, (int, np.integer)):

@@ -291,6 +291,17 @@ def test_detect_clipping_matches_reference(min_run):
     )
 
 
+def test_detect_clipping_with_known_extremes_gives_the_same_counts():
+    x = np.stack([adc_codes(1.2, 3000, phase=k) for k in range(3)]).astype(np.float32)
+    x[1, 100:200] = np.nan  # the kernel then finds the extremes of the rest itself
+    want = naive.detect_clipping(x)
+    assert want.min() > 1000
+    for hi, lo in ((x.max(axis=1), x.min(axis=1)), (np.nanmax(x, axis=1), np.nanmin(x, axis=1))):
+        np.testing.assert_array_equal(detect_clipping(x, extremes=(hi, lo)), want)
+    with pytest.raises(ValueError, match="extremes"):
+        detect_clipping(x, extremes=(np.ones(2), np.ones(2)))
+
+
 def test_detect_clipping_validates_arguments():
     with pytest.raises(ValueError, match="rails"):
         detect_clipping(np.ones((2, 10)), rails=np.ones((3, 2)))
