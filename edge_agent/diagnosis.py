@@ -26,20 +26,20 @@ from typing import Any
 
 from edge_agent.config import AlertConfig
 from edge_agent.features import SIDEBAND_PROMINENCE_DB
-
-SEVERITIES = ("watch", "warning", "alarm")
-FAULTS = (
-    "anomaly",
-    "broken_rotor_bar",
-    "eccentricity",
-    "bearing",
-    "stator_short",
-    "supply_unbalance",
-)
-
+from edge_agent.publish.schema import FAULTS, SEVERITIES
 
 # Faults whose findings come from the long window's features.
 LONG_WINDOW_FAULTS = frozenset({"broken_rotor_bar", "eccentricity", "bearing"})
+
+__all__ = [
+    "FAULTS",
+    "LONG_WINDOW_FAULTS",
+    "SEVERITIES",
+    "AlertTracker",
+    "Finding",
+    "anomaly_severity",
+    "diagnose",
+]
 
 
 @dataclass(frozen=True)

@@ -134,11 +134,15 @@ def test_schemas_require_the_common_fields():
             assert "description" in prop, f"{model.__name__}.{name} has no description"
 
 
-def test_fault_names_match_the_diagnosis():
+def test_fault_names_are_one_list_that_the_diagnosis_names_from():
     from edge_agent import diagnosis
 
-    assert schema.FAULTS == diagnosis.FAULTS
-    assert schema.SEVERITIES == diagnosis.SEVERITIES
+    assert schema.FAULTS[:2] == ("anomaly", "broken_rotor_bar") and len(schema.FAULTS) == 6
+    assert schema.SEVERITIES == ("watch", "warning", "alarm")
+    assert diagnosis.LONG_WINDOW_FAULTS < set(schema.FAULTS)
+    # A fault name outside the list is refused by the payload, not published.
+    with pytest.raises(ValidationError):
+        alert_payload({**RAISED, "fault": "broken_bar"}, site="s", asset="a", t0=0.0, model=None)
 
 
 # --------------------------------------------------------------------------------------

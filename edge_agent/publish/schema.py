@@ -32,7 +32,7 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -62,21 +62,14 @@ __all__ = [
 
 SCHEMA_VERSION = 1
 
-# The same names as edge_agent.diagnosis (a test keeps them equal). Repeated here so that
-# the publisher and consumers' tools do not import the numba pipeline.
-FAULTS = (
-    "anomaly",
-    "broken_rotor_bar",
-    "eccentricity",
-    "bearing",
-    "stator_short",
-    "supply_unbalance",
-)
-SEVERITIES = ("watch", "warning", "alarm")
+# The fault and severity names, defined here (edge_agent.diagnosis imports them) so that
+# the publisher and consumers' tools need not import the numba pipeline.
 Fault = Literal[
     "anomaly", "broken_rotor_bar", "eccentricity", "bearing", "stator_short", "supply_unbalance"
 ]
 Severity = Literal["watch", "warning", "alarm"]
+FAULTS: tuple[str, ...] = get_args(Fault)
+SEVERITIES: tuple[str, ...] = get_args(Severity)
 
 # A command is a small JSON object; anything bigger is refused before parsing.
 MAX_COMMAND_BYTES = 64 * 1024
