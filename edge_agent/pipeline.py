@@ -125,7 +125,6 @@ class Pipeline:
         self._long_every = max(1, round(w.long_hop_s / w.hop_s))
         self._long_features: dict[str, float | None] | None = None
         self._long_age = 0  # windows since _long_features were computed
-        self._long_repeated = False  # this window carries the last analysis's features
         self.extractor = FeatureExtractor(config.motor, self.fs, self.fs_long)
         self.rolling = Rolling(ROLLING_FEATURES, w.rolling_windows)
         self.tracker = AlertTracker.from_config(config.alerts)
@@ -262,24 +261,24 @@ class Pipeline:
         r = self._long_next
         return self._long_ring[r : r + self._n_long]
 
-    def _long(self, features: dict[str, Any]) -> dict[str, float | None]:
-        """The long window's features for this window: fresh every ``_long_every`` windows,
-        else those of the last analysis; from the nameplate (and the short window's slot
-        harmonics) while the long window is not full or the load is not steady."""
+    def _long(self, features: dict[str, Any]) -> tuple[dict[str, float | None], bool]:
+        """The long window's features for this window, and whether they repeat an earlier
+        window's: fresh every ``_long_every`` windows, else those of the last analysis; from
+        the nameplate (and the short window's slot harmonics) while the long window is not
+        full or the load is not steady."""
         z = self.long_window if self._long_filled >= self._n_long else None
         if z is not None and _variation(self._i1_history) > MAX_LOAD_VARIATION:
             z = None
         if z is not None and self._long_features is not None:
             if self._long_age < self._long_every:
                 self._long_age += 1
-                self._long_repeated = True
-                return self._long_features
+                return self._long_features, True
         out = self.extractor.long(
             z, features["supply_hz"], features["i1"], self.extractor.slot_spectrum
         )
         self._long_features = out if z is not None else None
         self._long_age = 1
-        return out
+        return out, False
 
     def _lost_before(self, i: int) -> int:
         """Samples known lost before absolute sample ``i`` (counted in window times)."""
@@ -303,13 +302,14 @@ class Pipeline:
         if self._clipped_until >= start:
             flags.append("clipped")
         features = empty_features(self.voltages)
-        self._long_repeated = False
+        repeated = False
         if not has_nan:
             x = self._recent[:3]
             v = self._recent[3:] if self.voltages else None
             features.update(self.extractor.short(x, v))
             self._i1_history.append(features["i1"])
-            features.update(self._long(features))
+            long_features, repeated = self._long(features)
+            features.update(long_features)
             features.update(self.rolling.update(features))
         _clean_all(features)
         score, threshold, anomalous = None, None, False
@@ -333,8 +333,9 @@ class Pipeline:
         self.stats.anomalous_windows += anomalous
         blocking = [f for f in flags if f in ("gap", "nan")]
         findings = {} if blocking else diagnose(features, score, threshold, self.config.alerts)
-        repeated = LONG_WINDOW_FAULTS if self._long_repeated else frozenset()
-        alerts = self.tracker.update(t_end, findings, score, repeated)
+        alerts = self.tracker.update(
+            t_end, findings, score, LONG_WINDOW_FAULTS if repeated else frozenset()
+        )
         for a in alerts:
             if a["state"] == "raised":
                 self.stats.alerts_raised += 1
