@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import scipy.fft
 from edge_agent.kernels import fft
-from edge_agent.kernels.engine import fft_length, phase_spectra, phasors, rotation_table
+from edge_agent.kernels.engine import fft_length, fundamental, phase_spectra, phasors
 from edge_agent.kernels.lines import (
     bearing_line_levels,
     eccentricity_sidebands,
@@ -92,11 +92,27 @@ def test_phasors(benchmark, impl):
     np.testing.assert_allclose(ph, kernels.dft_phasors(ch, wl.FS, f), rtol=1e-9)
 
 
-@pytest.mark.benchmark(group="rotation_table (2, 15000): the phasors' shared exponential")
-def test_rotation_table(benchmark):
-    _, _, f = short()
-    t = timed(benchmark, rotation_table, wl.LENGTH, f / wl.FS)
-    assert t.shape == (2, wl.LENGTH)
+def numpy_fundamental(x, fs, f, v):
+    """What :func:`fundamental` gives, in numpy: phasors, rms, the EPVA line at 2f."""
+    ch = np.concatenate([x, v])
+    return (
+        numpy_baseline.dft_phasors(ch, fs, f),
+        numpy_baseline.rms(ch),
+        numpy_baseline.epva_line_db(x, fs, 2 * f),
+    )
+
+
+@pytest.mark.benchmark(group="fundamental (3 I + 3 V, 15000): phasors, rms, EPVA 2f line")
+@pytest.mark.parametrize("impl", ["kernels", "numpy"])
+def test_fundamental(benchmark, impl):
+    """The one pass at f that the short window makes, against its numpy twins."""
+    x, v, f = short()
+    fn = fundamental if impl == "kernels" else numpy_fundamental
+    ph, rms, epva = timed(benchmark, fn, x, wl.FS, f, v)
+    ch = np.concatenate([x, v])
+    np.testing.assert_allclose(ph, kernels.dft_phasors(ch, wl.FS, f), rtol=1e-9)
+    np.testing.assert_allclose(rms, numpy_baseline.rms(ch), rtol=1e-12)
+    assert epva == pytest.approx(kernels.epva_line_db(x, wl.FS, 2 * f), abs=1e-6)
 
 
 @pytest.mark.benchmark(group="waveform_stats (3, 15000)")

@@ -11,8 +11,9 @@ reference):
   bearing lines, and the Park's vector lines at 2sf and f_r. It is ``None`` until that
   much clean signal has arrived, and while the load is changing.
 
-Work is shared: the currents' spectra come from two FFTs (kernels.engine), all phasors
-from one shared table, and the long window from one complex FFT.
+Work is shared: the currents' spectra come from two FFTs (kernels.engine), all phasors,
+the voltages' rms and the Park's vector line at 2f from one pass over the window, and the
+long window from one complex FFT.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import numpy as np
 from edge_agent import kernels
 from edge_agent.config import MotorConfig
 from edge_agent.kernels.bearing import bearing_orders
-from edge_agent.kernels.engine import phase_spectra, phasors, rotation_table
+from edge_agent.kernels.engine import fundamental, phase_spectra
 from edge_agent.kernels.lines import (
     bearing_line_levels,
     eccentricity_sidebands,
@@ -190,9 +191,9 @@ class FeatureExtractor:
                 spec.pos, df, SUPPLY_BAND_HZ[0], min(SUPPLY_BAND_HZ[1], fs / 2.5)
             )
         out["supply_hz"] = f
-        # One windowed exponential at f serves the currents' and the voltages' phasors.
-        table = rotation_table(x.shape[1], f / fs)
-        ph = phasors(x, fs, f, table=table)
+        # One pass at f: phasors and rms of the currents and voltages, the Park's vector line.
+        fund = fundamental(x, fs, f, v)
+        ph = fund.phasors[:3]
         i0, i1, i2 = kernels.sequence_components(ph)
         a0, a1, a2 = abs(i0), abs(i1), abs(i2)
         # Sequence magnitudes in rms amperes, like rms_a..c.
@@ -207,12 +208,10 @@ class FeatureExtractor:
         mean = sum(rms) / 3.0
         out["unbalance_nema"] = max(abs(r - mean) for r in rms) / mean if mean > 0 else None
         self._harmonics(spec, f, out)
-        out["epva_2f_db"] = (
-            max(EPVA_FLOOR_DB, kernels.epva_line_db(x, fs, 2 * f)) if 2 * f < fs / 2 else None
-        )
+        out["epva_2f_db"] = max(EPVA_FLOOR_DB, fund.epva_db) if 2 * f < fs / 2 else None
         out["epva_ellipse_ratio"], out["epva_axis_deg"] = park_ellipse(i1, i2)
         if v is not None:
-            self._voltages(x, v, ph, phasors(v, fs, f, table=table), f, out)
+            self._voltages(x, v, ph, fund.phasors[3:], fund.rms[3:], f, out)
         # The rotor-slot harmonics are read off this spectrum by long().
         self.slot_spectrum = (spec.pos, df)
         return out
@@ -232,13 +231,13 @@ class FeatureExtractor:
                 if h <= n_harm and fund > 0:
                     out[f"h{h}_{p}"] = math.sqrt(bands[j, k] / fund)
 
-    def _voltages(self, x, v, ph_i, ph_v, f: float, out: dict) -> None:
+    def _voltages(self, x, v, ph_i, ph_v, rms_v, f: float, out: dict) -> None:
         pq = power_from_phasors(ph_v, ph_i)
         out["v1"], out["v2"], out["v2_v1"] = pq.v1, pq.v2, pq.v2_v1
         out["p_w"], out["q_var"], out["pf"] = pq.p, pq.q, pq.pf
         # Below 0.1 % the negative sequence is window leakage, and V2/I2 would be noise.
         out["z2_ohm"] = pq.z2 if (out.get("i2_i1") or 0.0) > 1e-3 else None
-        out.update(zip(_RMS_V_KEYS, kernels.rms(v).tolist(), strict=True))
+        out.update(zip(_RMS_V_KEYS, rms_v.tolist(), strict=True))
         try:
             vi = vi_features(v, x, self.fs, f)
         except ValueError:  # fewer than two whole cycles in the window

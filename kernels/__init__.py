@@ -9,7 +9,7 @@ arithmetic; ``tests/naive.py`` holds a slow reference for each.
 from __future__ import annotations
 
 from edge_agent.kernels.decimate import FirDecimator
-from edge_agent.kernels.engine import phase_spectra, phasors, rotation_table
+from edge_agent.kernels.engine import fundamental, phase_spectra, phasors
 from edge_agent.kernels.park import epva_line_db
 from edge_agent.kernels.power import power_quantities
 from edge_agent.kernels.quality import detect_clipping, fill_gaps
@@ -36,6 +36,7 @@ __all__ = [
     "dft_phasors",
     "epva_line_db",
     "fill_gaps",
+    "fundamental",
     "peak_frequency",
     "phase_spectra",
     "phasors",
@@ -100,7 +101,8 @@ def warm_up() -> None:
     # for float32 too, here rather than at the first window.
     for x in (x64, x64.astype(np.float32)):
         spec = phase_spectra(x, fs)
-        phasors(x, fs, f, table=rotation_table(n, f / fs))
+        fundamental(x, fs, f, x)
+        fundamental(x, fs, f)
         rms(x)
         waveform_stats(x)
         epva_line_db(x, fs, 2 * f)

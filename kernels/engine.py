@@ -142,80 +142,177 @@ def phase_spectra(
 # rounding builds up and no sample waits on the one before, as in a running product.
 _BLOCK = 128
 
+# Power-invariant Park's vector: i_d = K1·a - K2·(b + c), i_q = K3·(b - c).
+PARK_K1 = math.sqrt(2.0 / 3.0)
+PARK_K2 = 1.0 / math.sqrt(6.0)
+PARK_K3 = 1.0 / math.sqrt(2.0)
+
 
 @jit
-def _rotation_table(n, f_over_fs, w, table):
-    """table[0] + j·table[1] = w[i]·e^{-j2π(f/fs)i}, i < n."""
-    ir = np.empty(_BLOCK)
-    ii = np.empty(_BLOCK)
+def _block_rotation(f_over_fs, ur, ui):
+    """ur + j·ui = e^{-j2π(f/fs)k}, k < _BLOCK: the offsets within a block."""
     for k in range(_BLOCK):
         ang = -2.0 * math.pi * f_over_fs * k
-        ir[k] = math.cos(ang)
-        ii[k] = math.sin(ang)
+        ur[k] = math.cos(ang)
+        ui[k] = math.sin(ang)
+
+
+@jit_sum
+def _dot_rows(row, wr, wi, acc):
+    """acc += (Σ row·wr, Σ row·wi, Σ row²) over the block ``row``."""
+    a = 0.0
+    b = 0.0
+    q = 0.0
+    for k in range(row.shape[0]):
+        s = np.float64(row[k])  # float() would keep float32 under numba
+        a += s * wr[k]
+        b += s * wi[k]
+        q += s * s
+    acc[0] += a
+    acc[1] += b
+    acc[2] += q
+
+
+@jit_sum
+def _fundamental(x, park, y, w, f_over_fs, sums, lines):
+    """One pass over the rows of x, then y, block by block.
+
+    sums[r] = (Σ w·s·cos θ, Σ w·s·sin θ, Σ s²) for each row s, θ = -2π(f/fs)i: the
+    windowed DFT at f and the sum of squares. With ``park``, rows 0-2 of x are phases a, b,
+    c, and lines = (Σ w·m, Re and Im of Σ w·m·e^{2jθ}, Re and Im of Σ w·e^{2jθ}), m their
+    Park's vector modulus: the modulus' mean and its line at 2f, as park._lines forms them.
+    The block's rotation (and its square, the rotation at 2f) stays in L1 cache; the table
+    of a whole window would be 240 kB to write and read back per set of channels.
+    """
+    n = x.shape[1]
+    nx = x.shape[0]
+    ur = np.empty(_BLOCK)
+    ui = np.empty(_BLOCK)
+    _block_rotation(f_over_fs, ur, ui)
+    wr = np.empty(_BLOCK)
+    wi = np.empty(_BLOCK)
+    r2 = np.empty(_BLOCK)
+    i2 = np.empty(_BLOCK)
+    sums[:] = 0.0
+    s_wm = s_mr = s_mi = s_wr = s_wi = 0.0
     for b0 in range(0, n, _BLOCK):
         ang = -2.0 * math.pi * f_over_fs * b0
         orr = math.cos(ang)
         oi = math.sin(ang)
         m = min(_BLOCK, n - b0)
-        # Slices, not 2-D indexing: the loop then vectorises.
         wb = w[b0 : b0 + m]
-        re = table[0, b0 : b0 + m]
-        im = table[1, b0 : b0 + m]
         for k in range(m):
-            re[k] = wb[k] * (orr * ir[k] - oi * ii[k])
-            im[k] = wb[k] * (orr * ii[k] + oi * ir[k])
-    return table
+            re = orr * ur[k] - oi * ui[k]
+            im = orr * ui[k] + oi * ur[k]
+            wr[k] = wb[k] * re
+            wi[k] = wb[k] * im
+            r2[k] = re * re - im * im
+            i2[k] = 2.0 * re * im
+        for r in range(nx):
+            _dot_rows(x[r, b0 : b0 + m], wr, wi, sums[r])
+        for r in range(y.shape[0]):
+            _dot_rows(y[r, b0 : b0 + m], wr, wi, sums[nx + r])
+        if park:
+            xa = x[0, b0 : b0 + m]
+            xb = x[1, b0 : b0 + m]
+            xc = x[2, b0 : b0 + m]
+            t0 = t1 = t2 = t3 = t4 = 0.0
+            for k in range(m):
+                va = np.float64(xa[k])
+                vb = np.float64(xb[k])
+                vc = np.float64(xc[k])
+                d = PARK_K1 * va - PARK_K2 * (vb + vc)
+                e = PARK_K3 * (vb - vc)
+                wm = wb[k] * math.sqrt(d * d + e * e)
+                t0 += wm
+                t1 += wm * r2[k]
+                t2 += wm * i2[k]
+                t3 += wb[k] * r2[k]
+                t4 += wb[k] * i2[k]
+            s_wm += t0
+            s_mr += t1
+            s_mi += t2
+            s_wr += t3
+            s_wi += t4
+    lines[0] = s_wm
+    lines[1] = s_mr
+    lines[2] = s_mi
+    lines[3] = s_wr
+    lines[4] = s_wi
 
 
-def rotation_table(n: int, f_over_fs: float, window: str = "hann") -> np.ndarray:
-    """Windowed complex exponential of ``n`` samples at ``f_over_fs`` cycles per sample.
+class Fundamental(NamedTuple):
+    """What one pass over a window at the supply frequency gives (:func:`fundamental`)."""
 
-    Shape (2, n): real and imaginary parts of ``w[i]·exp(-j2π·f_over_fs·i)``, the table
-    that :func:`phasors` and the Park's vector lines take dot products with.
-    """
-    w = spectral_window(window, n)
-    return _rotation_table(int(n), float(f_over_fs), w, np.empty((2, int(n))))
+    phasors: np.ndarray  # complex (rows,): peak phasors at f, rows of x then of others
+    rms: np.ndarray  # (rows,): true rms, DC included, same order
+    epva_db: float  # the 2f line of x's Park's vector modulus, dB re its mean (NaN: none)
 
 
-@jit_sum
-def _dots(x, table, wsum, out):
-    n = x.shape[1]
-    tr = table[0]
-    ti = table[1]
-    for ch in range(x.shape[0]):
-        row = x[ch]
-        re = 0.0
-        im = 0.0
-        for i in range(n):
-            re += row[i] * tr[i]
-            im += row[i] * ti[i]
-        out[ch] = complex(re, im) * (2.0 / wsum)
-    return out
+def _rows(a: np.ndarray, name: str) -> np.ndarray:
+    a = np.atleast_2d(np.asarray(a))
+    if a.ndim != 2 or a.shape[1] < 2:
+        raise ValueError(f"{name} must have shape (rows, n) with n >= 2, got {a.shape}")
+    if a.dtype not in (np.float32, np.float64):
+        a = a.astype(np.float64)
+    return a
 
 
-def phasors(
+def fundamental(
     x: np.ndarray,
     fs: float,
     f: float,
+    others: np.ndarray | None = None,
     *,
+    park: bool = True,
     window: str = "hann",
-    table: np.ndarray | None = None,
-) -> np.ndarray:
+) -> Fundamental:
+    """Phasors at ``f`` Hz, rms, and the Park's vector line at 2f, in one pass over a window.
+
+    ``x`` holds the phase currents a, b, c (shape (3, n)); ``others`` (shape (rows, n)),
+    e.g. the phase voltages, get phasors and rms too. Phasors are complex peak amplitudes
+    by a ``window``-weighted DFT at exactly ``f`` (as
+    :func:`~edge_agent.kernels.sequence.dft_phasors`); rms is the true rms (as
+    :func:`~edge_agent.kernels.stats.rms`); ``epva_db`` is
+    :func:`~edge_agent.kernels.park.epva_line_db` at 2f of x: NaN when 2f is at or beyond
+    fs/2, when the modulus is all zero, or with ``park=False`` (then x may have any number of
+    rows). The windowed exponential is built block by block as the samples are read and
+    shared by every row, so the window is read once.
+    """
+    x = _rows(x, "x")
+    n = x.shape[1]
+    y = np.empty((0, n), dtype=x.dtype) if others is None else _rows(others, "others")
+    if y.shape[1] != n:
+        raise ValueError(f"others has {y.shape[1]} samples per row; x has {n}")
+    if y.dtype != x.dtype:
+        y = y.astype(np.float64)
+        x = x.astype(np.float64)
+    if park and x.shape[0] != 3:
+        raise ValueError(f"x must hold the phases a, b, c, shape (3, n); got {x.shape}")
+    if fs <= 0:
+        raise ValueError(f"{fs=} must be positive")
+    if not 0 < f < fs / 2:
+        raise ValueError(f"{f=} Hz must lie between 0 and fs/2 = {fs / 2:g} Hz")
+    w = spectral_window(window, n)
+    wsum = window_sum(window, n)
+    sums = np.empty((x.shape[0] + y.shape[0], 3))
+    lines = np.zeros(5)
+    _fundamental(x, bool(park), y, w, float(f) / fs, sums, lines)
+    ph = (sums[:, 0] + 1j * sums[:, 1]) * (2.0 / wsum)
+    rms = np.sqrt(sums[:, 2] / n)
+    epva = math.nan
+    dc = lines[0] / wsum
+    if park and 2 * f < fs / 2 and dc > 0:
+        amp = math.hypot(lines[1] - dc * lines[3], lines[2] - dc * lines[4]) * 2.0 / wsum
+        epva = 20.0 * math.log10(max(amp / dc, 1e-15))
+    return Fundamental(ph, rms, epva)
+
+
+def phasors(x: np.ndarray, fs: float, f: float, *, window: str = "hann") -> np.ndarray:
     """Complex peak phasors of every row of ``x`` (channels, n) at ``f`` Hz.
 
     Same result as :func:`~edge_agent.kernels.sequence.dft_phasors`, but the windowed
-    complex exponential is built once and shared by all channels. ``table`` is that
-    exponential from :func:`rotation_table` (``n``, ``f / fs``, ``window``), to share it
-    between calls too (currents and voltages).
+    complex exponential is built once, block by block, and shared by all channels
+    (:func:`fundamental` without the Park's vector).
     """
-    x = np.atleast_2d(np.asarray(x))
-    if x.dtype not in (np.float32, np.float64):
-        x = x.astype(np.float64)
-    if not 0 < f < fs / 2:
-        raise ValueError(f"{f=} Hz must lie between 0 and fs/2 = {fs / 2:g} Hz")
-    n = x.shape[1]
-    if table is None:
-        table = rotation_table(n, f / fs, window)
-    elif table.shape != (2, n):
-        raise ValueError(f"table has shape {table.shape}; expected (2, {n})")
-    return _dots(x, table, window_sum(window, n), np.empty(x.shape[0], dtype=np.complex128))
+    return fundamental(x, fs, f, park=False, window=window).phasors

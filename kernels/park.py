@@ -17,19 +17,15 @@ import math
 
 import numpy as np
 from edge_agent.kernels._flags import jit, jit_sum
-from edge_agent.kernels.engine import _BLOCK
+from edge_agent.kernels.engine import _BLOCK, PARK_K1, PARK_K2, PARK_K3
 from edge_agent.kernels.spectrum import spectral_window, window_sum
-
-_K1 = math.sqrt(2.0 / 3.0)
-_K2 = 1.0 / math.sqrt(6.0)
-_K3 = 1.0 / math.sqrt(2.0)
 
 
 @jit(inline="always")
 def _park_at(x, i):
     """|Park's vector| (power-invariant) of the phases x[:, i]."""
-    d = _K1 * x[0, i] - _K2 * x[1, i] - _K2 * x[2, i]
-    q = _K3 * (x[1, i] - x[2, i])
+    d = PARK_K1 * x[0, i] - PARK_K2 * x[1, i] - PARK_K2 * x[2, i]
+    q = PARK_K3 * (x[1, i] - x[2, i])
     return math.sqrt(d * d + q * q)
 
 
@@ -103,7 +99,7 @@ def _weigh_real(m, w, wm):
 def _lines(wm, w, wsum, dc, f_over_fs, amp):
     """amp[j] = |Σ w·(m - dc)·e^{-jω_j i}|·2/Σw from wm = w·m, with ω_j from f_over_fs:
     Σ wm·e^{-jωi} - dc·Σ w·e^{-jωi}. Rotations are built per block, as in
-    engine._rotation_table."""
+    engine._fundamental."""
     n = wm.shape[0]
     ir = np.empty(_BLOCK)
     ii = np.empty(_BLOCK)

@@ -13,10 +13,11 @@ import threading
 import numpy as np
 import pytest
 from edge_agent.kernels import fft
-from edge_agent.kernels.engine import phase_spectra, phasors, rotation_table
+from edge_agent.kernels.engine import fundamental, phase_spectra, phasors
 from edge_agent.kernels.park import clarke, epva_line_db, modulus_lines_db, park_ellipse
 from edge_agent.kernels.sequence import dft_phasors
 from edge_agent.kernels.spectrum import band_powers, space_vector_power, space_vector_spectrum
+from edge_agent.kernels.stats import rms
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -86,14 +87,99 @@ def test_space_vector_power_reads_a_squared_at_plus_f_only(backend):
         space_vector_power(np.ones(16))
 
 
-@pytest.mark.parametrize("f_over_fs", [0.0, 1 / 300, 0.123456789, 0.49])
-def test_rotation_table_is_the_windowed_exponential(f_over_fs):
-    n = 15000
-    t = rotation_table(n, f_over_fs)
-    w = naive.window("hann", n)
-    ref = w * np.exp(-2j * np.pi * f_over_fs * np.arange(n))
-    # Both sides round the angle 2π·f·i (up to ~5e4 rad): about 1e-11 absolute.
-    np.testing.assert_allclose(t[0] + 1j * t[1], ref, rtol=0, atol=1e-10)
+@pytest.mark.parametrize("f_over_fs", [1 / 300, 0.123456789, 0.49])
+def test_phasors_of_a_long_window_keep_the_exponential_exact(f_over_fs):
+    # The exponential is built block by block from two directly computed ones, so its
+    # rounding does not build up along 15000 samples: a unit line reads 1 to 1e-12.
+    n, fs = 15000, 1.0
+    i = np.arange(n)
+    x = np.stack([np.cos(2 * np.pi * f_over_fs * i + 0.3), RNG.normal(size=n)])
+    ph = phasors(x, fs, f_over_fs)
+    np.testing.assert_allclose(ph, naive.dft_phasors(x, fs, f_over_fs), rtol=0, atol=1e-10)
+    # Whole cycles or not, the Hann window's leakage from the line's image at -f is small.
+    assert abs(ph[0]) == pytest.approx(1.0, abs=1e-3 if f_over_fs < 0.01 else 1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_fundamental_equals_phasors_rms_and_epva_references(dtype):
+    fs, n = 5000.0, 5000
+    x = three_phase(fs, n, f=49.7, amps=(10.0, 9.5, 10.0)) + RNG.normal(size=(3, n))
+    v = 230 * three_phase(fs, n, f=49.7, shifts=(25.0, -95.0, 145.0)) + 3.0
+    x, v = x.astype(dtype), v.astype(dtype)
+    f32 = dtype == np.float32
+    got = fundamental(x, fs, 49.7, v)
+    x64, v64 = x.astype(np.float64), v.astype(np.float64)
+    np.testing.assert_allclose(
+        got.phasors, naive.dft_phasors(np.concatenate([x64, v64]), fs, 49.7), rtol=1e-9
+    )
+    np.testing.assert_allclose(got.rms, naive.rms(np.concatenate([x64, v64])), rtol=1e-12)
+    assert got.epva_db == pytest.approx(naive.epva_line_db(x64, fs, 2 * 49.7), abs=1e-9)
+    # The same as the single-purpose kernels, with or without other rows.
+    alone = fundamental(x, fs, 49.7)
+    np.testing.assert_allclose(alone.phasors, got.phasors[:3], rtol=1e-12)
+    # (epva_line_db forms b - c in float32 for float32 input: within 1e-4 dB.)
+    assert alone.epva_db == pytest.approx(epva_line_db(x, fs, 2 * 49.7), abs=1e-9 + 1e-4 * f32)
+    np.testing.assert_allclose(got.rms[3:], rms(v), rtol=1e-12)
+
+
+def test_fundamental_epva_line_of_a_known_unbalance():
+    # I2 = 5 % of I1: the Park's vector modulus ripples at 2f by 5 % of its mean.
+    fs, n = 10000.0, 10000
+    i1 = three_phase(fs, n)
+    i2 = three_phase(fs, n, amps=(0.5, 0.5, 0.5), shifts=(0.0, 120.0, -120.0))
+    got = fundamental(i1 + i2, fs, 50.0)
+    assert got.epva_db == pytest.approx(20 * math.log10(0.05), abs=0.05)
+    assert abs(got.phasors[0]) == pytest.approx(10.5, rel=1e-9)
+    assert fundamental(i1, fs, 50.0).epva_db < -150
+
+
+def test_fundamental_edge_cases():
+    fs, n = 1000.0, 1000
+    x = three_phase(fs, n, f=300.0)
+    # 2f beyond fs/2: no EPVA line, phasors still.
+    got = fundamental(x, fs, 300.0)
+    assert math.isnan(got.epva_db)
+    assert abs(got.phasors[0]) == pytest.approx(10.0, rel=1e-9)
+    # All-zero currents: phasors and rms 0, the line (re a zero mean) undefined.
+    zero = fundamental(np.zeros((3, n)), fs, 50.0)
+    assert not zero.phasors.any() and not zero.rms.any() and math.isnan(zero.epva_db)
+    # Without the Park's vector any number of rows works.
+    assert fundamental(np.ones((5, n)), fs, 50.0, park=False).phasors.shape == (5,)
+    assert math.isnan(fundamental(x, fs, 50.0, park=False).epva_db)
+    with pytest.raises(ValueError, match=r"phases a, b, c"):
+        fundamental(np.ones((2, n)), fs, 50.0)
+    with pytest.raises(ValueError, match="others has 999 samples"):
+        fundamental(x, fs, 50.0, np.ones((3, n - 1)))
+    with pytest.raises(ValueError, match="between 0 and fs/2"):
+        fundamental(x, fs, 500.0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    rows=st.integers(1, 6),
+    n=st.integers(2, 600),
+    f=st.floats(0.5, 499.0),
+    f32=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_fundamental_property_any_shape(rows, n, f, f32, seed):
+    # Any rows and length (blocks whole or partial), either precision: the phasors and
+    # rms of the per-purpose kernels, a NaN sample spoiling only its own row.
+    x = np.random.default_rng(seed).normal(scale=5.0, size=(rows, n))
+    if f32:
+        x = x.astype(np.float32)
+    bad = rows > 1 and n % 3 == 0
+    if bad:
+        x[1, n // 2] = np.nan
+    got = fundamental(x, 1000.0, f, park=False)
+    ref_ph = dft_phasors(x, 1000.0, f)
+    ref_rms = rms(x)
+    ok = np.ones(rows, dtype=bool)
+    if bad:
+        ok[1] = False
+    np.testing.assert_allclose(got.phasors[ok], ref_ph[ok], rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(got.rms[ok], ref_rms[ok], rtol=1e-9)
+    assert np.isnan(got.phasors[~ok]).all() and np.isnan(got.rms[~ok]).all()
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

@@ -90,9 +90,7 @@ def client_cert_problem(cfg: MqttConfig, hostport: str, text: str) -> str | None
     return None
 
 
-def describe(
-    cfg: MqttConfig, hostport: str, exc: BaseException
-) -> tuple[str, int]:
+def describe(cfg: MqttConfig, hostport: str, exc: BaseException) -> tuple[str, int]:
     """A message and log level for an exception raised by connect()."""
     use_tls, host, _ = parse_url(cfg.url)
     hp = hostport
@@ -109,8 +107,7 @@ def describe(
         if code == 10:  # X509_V_ERR_CERT_HAS_EXPIRED
             return f"{hp}: TLS: the broker's certificate has expired ({why})", logging.ERROR
         return (
-            f"{hp}: TLS: the broker's certificate is not trusted by {tls_trust(cfg)} "
-            f"({why})",
+            f"{hp}: TLS: the broker's certificate is not trusted by {tls_trust(cfg)} ({why})",
             logging.ERROR,
         )
     if isinstance(exc, ssl.SSLError):
@@ -126,9 +123,7 @@ def describe(
             )
         return f"{hp}: TLS handshake failed ({text})", logging.ERROR
     if isinstance(exc, socket.gaierror):
-        return f"cannot resolve the broker's host name {host!r}: {exc.strerror}", (
-            logging.WARNING
-        )
+        return f"cannot resolve the broker's host name {host!r}: {exc.strerror}", (logging.WARNING)
     if isinstance(exc, ConnectionResetError) and use_tls:
         return (
             f"{hp}: the connection was reset during the TLS handshake: is that port a "
@@ -154,9 +149,7 @@ def read_password(cfg: MqttConfig) -> str | None:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except UnicodeDecodeError:  # its message would quote the file's bytes
-        raise ConnectError(
-            f"mqtt.password_file {path}: not UTF-8 text", logging.ERROR
-        ) from None
+        raise ConnectError(f"mqtt.password_file {path}: not UTF-8 text", logging.ERROR) from None
     except OSError as exc:
         raise ConnectError(
             f"mqtt.password_file {path}: cannot read it: {exc.strerror or type(exc).__name__}",
@@ -164,6 +157,7 @@ def read_password(cfg: MqttConfig) -> str | None:
         ) from None
     lines = text.splitlines()
     return lines[0] if lines else ""
+
 
 def ssl_context(cfg: MqttConfig) -> ssl.SSLContext:
     """The TLS context from ``mqtt.tls`` (built at each connect: renewed certificate
