@@ -36,7 +36,7 @@ from edge_agent.kernels.lines import (
 )
 from edge_agent.kernels.park import modulus_lines_db, park_ellipse
 from edge_agent.kernels.power import power_from_phasors
-from edge_agent.kernels.spectrum import MAIN_LOBE_HALF_WIDTH, band_powers, space_vector_power
+from edge_agent.kernels.spectrum import MAIN_LOBE_HALF_WIDTH, harmonics, space_vector_power
 from edge_agent.kernels.vi import VI_FEATURE_NAMES, vi_features
 from edge_agent.kernels.waveform import WAVEFORM_STAT_NAMES, waveform_stats
 
@@ -119,6 +119,7 @@ FEATURE_NAMES = CURRENT_FEATURES + ROLLING_NAMES + VOLTAGE_FEATURES
 _STAT_KEYS = tuple(f"{name}_{p}" for p in PHASES for name in WAVEFORM_STAT_NAMES)
 _VI_KEYS = tuple(f"vi_{name}_{p}" for p in PHASES for name in VI_FEATURE_NAMES)
 _THD_KEYS = tuple(f"thd_{p}" for p in PHASES)
+_HARMONIC_KEYS = tuple((h, tuple(f"h{h}_{p}" for p in PHASES)) for h in (3, 5, 7))
 _RMS_V_KEYS = tuple(f"rms_v{p}" for p in PHASES)
 _EMPTY = {
     v: dict.fromkeys(CURRENT_FEATURES + ROLLING_NAMES + (VOLTAGE_FEATURES if v else ()))
@@ -218,18 +219,14 @@ class FeatureExtractor:
 
     def _harmonics(self, spec, f: float, out: dict) -> None:
         hw = MAIN_LOBE_HALF_WIDTH["hann"]
-        df = spec.df
-        n_harm = min(MAX_HARMONIC, int((spec.phase.shape[1] - 1 - hw) * df / f))
-        if n_harm >= 2:
-            thd = kernels.thd(spec.phase, df, f, n_harm, hw)
-            out.update(zip(_THD_KEYS, thd.tolist(), strict=True))
-        orders = (1, 3, 5, 7)
-        bands = band_powers(spec.phase, df, np.array(orders) * f, hw)
-        for j, p in enumerate(PHASES):
-            fund = bands[j, 0]
-            for k, h in enumerate(orders[1:], start=1):
-                if h <= n_harm and fund > 0:
-                    out[f"h{h}_{p}"] = math.sqrt(bands[j, k] / fund)
+        n_harm = min(MAX_HARMONIC, int((spec.phase.shape[1] - 1 - hw) * spec.df / f))
+        if n_harm < 2:
+            return
+        thd, ratios = harmonics(spec.phase, spec.df, f, n_harm, hw)
+        out.update(zip(_THD_KEYS, thd.tolist(), strict=True))
+        for h, keys in _HARMONIC_KEYS:
+            if h <= n_harm:
+                out.update(zip(keys, ratios[:, h - 1].tolist(), strict=True))
 
     def _voltages(self, x, v, ph_i, ph_v, rms_v, f: float, out: dict) -> None:
         pq = power_from_phasors(ph_v, ph_i)

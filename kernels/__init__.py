@@ -17,6 +17,7 @@ from edge_agent.kernels.sequence import dft_phasors, sequence_components
 from edge_agent.kernels.sidebands import BrbResult, brb_sidebands
 from edge_agent.kernels.spectrum import (
     band_power,
+    harmonics,
     peak_frequency,
     power_spectrum,
     space_vector_spectrum,
@@ -37,6 +38,7 @@ __all__ = [
     "epva_line_db",
     "fill_gaps",
     "fundamental",
+    "harmonics",
     "peak_frequency",
     "phase_spectra",
     "phasors",
@@ -69,7 +71,7 @@ def warm_up() -> None:
     )
     from edge_agent.kernels.park import clarke, modulus_lines_db, park_modulus
     from edge_agent.kernels.power import power_from_phasors
-    from edge_agent.kernels.spectrum import band_powers, space_vector_power
+    from edge_agent.kernels.spectrum import space_vector_power
 
     fs, n = 2000.0, 8000
     t = np.arange(n) / fs
@@ -80,7 +82,6 @@ def warm_up() -> None:
     _freqs, p = power_spectrum(x, fs)
     f = peak_frequency(p.sum(axis=0), df, 10.0, 100.0)
     thd(p, df, f, 5)
-    band_powers(p, df, np.array([f, 3 * f]), 2)
     sequence_components(dft_phasors(x, fs, f))
     ph = phasors(x, fs, f)
     power_from_phasors(ph, ph)

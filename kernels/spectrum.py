@@ -190,40 +190,28 @@ def band_power(p: np.ndarray, df: float, f: float, half_width: int) -> float:
 
 
 @jit
-def _band_powers(p, bins, half_width, out):
-    for c in range(p.shape[0]):
-        for j in range(bins.shape[0]):
-            out[c, j] = _band_power(p[c], bins[j], half_width)
-    return out
-
-
-def band_powers(p: np.ndarray, df: float, freqs: np.ndarray, half_width: int) -> np.ndarray:
-    """:func:`band_power` of every row of ``p`` (rows, bins) at every one of ``freqs`` (Hz).
-
-    Returns shape (rows, len(freqs)); one call instead of rows × freqs.
-    """
-    p = np.ascontiguousarray(np.atleast_2d(p), dtype=np.float64)
-    centers = np.atleast_1d(np.asarray(freqs, dtype=np.float64)) / df
-    out = np.empty((p.shape[0], centers.shape[0]))
-    return _band_powers(p, centers, int(half_width), out)
-
-
-@jit
-def _thd(p, df, f, n_harmonics, half_width, out):
+def _harmonics(p, df, f, n_harmonics, half_width, thd, ratios):
     for c in range(p.shape[0]):
         fund = _band_power(p[c], f / df, half_width)
+        ok = fund > 0.0
+        ratios[c, 0] = 1.0 if ok else math.nan
         harm = 0.0
         for h in range(2, n_harmonics + 1):
-            harm += _band_power(p[c], h * f / df, half_width)
-        out[c] = math.sqrt(harm / fund) if fund > 0.0 else math.nan
-    return out
+            ph = _band_power(p[c], h * f / df, half_width)
+            harm += ph
+            ratios[c, h - 1] = math.sqrt(ph / fund) if ok else math.nan
+        thd[c] = math.sqrt(harm / fund) if ok else math.nan
 
 
-def thd(p: np.ndarray, df: float, f: float, n_harmonics: int, half_width: int = 2) -> np.ndarray:
-    """Total harmonic distortion, as a ratio, of each row of power spectra ``p``.
+def harmonics(
+    p: np.ndarray, df: float, f: float, n_harmonics: int, half_width: int = 2
+) -> tuple[np.ndarray, np.ndarray]:
+    """THD and each harmonic's amplitude ratio to the fundamental, per row of power spectra.
 
-    ``sqrt(Σ_{h=2..n_harmonics} P_h) / sqrt(P_1)`` with each ``P_h`` the band power over
-    the main lobe (``half_width`` bins) at ``h·f``. Harmonics must lie below the last bin.
+    Returns ``(thd, ratios)``: ``thd`` of shape (rows,) as :func:`thd`, and ``ratios`` of
+    shape (rows, n_harmonics) with ``ratios[:, h - 1] = sqrt(P_h / P_1)`` (so column 0 is
+    1), each ``P_h`` the band power over the main lobe (``half_width`` bins) at ``h·f``.
+    NaN where the fundamental's band is empty. Harmonics must lie below the last bin.
     """
     p = np.ascontiguousarray(np.atleast_2d(p), dtype=np.float64)
     if n_harmonics < 2:
@@ -233,4 +221,16 @@ def thd(p: np.ndarray, df: float, f: float, n_harmonics: int, half_width: int = 
             f"harmonic {n_harmonics} of {f:g} Hz lies beyond the spectrum ({p.shape[1]} bins of "
             f"{df:g} Hz)"
         )
-    return _thd(p, float(df), float(f), int(n_harmonics), int(half_width), np.empty(p.shape[0]))
+    thd = np.empty(p.shape[0])
+    ratios = np.empty((p.shape[0], int(n_harmonics)))
+    _harmonics(p, float(df), float(f), int(n_harmonics), int(half_width), thd, ratios)
+    return thd, ratios
+
+
+def thd(p: np.ndarray, df: float, f: float, n_harmonics: int, half_width: int = 2) -> np.ndarray:
+    """Total harmonic distortion, as a ratio, of each row of power spectra ``p``.
+
+    ``sqrt(Σ_{h=2..n_harmonics} P_h) / sqrt(P_1)`` with each ``P_h`` the band power over
+    the main lobe (``half_width`` bins) at ``h·f``. Harmonics must lie below the last bin.
+    """
+    return harmonics(p, df, f, n_harmonics, half_width)[0]

@@ -16,7 +16,7 @@ from edge_agent.kernels import fft
 from edge_agent.kernels.engine import fundamental, phase_spectra, phasors
 from edge_agent.kernels.park import clarke, epva_line_db, modulus_lines_db, park_ellipse
 from edge_agent.kernels.sequence import dft_phasors
-from edge_agent.kernels.spectrum import band_powers, space_vector_power, space_vector_spectrum
+from edge_agent.kernels.spectrum import harmonics, space_vector_power, space_vector_spectrum
 from edge_agent.kernels.stats import rms
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -275,12 +275,24 @@ def test_clarke_turns_a_balanced_set_into_a_rotating_vector_and_drops_zero_seque
         clarke(np.ones((2, 5)))
 
 
-def test_band_powers_equal_band_power_one_by_one():
+def test_harmonics_equal_band_power_ratios_one_by_one():
     p = RNG.random(size=(3, 500))
-    freqs = np.array([0.0, 50.3, 149.9, 250.0, 499.0])
-    got = band_powers(p, 1.0, freqs, 2)
-    ref = [[naive.band_power(row, 1.0, f, 2) for f in freqs] for row in p]
-    np.testing.assert_allclose(got, ref, rtol=1e-12)
+    p[2, 48:53] = 0.0  # no fundamental in this row
+    thd, ratios = harmonics(p, 1.0, 50.3, 9, 2)
+    for row, r in zip(p[:2], ratios, strict=False):
+        fund = naive.band_power(row, 1.0, 50.3, 2)
+        ref = [math.sqrt(naive.band_power(row, 1.0, h * 50.3, 2) / fund) for h in range(1, 10)]
+        np.testing.assert_allclose(r, ref, rtol=1e-12)
+    np.testing.assert_allclose(thd[:2], naive.thd(p[:2], 1.0, 50.3, 9, 2), rtol=1e-12)
+    assert np.isnan(thd[2]) and np.isnan(ratios[2]).all()
+    # A 3 % fifth harmonic on a 10 A line: ratio 0.03, and the THD with it.
+    line = np.zeros((1, 500))
+    line[0, 50], line[0, 250] = 100.0, 0.09
+    thd, ratios = harmonics(line, 1.0, 50.0, 7, 2)
+    assert ratios[0, 4] == pytest.approx(0.03) and thd[0] == pytest.approx(0.03)
+    assert ratios[0, 2] == 0.0
+    with pytest.raises(ValueError, match="beyond the spectrum"):
+        harmonics(line, 1.0, 50.0, 10, 2)
 
 
 def _compiled_signatures() -> dict[str, int]:
