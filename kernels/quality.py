@@ -159,13 +159,23 @@ def _rail_runs(row, lo, hi, min_run, block, res):
     i = 0
     while i < n:
         stop = min(i + block, n)
-        hits = 1
-        if stop - i == block:
-            hits = 0
+        full = stop - i == block  # the last, partial block is always scanned
+        hits = 0
+        if full:
             blk = row[i:stop]  # a slice and a 0-based index: contiguous vector loads
             for j in range(block):
                 hits += (blk[j] >= hi) + (blk[j] <= lo)
-        if hits == 0:  # nothing in this block is at either level: any run ends here
+        # Nothing in this block is at either level, or too little to hold a run of its own
+        # and nothing at its ends to carry one across: any run ends here, and none in it
+        # counts. (A quantised sine touches its extreme code for a sample or two at many
+        # crests; only a flat top is scanned sample by sample.)
+        if full and (
+            hits == 0
+            or (
+                hits < min_run
+                and not (row[i] >= hi or row[i] <= lo or row[stop - 1] >= hi or row[stop - 1] <= lo)
+            )
+        ):
             if top + bot > 0:  # (calls only when needed: this is the hot path)
                 top = _close(top, min_run, res, 0)
                 bot = _close(bot, min_run, res, 2)

@@ -291,6 +291,32 @@ def test_detect_clipping_matches_reference(min_run):
     )
 
 
+@settings(max_examples=150, deadline=None)
+@given(
+    n=st.integers(1, 300),
+    runs=st.lists(st.tuples(st.integers(0, 299), st.integers(1, 40), st.booleans()), max_size=8),
+    min_run=st.integers(1, 12),
+    f32=st.booleans(),
+)
+def test_detect_clipping_property_runs_anywhere(n, runs, min_run, f32):
+    # Runs at either extreme, of any length, anywhere: across the kernel's blocks, at their
+    # ends, several short ones in one block. The counts are the reference's, with the
+    # channel's own extremes and with rails there.
+    x = np.sin(np.arange(n) * 0.37) * 0.5
+    for start, length, top in runs:
+        x[start : start + length] = 1.0 if top else -1.0
+    x = x.astype(np.float32 if f32 else np.float64)
+    assert (
+        detect_clipping(x, min_run=min_run).tolist()
+        == naive.detect_clipping(x, min_run=min_run).tolist()
+    )
+    rails = (-1.0, 1.0)
+    assert (
+        detect_clipping(x, rails=rails, min_run=min_run).tolist()
+        == naive.detect_clipping(x, rails=rails, min_run=min_run).tolist()
+    )
+
+
 def test_detect_clipping_with_known_extremes_gives_the_same_counts():
     x = np.stack([adc_codes(1.2, 3000, phase=k) for k in range(3)]).astype(np.float32)
     x[1, 100:200] = np.nan  # the kernel then finds the extremes of the rest itself
