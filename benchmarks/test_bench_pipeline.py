@@ -48,8 +48,11 @@ def test_pipeline_hop(benchmark, monkeypatch, model, backend):
     group="Pipeline.update, 4 hops of 0.5 s (one long_hop_s), 3 currents + 3 voltages"
 )
 @pytest.mark.parametrize("backend", fft.BACKENDS)
-def test_pipeline_hop_with_voltages(benchmark, monkeypatch, backend):
-    run_hops(benchmark, monkeypatch, backend, voltages=True, model="default-model")
+@pytest.mark.parametrize("model", ["no-model", "default-model"])
+def test_pipeline_hop_with_voltages(benchmark, monkeypatch, model, backend):
+    """no-model is the whole feature set (short and long window, data quality); the model
+    adds the autoencoder's score, the diagnosis and the alerts."""
+    run_hops(benchmark, monkeypatch, backend, voltages=True, model=model)
 
 
 def run_hops(benchmark, monkeypatch, backend: str, voltages: bool, model: str) -> None:
