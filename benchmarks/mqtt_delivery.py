@@ -96,6 +96,7 @@ def publisher(url: str, outbox: Outbox) -> MqttPublisher:
     return MqttPublisher(cfg, site=SITE, asset=ASSET, outbox=outbox)
 
 
+
 def pct(values: list[float], q: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, round(q / 100 * (len(values) - 1)))]

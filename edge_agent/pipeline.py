@@ -163,7 +163,9 @@ class Pipeline:
         # What is left of this chunk waits for the next: a copy, as the caller may reuse its
         # array. (Only this chunk's: copying the whole backlog again would make many small
         # chunks cost quadratically.)
-        self._pending = [np.array(p) if np.may_share_memory(p, chunk) else p for p in self._pending]
+        self._pending = [
+            np.array(p) if np.may_share_memory(p, chunk) else p for p in self._pending
+        ]
         return records
 
     def reload(self, scorer: Scorer | None, alerts: AlertConfig) -> None:

@@ -55,7 +55,9 @@ class RawHistory:
         idx = (self._next - n + np.arange(n)) % max(self.capacity, 1)
         return self._buf[idx]
 
-    def save(self, folder: Path, name: str, seconds: float, keep: int) -> dict[str, Any]:
+    def save(
+        self, folder: Path, name: str, seconds: float, keep: int
+    ) -> dict[str, Any]:
         """Write the last ``seconds`` to ``folder/<name>-<UTC time>.npy``; returns the
         reference published with the reply (path, size, sha256, times)."""
         if self.capacity == 0:

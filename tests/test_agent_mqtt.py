@@ -84,6 +84,7 @@ def outbox_ids(db: Path) -> list[str]:
     return [json.loads(p)["id"] for (p,) in rows]
 
 
+
 def test_replay_publishes_every_alert_and_summary(broker, make_subscriber, broken_bar, tmp_path):
     sub = make_subscriber(broker, f"{ROOT}/#")
     db, out = tmp_path / "agent.db", tmp_path / "ev.jsonl"
@@ -289,23 +290,13 @@ def test_a_clean_stop_says_offline_stopped_and_keeps_the_counters(broker, tmp_pa
         assert sum(r["counters"]["lost_samples"] for r in rows) == 0
 
 
-def test_replay_with_the_broker_unreachable_keeps_the_messages_and_exits_75(broken_bar, tmp_path):
+def test_replay_with_the_broker_unreachable_keeps_the_messages_and_exits_75(
+    broken_bar, tmp_path
+):
     probe = Mosquitto(tmp_path / "gone")  # a free port with nothing listening
     db = tmp_path / "agent.db"
-    proc = agent(
-        "replay",
-        broken_bar,
-        "--fs",
-        "15000",
-        "--no-model",
-        "--mqtt",
-        probe.url,
-        "--drain-timeout",
-        "1",
-        "--out",
-        tmp_path / "o.jsonl",
-        env=agent_env(db, None),
-    )
+    proc = agent("replay", broken_bar, "--fs", "15000", "--no-model", "--mqtt", probe.url,
+                 "--drain-timeout", "1", "--out", tmp_path / "o.jsonl", env=agent_env(db, None))
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 75, err
     assert "not yet acknowledged" in err and "refused" in err.lower()

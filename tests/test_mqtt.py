@@ -56,6 +56,7 @@ def record(n: int, **extra: Any) -> dict[str, Any]:
     return {"schema": 1, "id": str(uuid.uuid4()), "ts": time.time(), "n": n, **extra}
 
 
+
 def data_messages(sub: Subscriber) -> list[Received]:
     return [m for m in sub.messages if m.topic.rsplit("/", 1)[-1] in ("alert", "summary", "event")]
 

@@ -90,7 +90,9 @@ def client_cert_problem(cfg: MqttConfig, hostport: str, text: str) -> str | None
     return None
 
 
-def describe(cfg: MqttConfig, hostport: str, exc: BaseException) -> tuple[str, int]:
+def describe(
+    cfg: MqttConfig, hostport: str, exc: BaseException
+) -> tuple[str, int]:
     """A message and log level for an exception raised by connect()."""
     use_tls, host, _ = parse_url(cfg.url)
     hp = hostport
@@ -107,7 +109,8 @@ def describe(cfg: MqttConfig, hostport: str, exc: BaseException) -> tuple[str, i
         if code == 10:  # X509_V_ERR_CERT_HAS_EXPIRED
             return f"{hp}: TLS: the broker's certificate has expired ({why})", logging.ERROR
         return (
-            f"{hp}: TLS: the broker's certificate is not trusted by {tls_trust(cfg)} ({why})",
+            f"{hp}: TLS: the broker's certificate is not trusted by {tls_trust(cfg)} "
+            f"({why})",
             logging.ERROR,
         )
     if isinstance(exc, ssl.SSLError):
@@ -123,7 +126,9 @@ def describe(cfg: MqttConfig, hostport: str, exc: BaseException) -> tuple[str, i
             )
         return f"{hp}: TLS handshake failed ({text})", logging.ERROR
     if isinstance(exc, socket.gaierror):
-        return f"cannot resolve the broker's host name {host!r}: {exc.strerror}", (logging.WARNING)
+        return f"cannot resolve the broker's host name {host!r}: {exc.strerror}", (
+            logging.WARNING
+        )
     if isinstance(exc, ConnectionResetError) and use_tls:
         return (
             f"{hp}: the connection was reset during the TLS handshake: is that port a "
@@ -149,7 +154,9 @@ def read_password(cfg: MqttConfig) -> str | None:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except UnicodeDecodeError:  # its message would quote the file's bytes
-        raise ConnectError(f"mqtt.password_file {path}: not UTF-8 text", logging.ERROR) from None
+        raise ConnectError(
+            f"mqtt.password_file {path}: not UTF-8 text", logging.ERROR
+        ) from None
     except OSError as exc:
         raise ConnectError(
             f"mqtt.password_file {path}: cannot read it: {exc.strerror or type(exc).__name__}",
@@ -157,7 +164,6 @@ def read_password(cfg: MqttConfig) -> str | None:
         ) from None
     lines = text.splitlines()
     return lines[0] if lines else ""
-
 
 def ssl_context(cfg: MqttConfig) -> ssl.SSLContext:
     """The TLS context from ``mqtt.tls`` (built at each connect: renewed certificate

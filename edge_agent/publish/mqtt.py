@@ -90,7 +90,6 @@ SUSPECT_S = 5.0  # a connection lost this soon after sending a record may be its
 REMIND_EVERY = 20  # a repeated connection error is logged above DEBUG every this many
 JITTER = 0.2
 
-
 @dataclass
 class PublisherStats:
     """Counters of this process's publisher, cumulative."""
