@@ -11,6 +11,10 @@ three phase spectra a single pass forms everything the features read:
 Lengths are padded to a fast FFT size (15000 → 15360) and transforms run in single
 precision: float32 keeps the spectral floor near -140 dB re the fundamental, far below
 any line of interest, at about half the cost of float64.
+
+What is read at the supply frequency itself (the phasors of every channel, the voltages'
+rms, the Park's vector line at 2f) needs no spectrum: :func:`fundamental` takes it from
+one pass over the window, with the windowed exponential built block by block as it goes.
 """
 
 from __future__ import annotations
