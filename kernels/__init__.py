@@ -102,8 +102,7 @@ def warm_up() -> None:
     # for float32 too, here rather than at the first window.
     for x in (x64, x64.astype(np.float32)):
         spec = phase_spectra(x, fs)
-        fundamental(x, fs, f, x)
-        fundamental(x, fs, f)
+        fundamental(x, fs, f, x)  # (voltages or none: the same signature)
         rms(x)
         waveform_stats(x)
         epva_line_db(x, fs, 2 * f)

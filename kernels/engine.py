@@ -27,6 +27,7 @@ import scipy.fft
 from edge_agent.kernels import fft
 from edge_agent.kernels._flags import jit, jit_sum
 from edge_agent.kernels.spectrum import spectral_window, window_sum
+from edge_agent.kernels.waveform import _as_channels
 
 
 class PhaseSpectra(NamedTuple):
@@ -147,9 +148,21 @@ def phase_spectra(
 _BLOCK = 128
 
 # Power-invariant Park's vector: i_d = K1·a - K2·(b + c), i_q = K3·(b - c).
-PARK_K1 = math.sqrt(2.0 / 3.0)
-PARK_K2 = 1.0 / math.sqrt(6.0)
-PARK_K3 = 1.0 / math.sqrt(2.0)
+_K1 = math.sqrt(2.0 / 3.0)
+_K2 = 1.0 / math.sqrt(6.0)
+_K3 = 1.0 / math.sqrt(2.0)
+
+
+@jit(inline="always")
+def park_modulus_at(a, b, c):
+    """|Park's vector| (power-invariant) of one sample of phases a, b, c, in float64 from
+    the first operation (so b - c of float32 samples loses nothing)."""
+    a = np.float64(a)
+    b = np.float64(b)
+    c = np.float64(c)
+    d = _K1 * a - _K2 * (b + c)
+    e = _K3 * (b - c)
+    return math.sqrt(d * d + e * e)
 
 
 @jit
@@ -222,12 +235,7 @@ def _fundamental(x, park, y, w, f_over_fs, sums, lines):
             xc = x[2, b0 : b0 + m]
             t0 = t1 = t2 = t3 = t4 = 0.0
             for k in range(m):
-                va = np.float64(xa[k])
-                vb = np.float64(xb[k])
-                vc = np.float64(xc[k])
-                d = PARK_K1 * va - PARK_K2 * (vb + vc)
-                e = PARK_K3 * (vb - vc)
-                wm = wb[k] * math.sqrt(d * d + e * e)
+                wm = wb[k] * park_modulus_at(xa[k], xb[k], xc[k])
                 t0 += wm
                 t1 += wm * r2[k]
                 t2 += wm * i2[k]
@@ -254,11 +262,9 @@ class Fundamental(NamedTuple):
 
 
 def _rows(a: np.ndarray, name: str) -> np.ndarray:
-    a = np.atleast_2d(np.asarray(a))
-    if a.ndim != 2 or a.shape[1] < 2:
-        raise ValueError(f"{name} must have shape (rows, n) with n >= 2, got {a.shape}")
-    if a.dtype not in (np.float32, np.float64):
-        a = a.astype(np.float64)
+    a = _as_channels(a)
+    if a.shape[1] < 2:
+        raise ValueError(f"{name} must have at least 2 samples per row, got shape {a.shape}")
     return a
 
 

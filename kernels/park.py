@@ -17,16 +17,14 @@ import math
 
 import numpy as np
 from edge_agent.kernels._flags import jit, jit_sum
-from edge_agent.kernels.engine import _BLOCK, PARK_K1, PARK_K2, PARK_K3
+from edge_agent.kernels.engine import _BLOCK, park_modulus_at
 from edge_agent.kernels.spectrum import spectral_window, window_sum
 
 
 @jit(inline="always")
 def _park_at(x, i):
     """|Park's vector| (power-invariant) of the phases x[:, i]."""
-    d = PARK_K1 * x[0, i] - PARK_K2 * x[1, i] - PARK_K2 * x[2, i]
-    q = PARK_K3 * (x[1, i] - x[2, i])
-    return math.sqrt(d * d + q * q)
+    return park_modulus_at(x[0, i], x[1, i], x[2, i])
 
 
 @jit
