@@ -19,8 +19,7 @@ import numpy as np
 from edge_agent.config import CURRENT_CHANNELS, VOLTAGE_CHANNELS, AlertConfig, Config
 from edge_agent.diagnosis import LONG_WINDOW_FAULTS, AlertTracker, diagnose
 from edge_agent.features import ROLLING_FEATURES, FeatureExtractor, Rolling, empty_features
-from edge_agent.kernels import FirDecimator
-from edge_agent.kernels.park import clarke
+from edge_agent.kernels import SpaceVectorDecimator
 from edge_agent.kernels.quality import detect_clipping, fill_gaps
 
 if TYPE_CHECKING:
@@ -103,8 +102,8 @@ class Pipeline:
         self._time_shifts: deque[tuple[int, int]] = deque()
         self._max_fill = max(1, round(MAX_FILL_S * self.fs))
         factor = max(1, int(self.fs // w.long_fs))
-        # The long window holds the space vector i_α + j·i_β: two real channels to decimate.
-        self._decimator = FirDecimator(self.fs, factor, 2)
+        # The long window holds the space vector i_α + j·i_β, decimated.
+        self._decimator = SpaceVectorDecimator(self.fs, factor)
         self.fs_long = self._decimator.fs_out
         # A power-of-two length: the long FFT is the largest one, and 17143 points (8 s at
         # 15 kS/s / 7) cost twice 16384.
@@ -237,12 +236,11 @@ class Pipeline:
         return self._window()
 
     def _push_long(self, hop: np.ndarray) -> None:
-        dec = self._decimator.process(clarke(hop))
-        m = dec.shape[1]
+        z = self._decimator.process(hop)
+        m = z.shape[0]
         if m == 0:
             return
         L = self._n_long
-        z = dec[0] + 1j * dec[1]
         if m > L:
             z = z[-L:]
             m = L

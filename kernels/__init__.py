@@ -8,7 +8,7 @@ arithmetic; ``tests/naive.py`` holds a slow reference for each.
 
 from __future__ import annotations
 
-from edge_agent.kernels.decimate import FirDecimator
+from edge_agent.kernels.decimate import FirDecimator, SpaceVectorDecimator
 from edge_agent.kernels.engine import fundamental, phase_spectra, phasors
 from edge_agent.kernels.park import epva_line_db
 from edge_agent.kernels.power import power_quantities
@@ -31,6 +31,7 @@ from edge_agent.kernels.waveform import waveform_stats
 __all__ = [
     "BrbResult",
     "FirDecimator",
+    "SpaceVectorDecimator",
     "band_power",
     "brb_sidebands",
     "detect_clipping",
@@ -88,14 +89,15 @@ def warm_up() -> None:
     fill_gaps(x, 2)
     detect_clipping(x)
     # The pipeline checks each hop for clipping in its float32 window (a slice), and
-    # turns a hop of frames (transposed: F order; or a slice of a block) into i_α, i_β.
+    # decimates the space vector of a hop of frames (transposed: F order; a slice of a
+    # block; or, after gap filling, C order).
     window = np.empty((3, 2 * n), dtype=np.float32)
     window[:, n:] = x
     tail = window[:, n:]
     detect_clipping(tail, extremes=(tail.max(axis=1), tail.min(axis=1)))
     frames = np.ascontiguousarray(x.T)
-    for hop in (frames.T, np.ascontiguousarray(frames.T)[:, : n // 2]):
-        clarke(hop)
+    for hop in (frames.T, np.ascontiguousarray(frames.T)[:, : n // 2], x):
+        SpaceVectorDecimator(fs, 2).process(hop)
     power_quantities(x, x, fs, f)
     modulus_lines_db(park_modulus(x), fs, [3.0])
     # The pipeline holds its short window in float32: the kernels that read it compile
@@ -109,7 +111,6 @@ def warm_up() -> None:
         vi_features(x, x, fs, f)
         slip_from_slot_harmonics(spec.pos, spec.df, f, 28, 2, 0.002, 0.06, 2)
     x = x64
-    FirDecimator(fs, 2, 2).process(clarke(x))
     ab = clarke(x)
     z = ab[0] + 1j * ab[1]
     pz = space_vector_power(z)

@@ -138,15 +138,27 @@ def fir_decimate(x: np.ndarray, taps: np.ndarray, factor: int) -> np.ndarray:
     return np.array([np.convolve(row, taps)[: row.shape[0]][::factor] for row in x])
 
 
-def space_vector_spectrum(x: np.ndarray, fs: float, window_name: str = "blackmanharris"):
-    """Clarke transform sample by sample, then the DFT by definition at bins 0 .. n//2."""
+def space_vector(x: np.ndarray) -> np.ndarray:
+    """i_α + j·i_β of phases x (3, n): the amplitude-invariant Clarke transform, per sample."""
     ia, ib, ic = np.asarray(x, dtype=np.float64)
-    z = np.array(
+    return np.array(
         [
             complex(2 / 3 * (a - (b + c) / 2), (b - c) / math.sqrt(3))
             for a, b, c in zip(ia, ib, ic, strict=True)
         ]
     )
+
+
+def space_vector_decimate(x: np.ndarray, taps: np.ndarray, factor: int) -> np.ndarray:
+    """The space vector of phases x (3, n), filtered and decimated as fir_decimate does."""
+    z = space_vector(x)
+    re, im = fir_decimate(np.stack([z.real, z.imag]), taps, factor)
+    return re + 1j * im
+
+
+def space_vector_spectrum(x: np.ndarray, fs: float, window_name: str = "blackmanharris"):
+    """Clarke transform sample by sample, then the DFT by definition at bins 0 .. n//2."""
+    z = space_vector(x)
     n = len(z)
     w = window(window_name, n)
     out = []
