@@ -26,6 +26,8 @@ import numpy as np
 
 from edge_agent import kernels
 from edge_agent.config import MotorConfig
+from edge_agent.errors import ConfigError
+from edge_agent.kernels import fft
 from edge_agent.kernels.bearing import bearing_orders
 from edge_agent.kernels.engine import fundamental, phase_spectra
 from edge_agent.kernels.lines import (
@@ -175,6 +177,11 @@ class FeatureExtractor:
             top = max(top, SUPPLY_BAND_HZ[1] * (motor.rotor_bars / motor.pole_pairs + 3))
         self.fmax = min(self.fs / 2, top)
         self.slot_spectrum: tuple[np.ndarray, float] | None = None
+        # The FFT library (EDGE_AGENT_FFT), settled once rather than read at every window.
+        try:
+            self.fft_backend = fft.default_backend()
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
     # --- short window -------------------------------------------------------------------
 
@@ -182,7 +189,7 @@ class FeatureExtractor:
         """Features of the short window: currents ``x`` (3, n) in A, voltages ``v`` or None."""
         out: dict[str, float | None] = {}
         fs = self.fs
-        spec = phase_spectra(x, fs, fmax=self.fmax)
+        spec = phase_spectra(x, fs, fmax=self.fmax, backend=self.fft_backend)
         df = spec.df
         motor = self.motor
         if motor.supply_hz is not None:
@@ -272,7 +279,7 @@ class FeatureExtractor:
             n = z.shape[0]
             df = self.fs_long / n
             # Forward-rotating (positive-sequence) lines only; amplitude A reads A².
-            p = space_vector_power(z, window="blackmanharris")
+            p = space_vector_power(z, window="blackmanharris", backend=self.fft_backend)
             f = kernels.peak_frequency(p, df, f - 1.0, f + 1.0)
             # Sidebands closer than 2·hw + 1 bins would share bins with the fundamental's lobe.
             s_lo = max(0.05 * motor.rated_slip, (2 * hw + 1.5) * df / (2 * f))

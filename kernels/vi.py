@@ -95,6 +95,7 @@ import math
 
 import numpy as np
 from edge_agent.kernels._flags import jit
+from edge_agent.kernels.waveform import _FLOATS
 
 VI_FEATURE_NAMES = (
     "area",
@@ -592,6 +593,8 @@ def _unit_circle(m: int) -> np.ndarray:
 
 
 def _as_float(a: np.ndarray) -> np.ndarray:
+    if type(a) is np.ndarray and a.dtype in _FLOATS and a.flags.c_contiguous:
+        return a
     a = np.asarray(a)
     dtype = a.dtype if a.dtype in (np.float32, np.float64) else np.float64
     return np.ascontiguousarray(a, dtype=dtype)

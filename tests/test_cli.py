@@ -193,7 +193,7 @@ def test_truncated_csv_keeps_the_records_already_made(sim, tmp_path):
     assert len(w) >= 27 and w[-1]["t_end"] >= 14.0
 
 
-def test_bad_config_exits_78_naming_the_field(tmp_path):
+def test_bad_config_exits_78_naming_the_field(sim, tmp_path):
     cfg = tmp_path / "c.toml"
     cfg.write_text("[motor]\npole_pairs = 0\n")
     res = run("check-config", cfg)
@@ -202,6 +202,10 @@ def test_bad_config_exits_78_naming_the_field(tmp_path):
     res = run("replay", tmp_path / "x.csv", env={"EDGE_AGENT_WINDOWS__HOP_S": "-1"})
     assert res.exit_code == 78
     assert "EDGE_AGENT_WINDOWS__HOP_S" in res.output
+    # The FFT library's switch is settled before any data is read, and named.
+    res = run("replay", sim / "healthy.csv", "--no-model", env={"EDGE_AGENT_FFT": "fastest"})
+    assert res.exit_code == 78
+    assert "EDGE_AGENT_FFT='fastest'" in res.output and "expected auto, fftw or scipy" in res.output
 
 
 def test_broken_model_exits_65_and_missing_model_66(sim, tmp_path):
