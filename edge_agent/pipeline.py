@@ -201,6 +201,7 @@ class Pipeline:
             self._recent[:, :-h] = self._recent[:, h:]
             tail = self._recent[:, -h:]
         tail[...] = src[:, h - tail.shape[1] :]
+        new_from = self.length - tail.shape[1]  # the column of the first new sample
         # Each channel's extremes serve the NaN check (max and min propagate NaN, and show
         # ±inf) and the clipping check.
         hi, lo = tail.max(axis=1), tail.min(axis=1)
@@ -217,8 +218,10 @@ class Pipeline:
                 self._nan_until = start + int(np.flatnonzero(still)[-1])
             hi, lo = None, None
         # Clipping is looked for hop by hop, on every channel: each sample once, in the
-        # window's single precision (an ADC's codes stay distinct in it).
-        if detect_clipping(tail, extremes=None if hi is None else (hi, lo)).any():
+        # window's single precision (an ADC's codes stay distinct in it), where the new
+        # samples lie in the window (the ends of its rows, contiguous: no copy).
+        extremes = None if hi is None else (hi, lo)
+        if detect_clipping(self._recent, start=new_from, extremes=extremes).any():
             self._clipped_until = self._n - 1
         gap_here = any(start <= g < self._n for g in self._gaps)
         self._gaps = [g for g in self._gaps if g > self._n - self.length]

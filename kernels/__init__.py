@@ -88,13 +88,13 @@ def warm_up() -> None:
     power_from_phasors(ph, ph)
     fill_gaps(x, 2)
     detect_clipping(x)
-    # The pipeline checks each hop for clipping in its float32 window (a slice), and
-    # decimates the space vector of a hop of frames (transposed: F order; a slice of a
-    # block; or, after gap filling, C order).
+    # The pipeline checks each hop for clipping where it lies in its float32 window (the
+    # last columns), and decimates the space vector of a hop of frames (transposed: F
+    # order; a slice of a block; or, after gap filling, C order).
     window = np.empty((3, 2 * n), dtype=np.float32)
     window[:, n:] = x
     tail = window[:, n:]
-    detect_clipping(tail, extremes=(tail.max(axis=1), tail.min(axis=1)))
+    detect_clipping(window, start=n, extremes=(tail.max(axis=1), tail.min(axis=1)))
     frames = np.ascontiguousarray(x.T)
     for hop in (frames.T, np.ascontiguousarray(frames.T)[:, : n // 2], x):
         SpaceVectorDecimator(fs, 2).process(hop)

@@ -229,12 +229,12 @@ def _extremes(row, block, hi, lo):
 
 
 @jit
-def _clipped(x, lo, hi, own_extremes, min_run, block, out):
+def _clipped(x, start, lo, hi, own_extremes, min_run, block, out):
     res = np.zeros(4, dtype=np.int64)
     hi_lanes = np.empty(block)
     lo_lanes = np.empty(block)
     for c in range(x.shape[0]):
-        row = x[c]
+        row = x[c][start:]  # a slice of a C row stays contiguous: vector loads
         if own_extremes:
             mx, mn = hi[c], lo[c]
             if not (mx == mx and mn == mn):  # NaN in the row: extremes of the rest
@@ -257,8 +257,10 @@ def detect_clipping(
     rails: np.ndarray | None = None,
     min_run: int = DEFAULT_MIN_RUN,
     extremes: tuple[np.ndarray, np.ndarray] | None = None,
+    start: int = 0,
 ) -> np.ndarray:
-    """Number of clipped samples in each row of ``x`` (shape (channels, n) or (n,)).
+    """Number of clipped samples in each row of ``x[..., start:]`` (x of shape (channels,
+    n) or (n,)).
 
     With ``rails`` (shape (channels, 2): the lowest and highest value each channel's ADC can
     report, in x's unit; or shape (2,) for all channels), a sample is at a rail when it is
@@ -274,17 +276,24 @@ def detect_clipping(
     ``min_run`` (samples) defaults to :data:`DEFAULT_MIN_RUN` = 10, chosen for 15 kS/s and a
     50/60 Hz supply so that the short flat crests of a quantised, unclipped sine are not
     counted (see that constant for the numbers). NaN samples are never clipped and break
-    runs. ``extremes`` = (max, min) of each row, when the caller has them already, saves a
-    pass. Returns an int64 array of shape (channels,); 0 means no clipping.
+    runs. ``extremes`` = (max, min) of each row's samples from ``start`` on, when the caller
+    has them already, saves a pass. ``start`` (a column) limits the check to the newest
+    samples of a window, e.g. its last hop, without copying them out. Returns an int64 array
+    of shape (channels,); 0 means no clipping.
     """
     x = _as_channels(x)
     if isinstance(min_run, bool) or not isinstance(min_run, (int, np.integer)):
         raise TypeError(f"min_run must be an int (samples), got {min_run!r}")
     if min_run < 1:
         raise ValueError(f"{min_run=} must be at least 1")
+    if isinstance(start, bool) or not isinstance(start, (int, np.integer)):
+        raise TypeError(f"start must be an int (a column), got {start!r}")
+    if not 0 <= start <= x.shape[1]:
+        raise ValueError(f"{start=} must lie between 0 and the {x.shape[1]} columns of x")
+    start = int(start)
     out = np.empty(x.shape[0], dtype=np.int64)
     if rails is None:
-        if x.shape[1] == 0:
+        if x.shape[1] == start:
             out[:] = 0
             return out
         if extremes is not None:
@@ -294,8 +303,9 @@ def detect_clipping(
         else:
             # numpy's max and min are vectorised; a row holding NaN gives NaN, and the
             # kernel then finds the extremes of its other samples itself.
-            hi, lo = x.max(axis=1).astype(np.float64), x.min(axis=1).astype(np.float64)
-        return _clipped(x, lo, hi, True, int(min_run), _BLOCK, out)
+            xs = x[:, start:]
+            hi, lo = xs.max(axis=1).astype(np.float64), xs.min(axis=1).astype(np.float64)
+        return _clipped(x, start, lo, hi, True, int(min_run), _BLOCK, out)
     r = np.asarray(rails, dtype=np.float64)
     if r.shape == (2,):
         r = np.broadcast_to(r, (x.shape[0], 2))
@@ -307,7 +317,7 @@ def detect_clipping(
     tol = 1e-9 * (hi - lo)
     lo_t = np.ascontiguousarray(lo + tol)
     hi_t = np.ascontiguousarray(hi - tol)
-    return _clipped(x, lo_t, hi_t, False, int(min_run), _BLOCK, out)
+    return _clipped(x, start, lo_t, hi_t, False, int(min_run), _BLOCK, out)
 
 
 # --- DC -------------------------------------------------------------------------------

@@ -315,6 +315,20 @@ def test_detect_clipping_property_runs_anywhere(n, runs, min_run, f32):
         detect_clipping(x, rails=rails, min_run=min_run).tolist()
         == naive.detect_clipping(x, rails=rails, min_run=min_run).tolist()
     )
+    # The newest columns of a wider window, read in place, count as those columns alone.
+    window = np.concatenate([np.full(37, 1.0, dtype=x.dtype), x, x[::-1]])
+    both = np.stack([window, -window])[:, : 37 + n]
+    start = both.shape[1] - n
+    for r in (None, rails):
+        assert (
+            detect_clipping(both, start=start, rails=r, min_run=min_run).tolist()
+            == naive.detect_clipping(np.stack([x, -x]), rails=r, min_run=min_run).tolist()
+        )
+    hi, lo = both[:, start:].max(axis=1), both[:, start:].min(axis=1)
+    assert (
+        detect_clipping(both, start=start, extremes=(hi, lo), min_run=min_run).tolist()
+        == naive.detect_clipping(np.stack([x, -x]), min_run=min_run).tolist()
+    )
 
 
 def test_detect_clipping_with_known_extremes_gives_the_same_counts():
@@ -337,6 +351,11 @@ def test_detect_clipping_validates_arguments():
         detect_clipping(np.ones((2, 10)), min_run=0)
     with pytest.raises(TypeError, match="min_run"):
         detect_clipping(np.ones((2, 10)), min_run=2.5)
+    with pytest.raises(ValueError, match="start=11"):
+        detect_clipping(np.ones((2, 10)), start=11)
+    with pytest.raises(TypeError, match="start"):
+        detect_clipping(np.ones((2, 10)), start=1.0)
+    assert detect_clipping(np.ones((2, 10)), start=10).tolist() == [0, 0]
 
 
 # --- remove_dc --------------------------------------------------------------------------
