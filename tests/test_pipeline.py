@@ -97,6 +97,30 @@ def test_the_long_window_is_analysed_every_long_hop_and_repeated_in_between(sign
     )
 
 
+def test_rolling_mean_and_difference_follow_the_last_windows_and_restart_after_a_gap(signal):
+    """``<feature>_roll`` is the mean over the last ``rolling_windows`` windows and
+    ``<feature>_diff`` the change since the previous window; a gap starts both afresh, from
+    the window whose newest hop holds it."""
+    config = Config(windows={"rolling_windows": 3})
+    gap = int(6.2 * FS)
+    pipe = Pipeline(config, FS)
+    recs = pipe.update(signal[:gap]) + pipe.update(signal[gap:], gaps=[0])
+    w = [r for r in recs if r["type"] == "window"]
+    restart = next(i for i, r in enumerate(w) if "gap" in r["flags"])
+    assert w[restart]["t_end"] == 6.5
+    for key in ("i1", "i2_i1", "thd_a", "epva_2f_db"):
+        values = [r["features"][key] for r in w]
+        for i, r in enumerate(w):
+            first = restart if i >= restart else 0
+            recent = values[max(first, i - 2) : i + 1]
+            f = r["features"]
+            assert f[f"{key}_roll"] == pytest.approx(sum(recent) / len(recent), rel=1e-12)
+            if i == first:
+                assert f[f"{key}_diff"] is None
+            else:
+                assert f[f"{key}_diff"] == pytest.approx(values[i] - values[i - 1], abs=1e-12)
+
+
 def test_long_hop_s_may_not_exceed_the_long_window():
     with pytest.raises(
         ValueError, match=re.escape("long_hop_s=10.0 must not exceed long_length_s=8.0")
