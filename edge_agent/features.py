@@ -146,6 +146,18 @@ def nameplate_slip(i1: float, motor: MotorConfig) -> float:
     return motor.rated_slip * min(load, 1.5)
 
 
+def fft_backend() -> str:
+    """The FFT library ``EDGE_AGENT_FFT`` picks (:mod:`edge_agent.kernels.fft`).
+
+    Raises ConfigError (exit 78), naming the variable and the values it takes, when it names
+    none of them or names FFTW without pyFFTW installed.
+    """
+    try:
+        return fft.default_backend()
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def _db_ratio(p_line: float, p_ref: float) -> float | None:
     if p_ref <= 0:
         return None
@@ -178,10 +190,7 @@ class FeatureExtractor:
         self.fmax = min(self.fs / 2, top)
         self.slot_spectrum: tuple[np.ndarray, float] | None = None
         # The FFT library (EDGE_AGENT_FFT), settled once rather than read at every window.
-        try:
-            self.fft_backend = fft.default_backend()
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
+        self.fft_backend = fft_backend()
 
     # --- short window -------------------------------------------------------------------
 

@@ -85,10 +85,13 @@ def run(
     Raises whatever the source raised, after analysing what it delivered.
     """
     from edge_agent import kernels
+    from edge_agent.features import fft_backend
 
     # Compile (or load) every kernel before the source opens: a first compile takes longer
     # than the ring holds, and the samples that arrived meanwhile would be lost. Then open
-    # it here, so that a missing device or a permission problem is an error at once.
+    # it here, so that a missing device or a permission problem is an error at once. A bad
+    # EDGE_AGENT_FFT is a configuration error before either.
+    fft_backend()
     kernels.warm_up()
     source.open()
     if on_ready is not None:

@@ -96,6 +96,13 @@ def test_an_unknown_source_is_a_config_error():
     assert "acquisition.source" in res.output
 
 
+def test_an_unknown_fft_library_is_a_config_error_before_the_source_opens(tmp_path):
+    res = cli("run", "--device", tmp_path / "ttyUSB9", "--no-model",
+              env={"EDGE_AGENT_FFT": "fastest"})  # fmt: skip
+    assert res.exit_code == 78
+    assert "EDGE_AGENT_FFT='fastest': expected auto, fftw or scipy" in res.output
+
+
 def test_replay_source_without_a_path_is_a_config_error():
     res = cli("run", "--source", "replay", "--no-model")
     assert res.exit_code == 78
