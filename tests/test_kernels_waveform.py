@@ -315,10 +315,11 @@ def test_detect_clipping_property_runs_anywhere(n, runs, min_run, f32):
         detect_clipping(x, rails=rails, min_run=min_run).tolist()
         == naive.detect_clipping(x, rails=rails, min_run=min_run).tolist()
     )
-    # The newest columns of a wider window, read in place, count as those columns alone.
-    window = np.concatenate([np.full(37, 1.0, dtype=x.dtype), x, x[::-1]])
-    both = np.stack([window, -window])[:, : 37 + n]
-    start = both.shape[1] - n
+    # The newest columns of a wider window (C order, read in place) count as those columns
+    # alone: runs at the rail value before them do not carry over.
+    row = np.concatenate([np.full(37, 1.0, dtype=x.dtype), x])
+    both = np.stack([row, -row])
+    start = 37
     for r in (None, rails):
         assert (
             detect_clipping(both, start=start, rails=r, min_run=min_run).tolist()
