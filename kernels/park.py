@@ -34,12 +34,19 @@ def _modulus(x, out):
     return out
 
 
+_SQRT3_INV = 1.0 / math.sqrt(3.0)
+
+
+@jit(inline="always")
+def clarke_at(a, b, c):
+    """(i_α, i_β) of one sample of phases a, b, c: the amplitude-invariant Clarke transform."""
+    return (2.0 / 3.0) * (a - 0.5 * (b + c)), (b - c) * _SQRT3_INV
+
+
 @jit
 def _clarke(x, out):
-    k = 1.0 / math.sqrt(3.0)
     for i in range(x.shape[1]):
-        out[0, i] = (2.0 / 3.0) * (x[0, i] - 0.5 * (x[1, i] + x[2, i]))
-        out[1, i] = (x[1, i] - x[2, i]) * k
+        out[0, i], out[1, i] = clarke_at(x[0, i], x[1, i], x[2, i])
     return out
 
 
