@@ -1,4 +1,5 @@
-"""Session fixtures for the benchmarks: the replay recordings, and a header for the report."""
+"""Session fixtures for the benchmarks: FFTW's measured plans, the replay recordings, and a
+header for the report."""
 
 from __future__ import annotations
 
@@ -8,16 +9,31 @@ from pathlib import Path
 import numba
 import numpy as np
 import pytest
+from edge_agent.kernels import fft
+from edge_agent.kernels.engine import fft_length
 
 from benchmarks import workloads as wl
+from edge_agent.pipeline import Pipeline
 from edge_agent.simulate import write_recording
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     return [
         f"edge-agent benchmarks: numpy {np.__version__}, numba {numba.__version__}, "
-        f"{os.cpu_count()} CPUs, NUMBA_CACHE_DIR={os.environ.get('NUMBA_CACHE_DIR', '(unset)')}"
+        f"{os.cpu_count()} CPUs, NUMBA_CACHE_DIR={os.environ.get('NUMBA_CACHE_DIR', '(unset)')}",
+        f"FFTW plans: measured, kept in {fft.wisdom_path()}"
+        if fft.wisdom_path()
+        else "FFTW plans: estimated (EDGE_AGENT_FFT_WISDOM=none)",
     ]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def measured_fft_plans() -> tuple[str, ...]:
+    """FFTW's plans of the default windows, measured as a pipeline has them (read from the
+    wisdom file, or measured once, about 2 s, on a new machine), for every benchmark that
+    plans FFTW transforms itself; whatever EDGE_AGENT_FFT says."""
+    n, n_long = fft_length(wl.LENGTH), Pipeline(wl.CONFIG, wl.FS)._n_long
+    return tuple(fft.tune(m, kind, "fftw") for m, kind in ((n, "c2c"), (n, "r2c"), (n_long, "c2c")))
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,9 @@ long window from one complex FFT.
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 from collections import deque
 from collections.abc import Sequence
 
@@ -29,7 +31,7 @@ from edge_agent.config import MotorConfig
 from edge_agent.errors import ConfigError
 from edge_agent.kernels import fft
 from edge_agent.kernels.bearing import bearing_orders
-from edge_agent.kernels.engine import fundamental, phase_spectra
+from edge_agent.kernels.engine import fft_length, fundamental, phase_spectra
 from edge_agent.kernels.lines import (
     bearing_line_levels,
     eccentricity_sidebands,
@@ -41,6 +43,8 @@ from edge_agent.kernels.power import power_from_phasors
 from edge_agent.kernels.spectrum import MAIN_LOBE_HALF_WIDTH, harmonics, space_vector_power
 from edge_agent.kernels.vi import VI_FEATURE_NAMES, vi_features
 from edge_agent.kernels.waveform import WAVEFORM_STAT_NAMES, waveform_stats
+
+log = logging.getLogger(__name__)
 
 PHASES = ("a", "b", "c")
 BEARING_DEFECTS = ("outer", "inner", "ball", "cage")
@@ -191,6 +195,21 @@ class FeatureExtractor:
         self.slot_spectrum: tuple[np.ndarray, float] | None = None
         # The FFT library (EDGE_AGENT_FFT), settled once rather than read at every window.
         self.fft_backend = fft_backend()
+
+    def tune_ffts(self, n_short: int, n_long: int) -> tuple[str, ...]:
+        """Have FFTW measure the plans of windows of ``n_short`` and ``n_long`` samples, once
+        per machine (:func:`edge_agent.kernels.fft.tune`): the short window's two transforms
+        and the long window's one. Returns what tune() did for each of them."""
+        nfft = fft_length(n_short)
+        plans = ((nfft, "c2c"), (nfft, "r2c"), (n_long, "c2c"))
+        t = time.perf_counter()
+        states = tuple(fft.tune(n, kind, self.fft_backend) for n, kind in plans)
+        if "measured" in states:
+            log.info(
+                "measured the FFTW plans of %d- and %d-point windows in %.1f s, kept in %s "
+                "(once per machine)", n_short, n_long, time.perf_counter() - t, fft.wisdom_path(),
+            )  # fmt: skip
+        return states
 
     # --- short window -------------------------------------------------------------------
 

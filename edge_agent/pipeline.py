@@ -125,6 +125,9 @@ class Pipeline:
         self._long_features: dict[str, float | None] | None = None
         self._long_age = 0  # windows since _long_features were computed
         self.extractor = FeatureExtractor(config.motor, self.fs, self.fs_long)
+        # FFTW's fastest plans for these windows: measured the first time on a machine
+        # (about 2 s for the defaults), then read from the wisdom file (kernels.fft.tune).
+        self.fft_plans = self.extractor.tune_ffts(self.length, n_long)
         self.rolling = Rolling(ROLLING_FEATURES, w.rolling_windows)
         self.tracker = AlertTracker.from_config(config.alerts)
         self.stats = PipelineStats()

@@ -87,13 +87,16 @@ def run(
     from edge_agent import kernels
     from edge_agent.features import fft_backend
 
-    # Compile (or load) every kernel before the source opens: a first compile takes longer
+    # Compile (or load) every kernel, and build the pipeline (which measures its FFT plans
+    # the first time on a machine), before the source opens: a first compile takes longer
     # than the ring holds, and the samples that arrived meanwhile would be lost. Then open
     # it here, so that a missing device or a permission problem is an error at once. A bad
     # EDGE_AGENT_FFT is a configuration error before either.
     fft_backend()
     kernels.warm_up()
+    pipe = Pipeline(config, source.fs, source.roles, scorer)
     source.open()
+    pipe.t0 = time.time() if t0 is None else float(t0)
     if on_ready is not None:
         on_ready()
     stop = stop or threading.Event()
@@ -101,7 +104,6 @@ def run(
     # float64: the samples reach the pipeline exactly as a replay of the same values would.
     capacity = max(1, round(config.acquisition.ring_s * source.fs))
     ring = SampleRing(len(source.roles), capacity, dtype="float64")
-    pipe = Pipeline(config, source.fs, source.roles, scorer, t0=time.time() if t0 is None else t0)
     failure: list[BaseException] = []
 
     def produce() -> None:

@@ -7,6 +7,9 @@ install it.
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +17,18 @@ from typing import Any
 import pytest
 
 from tests.mosquitto import Mosquitto, MosquittoMissing, Subscriber
+
+_WISDOM_DIR = tempfile.mkdtemp(prefix="edge-agent-tests-")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # FFTW's measured plans (kernels/fft.py) go to a file of this test session, measured
+    # afresh as on a new machine, not to the user's cache; subprocesses inherit it.
+    os.environ["EDGE_AGENT_FFT_WISDOM"] = os.path.join(_WISDOM_DIR, "fftw-wisdom")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(_WISDOM_DIR, ignore_errors=True)
 
 
 @pytest.fixture

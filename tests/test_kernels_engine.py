@@ -7,8 +7,13 @@ says: the test extra installs pyFFTW, so a missing one fails here rather than sk
 from __future__ import annotations
 
 import cmath
+import json
 import math
+import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -233,6 +238,136 @@ def test_backend_choice_is_validated_and_plans_are_per_thread(monkeypatch):
     assert other[0] is not mine and other[0].input is not mine.input
     with pytest.raises(ValueError, match="kind"):
         fft.Plan(1024, "r2r", "scipy")
+
+
+# --- FFTW plans measured once per machine (kernels.fft.tune) -----------------------------
+
+_TUNE = """
+import sys
+from edge_agent.kernels import fft
+print(*(fft.tune(int(n), kind, "fftw") for n, kind in (a.split(":") for a in sys.argv[1:])))
+"""
+
+
+def tune_in_a_new_process(wisdom, *transforms: str) -> tuple[list[str], str]:
+    """What fft.tune says for each "n:kind", in a fresh process keeping plans in ``wisdom``."""
+    env = {**os.environ, "EDGE_AGENT_FFT_WISDOM": str(wisdom)}
+    res = subprocess.run(
+        [sys.executable, "-c", _TUNE, *transforms],
+        env=env, capture_output=True, text=True, check=True, timeout=120,
+    )  # fmt: skip
+    return res.stdout.split(), res.stderr
+
+
+def test_fftw_plans_are_measured_once_per_machine_and_kept_in_the_wisdom_file(tmp_path):
+    wisdom = tmp_path / "cache" / "fftw-wisdom"  # its folder is made
+    states, err = tune_in_a_new_process(wisdom, "4800:r2c", "4800:r2c", "2400:c2c")
+    assert states == ["measured", "known", "measured"], err
+    doc = json.loads(wisdom.read_text())
+    assert doc["format"] == "edge-agent fftw wisdom 1" and "fftwf_wisdom" in doc["wisdom"][1]
+    # Another process (the next start of the daemon) measures nothing.
+    states, err = tune_in_a_new_process(wisdom, "2400:c2c", "4800:r2c")
+    assert states == ["known", "known"] and err == ""
+    # A new length is measured and added; the others stay known.
+    assert tune_in_a_new_process(wisdom, "3000:c2c")[0] == ["measured"]
+    assert tune_in_a_new_process(wisdom, "2400:c2c", "3000:c2c", "4800:r2c")[0] == ["known"] * 3
+
+
+_FOREIGN = [f"(fftw-3.3.5 {p}_wisdom #x1 #x2 #x3 #x4\n)\n" for p in ("fftw", "fftwf", "fftwl")]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"\x00\x9fnot text",
+        b"(fftw-3.3.5 fftwf_wisdom #x1 #x2 #x3 #x4)",  # FFTW's own export, not our file
+        b'{"format": "edge-agent fftw wisdom 1", "wisdom": ["x"]}',
+        # Ours, but from another FFTW build or processor: FFTW refuses it.
+        json.dumps({"format": "edge-agent fftw wisdom 1", "wisdom": _FOREIGN}).encode(),
+    ],
+    ids=["binary", "not-json", "too-few-precisions", "refused-by-fftw"],
+)
+def test_a_damaged_or_foreign_wisdom_file_is_measured_again_and_rewritten(tmp_path, content):
+    wisdom = tmp_path / "fftw-wisdom"
+    wisdom.write_bytes(content)
+    states, err = tune_in_a_new_process(wisdom, "2400:c2c")
+    assert states == ["measured"]
+    assert str(wisdom) in err and "measured again" in err
+    assert tune_in_a_new_process(wisdom, "2400:c2c") == (["known"], "")
+
+
+def test_an_unwritable_wisdom_file_leaves_the_measured_plans_to_the_process(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    wisdom = blocker / "fftw-wisdom"  # its folder cannot be made
+    states, err = tune_in_a_new_process(wisdom, "2400:c2c", "2400:c2c")
+    assert states == ["measured", "known"]
+    assert f"could not keep the measured FFT plans in {wisdom}" in err
+    assert "EDGE_AGENT_FFT_WISDOM" in err
+
+
+def test_the_wisdom_file_is_in_systemds_cache_directory_or_the_users_cache(monkeypatch):
+    monkeypatch.delenv("EDGE_AGENT_FFT_WISDOM")
+    monkeypatch.setenv("CACHE_DIRECTORY", "/var/cache/edge-agent")  # a unit's CacheDirectory=
+    assert fft.wisdom_path() == Path("/var/cache/edge-agent/fftw-wisdom")
+    monkeypatch.delenv("CACHE_DIRECTORY")
+    monkeypatch.setenv("XDG_CACHE_HOME", "/home/pi/.cache")
+    assert fft.wisdom_path() == Path("/home/pi/.cache/edge-agent/fftw-wisdom")
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", "/home/pi")
+    assert fft.wisdom_path() == Path("/home/pi/.cache/edge-agent/fftw-wisdom")
+    monkeypatch.setenv("EDGE_AGENT_FFT_WISDOM", "~/plans")
+    assert fft.wisdom_path() == Path("/home/pi/plans")
+    monkeypatch.setenv("EDGE_AGENT_FFT_WISDOM", " None ")
+    assert fft.wisdom_path() is None
+
+
+def test_measuring_is_off_with_none_and_for_scipy(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert tune_in_a_new_process("none", "2400:c2c") == (["off"], "")
+    assert list(tmp_path.iterdir()) == []
+    assert fft.tune(2400, "c2c", "scipy") == "off"
+    with pytest.raises(ValueError, match="kind"):
+        fft.tune(2400, "r2r", "fftw")
+    with pytest.raises(ValueError, match="n=1"):
+        fft.tune(1, "c2c", "fftw")
+
+
+_COMPARE = """
+import os, sys
+import numpy as np
+from edge_agent.kernels import fft
+from edge_agent.kernels.engine import fft_length, phase_spectra
+from edge_agent.kernels.spectrum import space_vector_power
+
+rng = np.random.default_rng(5)
+t = np.arange(15000) / 15000.0
+x = np.stack([10 * np.cos(2 * np.pi * 50 * t - k * 2 * np.pi / 3) for k in range(3)])
+x = (x + 0.01 * rng.standard_normal(x.shape)).astype(np.float32)
+z = np.exp(2j * np.pi * 50 * np.arange(16384) / 2142.857) + 1e-3 * rng.standard_normal(16384)
+
+def spectra():
+    s = phase_spectra(x, 15000.0, backend="fftw")
+    return [s.phase.copy(), s.pos.copy(), space_vector_power(z, backend="fftw")]
+
+estimated = spectra()
+os.environ["EDGE_AGENT_FFT_WISDOM"] = sys.argv[1]
+n = fft_length(15000)
+states = [fft.tune(n, "c2c", "fftw"), fft.tune(n, "r2c", "fftw"), fft.tune(16384, "c2c", "fftw")]
+measured = spectra()
+print(*states, *(float(np.max(np.abs(a - b)) / np.max(a)) for a, b in zip(estimated, measured)))
+"""
+
+
+def test_measured_plans_give_the_estimated_plans_spectra_to_float32_rounding(tmp_path):
+    res = subprocess.run(
+        [sys.executable, "-c", _COMPARE, str(tmp_path / "fftw-wisdom")],
+        capture_output=True, text=True, check=True, timeout=120,
+    )  # fmt: skip
+    *states, d_phase, d_pos, d_long = res.stdout.split()
+    assert states == ["measured"] * 3
+    # Differences of float32 rounding, relative to the largest line: far below any feature.
+    assert max(float(d_phase), float(d_pos), float(d_long)) < 1e-6
 
 
 @settings(max_examples=30, deadline=None)

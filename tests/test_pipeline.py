@@ -6,6 +6,7 @@ import re
 
 import numpy as np
 import pytest
+from edge_agent.kernels import fft
 
 from edge_agent.config import Config
 from edge_agent.diagnosis import AlertTracker, Finding
@@ -239,3 +240,11 @@ def test_voltage_features_follow_a_simulated_supply_unbalance():
     assert 0 < w["pf"] < 1 and w["p_w"] > 0 and w["q_var"] > 0  # motoring, lagging
     assert w["z2_ohm"] > 0
     assert w["vi_looping_a"] == pytest.approx(1.0)  # current lags: counter-clockwise
+
+
+def test_pipelines_measure_their_fft_plans_once():
+    """The first pipeline on a machine (here: in this test session) has FFTW measure the plans
+    of its windows; later ones, in any process, find them in the wisdom file."""
+    Pipeline(Config(), FS)
+    expected = ("off",) * 3 if fft.default_backend() == "scipy" else ("known",) * 3
+    assert Pipeline(Config(), FS).fft_plans == expected
