@@ -214,7 +214,11 @@ class FeatureExtractor:
     # --- short window -------------------------------------------------------------------
 
     def short(self, x: np.ndarray, v: np.ndarray | None) -> dict[str, float | None]:
-        """Features of the short window: currents ``x`` (3, n) in A, voltages ``v`` or None."""
+        """Features of the short window: currents ``x`` (3, n) in A, voltages ``v`` or None.
+
+        Every sample must be finite: the pipeline fills short gaps and gives a window with
+        NaN left in it no features at all (so the V-I kernel need not check them again).
+        """
         out: dict[str, float | None] = {}
         fs = self.fs
         spec = phase_spectra(x, fs, fmax=self.fmax, backend=self.fft_backend)
@@ -271,7 +275,7 @@ class FeatureExtractor:
         out["z2_ohm"] = pq.z2 if (out.get("i2_i1") or 0.0) > 1e-3 else None
         out.update(zip(_RMS_V_KEYS, rms_v.tolist(), strict=True))
         try:
-            vi = vi_features(v, x, self.fs, f)
+            vi = vi_features(v, x, self.fs, f, check_finite=False)
         except ValueError:  # fewer than two whole cycles in the window
             return
         out.update(zip(_VI_KEYS, vi.ravel().tolist(), strict=True))

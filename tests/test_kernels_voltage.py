@@ -270,12 +270,10 @@ def test_vi_matches_reference_on_noisy_distorted_input(seed, fs, n, f):
     v += rng.normal(scale=5.0, size=v.shape)
     i += rng.normal(scale=rng.uniform(0.01, 1.0), size=i.shape)
     for points in (64, 16):
-        np.testing.assert_allclose(
-            vi_features(v, i, fs, f, points),
-            naive.vi_features(v, i, fs, f, points),
-            rtol=1e-9,
-            atol=1e-12,
-        )
+        x = vi_features(v, i, fs, f, points)
+        np.testing.assert_allclose(x, naive.vi_features(v, i, fs, f, points), rtol=1e-9, atol=1e-12)
+        # Not checking finite samples changes nothing for finite ones, bit for bit.
+        np.testing.assert_array_equal(vi_features(v, i, fs, f, points, check_finite=False), x)
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
@@ -288,6 +286,21 @@ def test_vi_non_finite_samples_spoil_their_phase_only(bad):
     assert np.all(np.isfinite(x[0]))
     assert np.all(np.isnan(x[1:]))
     np.testing.assert_array_equal(np.isnan(naive.vi_features(v, i, fs, f)), np.isnan(x))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_vi_unchecked_non_finite_samples_spoil_their_phase_and_read_nothing_outside(bad):
+    """check_finite=False is for samples known to be finite. Given others anyway, the
+    features of their phase are undefined, but the positions read stay inside the window
+    (a NaN reference phase would have made them anything) and the other phases are right."""
+    fs, n, f = 4000.0, 330, 50.3
+    v, i = load(fs, n, f, 30.0)
+    checked = vi_features(v, i, fs, f)
+    v[1, :] = bad  # the reference phase of phase b cannot be found
+    i[2, 5] = bad
+    x = vi_features(v, i, fs, f, check_finite=False)
+    assert np.all(np.isnan(x[1]))
+    np.testing.assert_array_equal(x[0], checked[0])
 
 
 def test_vi_zero_current_gives_nan_and_float32_is_accepted():
