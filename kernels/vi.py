@@ -83,9 +83,9 @@ area_left, area_right
 
 A phase whose samples are not all finite, or whose mean voltage or current cycle is
 identically zero, gives NaN features; the other phases are unaffected. Cost: O(n) to check
-the samples (skipped with ``check_finite=False``), O(C·M) to resample (the voltage twice, the current once), O(M) for every
-feature but the crossings; these are found by merging x-monotone chains, O(M) for a
-sine-like voltage and O(M²) at worst.
+the samples (skipped with ``check_finite=False``), O(C·M) to resample (the voltage twice,
+the current once), O(M) for every feature but the crossings; these are found by merging
+x-monotone chains, O(M) for a sine-like voltage and O(M²) at worst.
 """
 
 from __future__ import annotations
@@ -179,9 +179,9 @@ def _mean_cycle(v, cycle_whole, idx, wt, x, check):
     """x[k] = mean over c of v interpolated at sample position idx[c, k] + wt[c, k].
 
     Returns whether all of v is finite (with ``check``; else True), checked block by block
-    just after the block's samples were read, while they are still cached. Cycles run outside, four at a time, and
-    points inside: each point's sum is updated once per four cycles, and the m sums are
-    independent, so no add waits on the previous one.
+    just after the block's samples were read, while they are still cached. Cycles run
+    outside, four at a time, and points inside: each point's sum is updated once per four
+    cycles, and the m sums are independent, so no add waits on the previous one.
     """
     n_cycles, m = idx.shape
     one = np.uint64(1)
@@ -233,9 +233,9 @@ def _mean_trajectory(v, i, cycle_whole, cycle_frac, offset, x, y, check):
     """x[k], y[k] = mean over c of v, i interpolated at sample position c·L + offset[k].
 
     c·L = cycle_whole[c] + cycle_frac[c]. Returns whether all of i is finite (with
-    ``check``; else True; v was checked by _mean_cycle). As _positions and _mean_cycle in one pass, without the table: with two
-    signals to interpolate at each position, working the position out again costs less than
-    storing and reloading it.
+    ``check``; else True; v was checked by _mean_cycle). As _positions and _mean_cycle in
+    one pass, without the table: with two signals to interpolate at each position, working
+    the position out again costs less than storing and reloading it.
     """
     n_cycles = cycle_whole.shape[0]
     m = offset.shape[0]
