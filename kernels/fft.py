@@ -21,15 +21,15 @@ Measured plans (FFTW only): :func:`tune` has FFTW time the candidate plans of on
 keeps what it learnt, FFTW's *wisdom*, in a file, so that each transform is measured once
 per machine. Every plan of that transform made afterwards in the process takes the
 measured plan at once; another process reads the file when it calls :func:`tune` (the
-pipeline does, when it is built). The default windows' three transforms then take 76 µs
-instead of 116 here (benchmarks/README.md). The file is ``EDGE_AGENT_FFT_WISDOM``, by
+pipeline does, when it is built). The default windows' three transforms then take 75 µs
+instead of 115 here (benchmarks/README.md). The file is ``EDGE_AGENT_FFT_WISDOM``, by
 default ``fftw-wisdom`` in systemd's ``CacheDirectory`` under systemd, else
 ``~/.cache/edge-agent/fftw-wisdom`` (or under ``$XDG_CACHE_HOME``); ``none`` turns measuring
 off (plans by estimate). A file that is unreadable, damaged or made by another FFTW build
 or for another processor is measured again and rewritten; one that cannot be written
 leaves the measured plans to this process. A measured plan may round differently from an
-estimated one: results agree to float32 rounding (about 1e-7 of the largest line), as the
-two backends do.
+estimated one: spectra agree to float32 rounding (about 1e-7 of the largest line), as the
+two backends' do; in dB, a line near -100 dB moves by up to a few thousandths.
 """
 
 from __future__ import annotations
