@@ -151,6 +151,7 @@ def _fftw_plan(a: np.ndarray, b: np.ndarray, *rigour: str):
 WISDOM_ENV = "EDGE_AGENT_FFT_WISDOM"
 _WISDOM_FORMAT = "edge-agent fftw wisdom 1"
 _loaded_wisdom: set[Path] = set()  # files imported in this process (under _PLAN_LOCK)
+_unwritable: set[Path] = set()  # files this process could not write (warned about once)
 
 
 def wisdom_path() -> Path | None:
@@ -258,6 +259,8 @@ def _export_wisdom(path: Path) -> None:
             os.unlink(tmp)
             raise
     except OSError as exc:
-        log.warning("could not keep the measured FFT plans in %s (%s): they will be measured "
-                    "again by the next process; set %s to a writable file, or to none",
-                    path, exc, WISDOM_ENV)  # fmt: skip
+        if path not in _unwritable:
+            _unwritable.add(path)
+            log.warning("could not keep the measured FFT plans in %s (%s): they will be "
+                        "measured again by the next process; set %s to a writable file, or "
+                        "to none", path, exc, WISDOM_ENV)  # fmt: skip

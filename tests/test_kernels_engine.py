@@ -300,9 +300,9 @@ def test_an_unwritable_wisdom_file_leaves_the_measured_plans_to_the_process(tmp_
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     wisdom = blocker / "fftw-wisdom"  # its folder cannot be made
-    states, err = tune_in_a_new_process(wisdom, "2400:c2c", "2400:c2c")
-    assert states == ["measured", "known"]
-    assert f"could not keep the measured FFT plans in {wisdom}" in err
+    states, err = tune_in_a_new_process(wisdom, "2400:c2c", "2400:c2c", "4800:r2c")
+    assert states == ["measured", "known", "measured"]
+    assert err.count(f"could not keep the measured FFT plans in {wisdom}") == 1  # once
     assert "EDGE_AGENT_FFT_WISDOM" in err
 
 
