@@ -103,6 +103,32 @@ def test_an_unknown_fft_library_is_a_config_error_before_the_source_opens(tmp_pa
     assert "EDGE_AGENT_FFT='fastest': expected auto, fftw or scipy" in res.output
 
 
+def test_on_a_new_machine_the_fft_plans_are_measured_before_the_source_opens(
+    recording, tmp_path, monkeypatch, caplog
+):
+    """FFTW measures its plans (about 2 s here) when the pipeline is built, the first time
+    on a machine: before the source opens, or the samples arriving meanwhile would wait."""
+    import pyfftw
+    from edge_agent.kernels import fft
+
+    from edge_agent.acquisition.sources import ReplaySource
+
+    wisdom = tmp_path / "cache" / "fftw-wisdom"
+    pyfftw.forget_wisdom()  # as on a machine where FFTW never measured anything
+    monkeypatch.setattr(fft, "_loaded_wisdom", set())
+    at_open = []
+    monkeypatch.setattr(ReplaySource, "open", lambda self: at_open.append(wisdom.exists()))
+    env = {"EDGE_AGENT_FFT": "fftw", "EDGE_AGENT_FFT_WISDOM": str(wisdom),
+           "EDGE_AGENT_ACQUISITION__REPLAY__SPEED": "0"}  # fmt: skip
+    with caplog.at_level("INFO", logger="edge_agent.features"):
+        res = cli("run", "--source", "replay", "--recording", recording, "--no-model",
+                  "--out", tmp_path / "run.jsonl", env=env)  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert at_open == [True]
+    assert "measured the FFTW plans of 15000- and 16384-point windows in" in caplog.text
+    assert f"kept in {wisdom} (once per machine)" in caplog.text
+
+
 def test_replay_source_without_a_path_is_a_config_error():
     res = cli("run", "--source", "replay", "--no-model")
     assert res.exit_code == 78
