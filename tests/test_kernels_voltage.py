@@ -288,6 +288,8 @@ def test_vi_non_finite_samples_spoil_their_phase_only(bad):
     np.testing.assert_array_equal(np.isnan(naive.vi_features(v, i, fs, f)), np.isnan(x))
 
 
+# Without the JIT (NUMBA_DISABLE_JIT=1) numpy warns as it computes with inf, as it should.
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_vi_unchecked_non_finite_samples_spoil_their_phase_and_read_nothing_outside(bad):
     """check_finite=False is for samples known to be finite. Given others anyway, the
