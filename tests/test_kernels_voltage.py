@@ -291,10 +291,10 @@ def test_vi_non_finite_samples_spoil_their_phase_only(bad):
 # Without the JIT (NUMBA_DISABLE_JIT=1) numpy warns as it computes with inf, as it should.
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
-def test_vi_unchecked_non_finite_samples_spoil_their_phase_and_read_nothing_outside(bad):
+def test_vi_unchecked_non_finite_voltage_gives_nan_and_leaves_the_other_phases(bad):
     """check_finite=False is for samples known to be finite. Given others anyway, the
-    features of their phase are undefined, but the positions read stay inside the window
-    (a NaN reference phase would have made them anything) and the other phases are right."""
+    features of their phase are undefined; a voltage whose reference phase cannot be found
+    gives NaN before any sample position is formed from it, and the other phases are right."""
     fs, n, f = 4000.0, 330, 50.3
     v, i = load(fs, n, f, 30.0)
     checked = vi_features(v, i, fs, f)

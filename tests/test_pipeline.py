@@ -244,7 +244,7 @@ def test_voltage_features_follow_a_simulated_supply_unbalance():
 
 def test_pipelines_measure_their_fft_plans_once():
     """The first pipeline on a machine (here: in this test session) has FFTW measure the plans
-    of its windows; later ones, in any process, find them in the wisdom file."""
+    of its windows; later ones know them (from the wisdom file, in a new process)."""
     Pipeline(Config(), FS)
     expected = ("off",) * 3 if fft.default_backend() == "scipy" else ("known",) * 3
     assert Pipeline(Config(), FS).fft_plans == expected
