@@ -19,17 +19,19 @@ pipelines in different threads never share a buffer.
 Measured plans (FFTW only): :func:`tune` has FFTW time the candidate plans of one transform
 (``FFTW_MEASURE``: about 2 s in all for the default windows' three transforms here) and
 keeps what it learnt, FFTW's *wisdom*, in a file, so that each transform is measured once
-per machine. Every plan of that transform made afterwards in the process takes the
-measured plan at once; another process reads the file when it calls :func:`tune` (the
-pipeline does, when it is built). The default windows' three transforms then take 75 µs
-instead of 115 here (benchmarks/README.md). The file is ``EDGE_AGENT_FFT_WISDOM``, by
-default ``fftw-wisdom`` in systemd's ``CacheDirectory`` under systemd, else
-``~/.cache/edge-agent/fftw-wisdom`` (or under ``$XDG_CACHE_HOME``); ``none`` turns measuring
-off (plans by estimate). A file that is unreadable, damaged or made by another FFTW build
-or for another processor is measured again and rewritten; one that cannot be written
-leaves the measured plans to this process. A measured plan may round differently from an
-estimated one: spectra agree to float32 rounding (about 1e-7 of the largest line), as the
-two backends' do; in dB, a line near -100 dB moves by up to a few thousandths.
+per machine. From then on every thread of the process plans that transform the measured
+way (a plan made before is made again at its next use); another process reads the file
+when it calls :func:`tune` (the pipeline does, when it is built). The default windows'
+three transforms then take 75 µs instead of 115 here (benchmarks/README.md).
+
+The file is ``EDGE_AGENT_FFT_WISDOM``, by default ``fftw-wisdom`` in systemd's
+``CacheDirectory`` under systemd, else ``~/.cache/edge-agent/fftw-wisdom`` (or under
+``$XDG_CACHE_HOME``); ``none`` turns measuring off (plans by estimate). A file that is
+unreadable, damaged or made by another FFTW build or for another processor is measured
+again and rewritten; one that cannot be written leaves the measured plans to this process.
+A measured plan may round differently from an estimated one: spectra agree to float32
+rounding (about 1e-7 of the largest line), as the two backends' do; in dB, a line near
+-100 dB moves by up to a few thousandths.
 """
 
 from __future__ import annotations
@@ -98,9 +100,10 @@ class Plan:
             # FFTW's planner is not thread-safe (only executing a plan is): one thread plans
             # at a time.
             with _PLAN_LOCK:
+                self.epoch = _wisdom_epoch
                 self._fftw = _fftw_plan(self.input, self._output, "FFTW_ESTIMATE")
         else:
-            self.input = np.zeros(self.n, dtype=np.complex64 if kind == "c2c" else np.float32)
+            self.input = np.zeros(self.n, dtype=_in_dtype(kind))
 
     def __call__(self) -> np.ndarray:
         if self.backend == "fftw":
@@ -116,24 +119,32 @@ _PLAN_LOCK = threading.Lock()
 
 
 def plan(n: int, kind: str, backend: str | None = None) -> Plan:
-    """The calling thread's plan for a forward ``kind`` transform of length ``n``."""
+    """The calling thread's plan for a forward ``kind`` transform of length ``n``.
+
+    Made once per thread, and made again (FFTW) after :func:`tune` brought wisdom: the
+    object and its buffers may change between calls, so take them from one call at a time.
+    """
     backend = backend or default_backend()
     cache = getattr(_local, "plans", None)
     if cache is None:
         cache = _local.plans = {}
     key = (int(n), kind, backend)
     p = cache.get(key)
-    if p is None:
+    # An FFTW plan made before FFTW learnt wisdom (tune()) may be slower: plan it again.
+    if p is None or (backend == "fftw" and p.epoch != _wisdom_epoch):
         p = cache[key] = Plan(n, kind, backend)
     return p
+
+
+def _in_dtype(kind: str) -> type[np.generic]:
+    return np.complex64 if kind == "c2c" else np.float32
 
 
 def _fftw_buffers(n: int, kind: str) -> tuple[np.ndarray, np.ndarray]:
     import pyfftw
 
-    in_dtype = np.complex64 if kind == "c2c" else np.float32
     n_out = n if kind == "c2c" else n // 2 + 1
-    return pyfftw.empty_aligned(n, dtype=in_dtype), pyfftw.empty_aligned(n_out, np.complex64)
+    return pyfftw.empty_aligned(n, dtype=_in_dtype(kind)), pyfftw.empty_aligned(n_out, np.complex64)
 
 
 def _fftw_plan(a: np.ndarray, b: np.ndarray, *rigour: str):
@@ -151,6 +162,9 @@ def _fftw_plan(a: np.ndarray, b: np.ndarray, *rigour: str):
 WISDOM_ENV = "EDGE_AGENT_FFT_WISDOM"
 _WISDOM_FORMAT = "edge-agent fftw wisdom 1"
 _loaded_wisdom: set[Path] = set()  # files imported in this process (under _PLAN_LOCK)
+# Bumped whenever FFTW learns wisdom in this process (read from a file or measured): FFTW
+# plans made before then are made again at their next plan() call, in every thread.
+_wisdom_epoch = 0
 _unwritable: set[Path] = set()  # files this process could not write (warned about once)
 
 
@@ -179,9 +193,9 @@ def tune(n: int, kind: str, backend: str | None = None) -> str:
 
     Returns what happened: ``"measured"`` (FFTW timed the candidates, and the wisdom file
     was rewritten), ``"known"`` (the file or this process already held it), or ``"off"``
-    (the scipy backend, or ``EDGE_AGENT_FFT_WISDOM=none``). The calling thread's cached plan
-    of this transform is dropped, so its next :func:`plan` takes the measured one; other
-    threads keep theirs.
+    (the scipy backend, or ``EDGE_AGENT_FFT_WISDOM=none``). Plans made before this call
+    brought wisdom (read or measured) are made again at their next :func:`plan`, in every
+    thread.
     """
     n = int(n)
     if kind not in KINDS:
@@ -192,35 +206,35 @@ def tune(n: int, kind: str, backend: str | None = None) -> str:
     path = wisdom_path()
     if backend != "fftw" or path is None:
         return "off"
+    global _wisdom_epoch
     a, b = _fftw_buffers(n, kind)
     with _PLAN_LOCK:
         if path not in _loaded_wisdom:
             _loaded_wisdom.add(path)
-            _import_wisdom(path)
+            if _import_wisdom(path):
+                _wisdom_epoch += 1
         try:
             _fftw_plan(a, b, "FFTW_MEASURE", "FFTW_WISDOM_ONLY")
-            state = "known"
+            return "known"
         except RuntimeError:  # "No FFTW wisdom is known for this plan."
             log.debug("measuring the FFTW plans of a %d-point %s transform", n, kind)
             _fftw_plan(a, b, "FFTW_MEASURE")
+            _wisdom_epoch += 1
             _export_wisdom(path)
-            state = "measured"
-    cache = getattr(_local, "plans", None)
-    if cache is not None:
-        cache.pop((n, kind, "fftw"), None)
-    return state
+            return "measured"
 
 
-def _import_wisdom(path: Path) -> None:
+def _import_wisdom(path: Path) -> bool:
+    """Give FFTW the wisdom kept in ``path``; whether it took it."""
     import pyfftw
 
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        return
+        return False
     except (OSError, UnicodeDecodeError) as exc:
         log.warning("%s: unreadable (%s); FFT plans will be measured again", path, exc)
-        return
+        return False
     try:
         doc = json.loads(text)
         if doc.get("format") != _WISDOM_FORMAT:
@@ -231,12 +245,14 @@ def _import_wisdom(path: Path) -> None:
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         log.warning("%s: not edge-agent's FFTW wisdom (%s); FFT plans will be measured "
                     "again and the file rewritten", path, exc)  # fmt: skip
-        return
+        return False
     # The single-precision part is the one the kernels use; FFTW refuses wisdom made by
     # another build or for another processor's instruction set.
     if not pyfftw.import_wisdom(wisdom)[1]:
         log.warning("%s: FFTW refused this wisdom (made by another FFTW build or machine?); "
                     "FFT plans will be measured again and the file rewritten", path)  # fmt: skip
+        return False
+    return True
 
 
 def _export_wisdom(path: Path) -> None:

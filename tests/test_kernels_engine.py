@@ -306,6 +306,33 @@ def test_an_unwritable_wisdom_file_leaves_the_measured_plans_to_the_process(tmp_
     assert "EDGE_AGENT_FFT_WISDOM" in err
 
 
+def test_plans_made_before_the_wisdom_are_made_again_in_every_thread(tmp_path, monkeypatch):
+    """A plan cached (by estimate) before tune() measured its transform would stay slower:
+    the next plan() call, in any thread, makes it again; without new wisdom it is kept."""
+    monkeypatch.setenv("EDGE_AGENT_FFT_WISDOM", str(tmp_path / "fftw-wisdom"))
+    n = 3456  # a length no other test plans
+    before = fft.plan(n, "c2c", "fftw")
+    other: list = []
+
+    def in_other_thread():
+        other.append(fft.plan(n, "c2c", "fftw"))
+        started.set()
+        measured.wait(30)
+        other.append(fft.plan(n, "c2c", "fftw"))
+
+    started, measured = threading.Event(), threading.Event()
+    th = threading.Thread(target=in_other_thread)
+    th.start()
+    started.wait(30)
+    assert fft.tune(n, "c2c", "fftw") == "measured"
+    measured.set()
+    th.join()
+    after = fft.plan(n, "c2c", "fftw")
+    assert after is not before and other[1] is not other[0]
+    assert fft.plan(n, "c2c", "fftw") is after  # nothing new learnt: the same plan
+    assert fft.tune(n, "c2c", "fftw") == "known" and fft.plan(n, "c2c", "fftw") is after
+
+
 def test_the_wisdom_file_is_in_systemds_cache_directory_or_the_users_cache(monkeypatch):
     monkeypatch.delenv("EDGE_AGENT_FFT_WISDOM")
     monkeypatch.setenv("CACHE_DIRECTORY", "/var/cache/edge-agent")  # a unit's CacheDirectory=
