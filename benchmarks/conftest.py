@@ -32,7 +32,7 @@ def measured_fft_plans() -> tuple[str, ...]:
     """FFTW's plans of the default windows, measured as a pipeline has them (read from the
     wisdom file, or measured once, about 2 s, on a new machine), for every benchmark that
     plans FFTW transforms itself; whatever EDGE_AGENT_FFT says."""
-    n, n_long = fft_length(wl.LENGTH), Pipeline(wl.CONFIG, wl.FS)._n_long
+    n, n_long = fft_length(wl.LENGTH), Pipeline(wl.CONFIG, wl.FS).long_window.shape[0]
     return tuple(fft.tune(m, kind, "fftw") for m, kind in ((n, "c2c"), (n, "r2c"), (n_long, "c2c")))
 
 

@@ -248,3 +248,15 @@ def test_pipelines_measure_their_fft_plans_once():
     Pipeline(Config(), FS)
     expected = ("off",) * 3 if fft.default_backend() == "scipy" else ("known",) * 3
     assert Pipeline(Config(), FS).fft_plans == expected
+
+
+def test_every_fft_a_pipeline_plans_is_one_it_had_measured(signal, monkeypatch):
+    """The transforms tune_ffts names are those the kernels plan, short and long window: no
+    FFT runs on a plan by estimate once the pipeline is built."""
+    monkeypatch.setenv("EDGE_AGENT_FFT", "fftw")
+    monkeypatch.setattr(fft._local, "plans", {}, raising=False)
+    out, _ = feed(signal, [len(signal)])
+    assert out[-1]["features"]["brb_lsb_db"] is not None  # the long window was analysed
+    used = [(n, kind) for n, kind, backend in fft._local.plans if backend == "fftw"]
+    assert len(used) == 3
+    assert [fft.tune(n, kind, "fftw") for n, kind in used] == ["known"] * 3
