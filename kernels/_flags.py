@@ -1,7 +1,7 @@
 """Numba flags for every kernel, in one place.
 
 ``cache=True`` writes compiled code beside the source, or under ``NUMBA_CACHE_DIR`` when
-that is set (the systemd unit points it at its CacheDirectory). ``fastmath`` stays off by
+that is set (under systemd, point it at the unit's CacheDirectory). ``fastmath`` stays off by
 default: it lets LLVM assume no NaN or inf and reorder arithmetic freely, and the spectral
 levels must match the references to a fraction of a dB. ``jit_sum`` allows only the
 reordering of sums, for the kernels that are dot products. ``nogil`` lets the processing
