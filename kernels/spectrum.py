@@ -136,17 +136,23 @@ def space_vector_spectrum(
 
 @jit
 def _peak_bin(p, lo, hi):
-    """Fractional bin of the largest value in p[lo:hi], by a parabola through log powers."""
-    k = lo
+    """Fractional bin of the largest value in p[lo:hi], by a parabola through log powers.
+
+    NaN bins are passed over, and a NaN neighbour counts as empty; NaN if all are NaN."""
+    k = -1
+    best = -math.inf
     for i in range(lo, hi):
-        if p[i] > p[k]:
+        if p[i] > best:
+            best = p[i]
             k = i
-    if k <= 0 or k >= p.shape[0] - 1 or p[k] <= 0.0:
+    if k < 0:
+        return math.nan
+    if k <= 0 or k >= p.shape[0] - 1 or best <= 0.0:
         return float(k)
     tiny = 1e-300
-    a = math.log(max(p[k - 1], tiny))
-    b = math.log(p[k])
-    c = math.log(max(p[k + 1], tiny))
+    a = math.log(p[k - 1]) if p[k - 1] > tiny else math.log(tiny)
+    b = math.log(best)
+    c = math.log(p[k + 1]) if p[k + 1] > tiny else math.log(tiny)
     den = a - 2.0 * b + c
     if den >= 0.0:
         return float(k)

@@ -38,10 +38,16 @@ def power_spectrum(x: np.ndarray, fs: float, window_name: str = "hann") -> np.nd
 
 
 def peak_frequency(p: np.ndarray, df: float, fmin: float, fmax: float) -> float:
+    """NaN bins are never the peak, and a NaN neighbour counts as empty."""
     lo = max(1, math.ceil(fmin / df))
     hi = min(len(p) - 1, math.floor(fmax / df) + 1)
-    k = lo + int(np.argmax(p[lo:hi]))
-    a, b, c = (math.log(max(v, 1e-300)) for v in p[k - 1 : k + 2])
+    band = [k for k in range(lo, hi) if p[k] > -math.inf]  # not NaN
+    if not band:
+        return math.nan
+    k = max(band, key=lambda j: (p[j], -j))
+    if k >= len(p) - 1 or p[k] <= 0:
+        return float(k * df)
+    a, b, c = (math.log(v) if v > 1e-300 else math.log(1e-300) for v in p[k - 1 : k + 2])
     den = a - 2 * b + c
     delta = 0.0 if den >= 0 else min(0.5, max(-0.5, 0.5 * (a - c) / den))
     return (k + delta) * df
