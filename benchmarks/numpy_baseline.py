@@ -7,7 +7,9 @@ are cached as the kernels cache theirs, so the comparison is of the arithmetic a
 - Single kernels (power spectrum, phasors, rms, THD, the EPVA line), for
   ``test_bench_kernels.py``.
 - :class:`NumpyExtractor`: the whole feature vector of a window, short and long, with the
-  interface of ``edge_agent.features.FeatureExtractor``, for ``test_bench_features.py``.
+  interface of ``edge_agent.features.FeatureExtractor``, for ``test_bench_features.py``;
+  :func:`mismatches` says where it and the kernels disagree (``tests/test_features.py``
+  checks every workload with it).
 """
 
 from __future__ import annotations
@@ -29,9 +31,11 @@ from edge_agent.kernels.vi import (
 )
 from edge_agent.kernels.waveform import WAVEFORM_STAT_NAMES
 
+from benchmarks.workloads import FS, Window, clean
 from edge_agent.config import MotorConfig
 from edge_agent.features import (
     BEARING_DEFECTS,
+    BRB_SLIP_MIN_DB,
     EPVA_FLOOR_DB,
     MAX_HARMONIC,
     PHASES,
@@ -719,7 +723,11 @@ class NumpyExtractor:
                 out["brb_lsb_db"], out["brb_usb_db"] = lsb, usb
                 out["brb_db"] = 0.5 * (lsb + usb)
                 out["brb_prominence_db"] = b_prom
-                if method == SLIP_METHOD_NAMEPLATE and b_prom >= SIDEBAND_PROMINENCE_DB:
+                if (
+                    method == SLIP_METHOD_NAMEPLATE
+                    and b_prom >= SIDEBAND_PROMINENCE_DB
+                    and lsb >= BRB_SLIP_MIN_DB
+                ):
                     slip, method, prominence = b_slip, SLIP_METHOD_SIDEBANDS, b_prom
             rotor_hz = (1.0 - slip) * f / pp
             if not (math.isfinite(rotor_hz) and rotor_hz > 0):
@@ -750,3 +758,46 @@ class NumpyExtractor:
         out["slip_method"] = method
         out["slip_prominence_db"] = prominence
         return out
+
+
+# --- agreement with the kernels --------------------------------------------------------
+
+# Features that are counts or codes: equal exactly.
+EXACT_PREFIXES = ("slip_method", "vi_looping_", "vi_intersections_")
+# Ratios to the fundamental read off the short window's spectrum, which the kernels take in
+# float32 (its rounding is some 1e-9 of the fundamental's amplitude, so a line near the
+# noise floor, h3 at -87 dB, differs by 1e-5 relative); and the V-I shapes, dimensionless on
+# a unit scale, which follow the supply frequency taken off that spectrum.
+FLOAT32_SPECTRUM_PREFIXES = ("thd_", "h3_", "h5_", "h7_", "vi_")
+DB_TOLERANCE = 0.05  # dB
+REL_TOLERANCE = 1e-6
+ABS_TOLERANCE_SPECTRUM = 1e-8  # of the fundamental: -160 dB
+ABS_TOLERANCE = 1e-12  # float64 rounding of quantities that are about 0 (skew, dc, i0)
+
+
+def numpy_extractor(w: Window) -> NumpyExtractor:
+    """The twin of the pipeline's own extractor of workload window ``w``."""
+    return NumpyExtractor(w.config.motor, FS, w.fs_long)
+
+
+def mismatches(got: dict, want: dict) -> list[str]:
+    """Features of ``got`` (numpy) that differ from ``want`` (kernels) beyond tolerance."""
+    bad = []
+    if set(got) != set(want):
+        bad.append(f"names differ: {sorted(set(got) ^ set(want))}")
+    for name in sorted(set(got) & set(want)):
+        a, b = clean(got[name]), clean(want[name])
+        if a is None or b is None:
+            if a is not b:
+                bad.append(f"{name}: numpy {a}, kernels {b}")
+            continue
+        if name.startswith(EXACT_PREFIXES):
+            ok = a == b
+        elif name.endswith("_db"):
+            ok = abs(a - b) <= DB_TOLERANCE
+        else:
+            tol = ABS_TOLERANCE_SPECTRUM if name.startswith(FLOAT32_SPECTRUM_PREFIXES) else 0.0
+            ok = abs(a - b) <= max(REL_TOLERANCE * abs(b), tol, ABS_TOLERANCE)
+        if not ok:
+            bad.append(f"{name}: numpy {a!r}, kernels {b!r} (diff {a - b:.3g})")
+    return bad

@@ -58,6 +58,11 @@ SLIP_METHOD_SLOTS = 3.0  # rotor-slot harmonics (needs rotor_bars)
 # A line pair standing this far above the median of its search band fixes the slip;
 # weaker pairs are noise, and the slip then comes from the nameplate and the load current.
 SIDEBAND_PROMINENCE_DB = 10.0
+# The broken-bar pair lies a few bins from the fundamental, where the Blackman-Harris
+# window's own sidelobes reach -92 dB: over a floor lower than that (a clean, steady
+# recording), they stand out of the search band like a pair. A pair fixes the slip only
+# with its lower line above this level, well clear of them.
+BRB_SLIP_MIN_DB = -80.0
 MAGNETISING_SHARE = 0.4  # no-load current as a share of rated current, typical of 4-pole motors
 MAX_HARMONIC = 40
 SUPPLY_BAND_HZ = (5.0, 120.0)
@@ -329,7 +334,11 @@ class FeatureExtractor:
                 out["brb_lsb_db"], out["brb_usb_db"] = brb.lsb_db, brb.usb_db
                 out["brb_db"] = 0.5 * (brb.lsb_db + brb.usb_db)
                 out["brb_prominence_db"] = brb.prominence_db
-                if method == SLIP_METHOD_NAMEPLATE and brb.prominence_db >= SIDEBAND_PROMINENCE_DB:
+                if (
+                    method == SLIP_METHOD_NAMEPLATE
+                    and brb.prominence_db >= SIDEBAND_PROMINENCE_DB
+                    and brb.lsb_db >= BRB_SLIP_MIN_DB
+                ):
                     slip, method, prominence = brb.slip, SLIP_METHOD_SIDEBANDS, brb.prominence_db
             rotor_hz = (1.0 - slip) * f / motor.pole_pairs
             ecc = eccentricity_sidebands(p, df, f, rotor_hz, hw)
