@@ -207,8 +207,12 @@ def waveform_stats(x: np.ndarray) -> np.ndarray:
     out = []
     for row in np.atleast_2d(np.asarray(x, dtype=np.float64)):
         n = len(row)
+        if not np.all(np.isfinite(row)):
+            out.append([math.nan] * 6)
+            continue
         mean = math.fsum(row) / n
-        d = [v - mean for v in row]
+        # A constant's deviations are 0 exactly, however its mean rounds.
+        d = [0.0] * n if np.all(row == row[0]) else [v - mean for v in row]
         m2, m3, m4 = (math.fsum(e**k for e in d) / n for k in (2, 3, 4))
         rms = math.sqrt(math.fsum(v * v for v in row) / n)
         peak = max(abs(v) for v in row)
