@@ -25,22 +25,29 @@ def read_all(rec):
     return np.concatenate([c.samples for c in chunks]), chunks
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(
     hnp.arrays(
         np.float64,
-        st.tuples(st.integers(2, 300), st.just(3)),
-        elements=st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False),
+        st.tuples(st.integers(2, 300), st.sampled_from([3, 6])),
+        # Any float a logger writes, NaN and ±inf included (missing and overflowed samples,
+        # which the pipeline fills or flags), and long runs of one value (a dead or clipped
+        # channel).
+        elements=st.one_of(
+            st.floats(-1e6, 1e6), st.sampled_from([np.nan, np.inf, -np.inf, 32767.0, 0.0])
+        ),
     ),
     st.integers(1, 97),
 )
 def test_csv_round_trip_any_values_any_chunk_size(tmp_path_factory, data, chunk):
     path = tmp_path_factory.mktemp("csv") / "r.csv"
-    write_csv(path, data)
+    header = "t_s,ia,ib,ic" + (",va,vb,vc" if data.shape[1] == 6 else "")
+    write_csv(path, data, header=header)
     with open_recording(path, chunk_samples=chunk) as rec:
         got, chunks = read_all(rec)
     assert rec.fs == 1000.0
-    np.testing.assert_array_equal(got, data)
+    assert rec.roles == ["ia", "ib", "ic", "va", "vb", "vc"][: data.shape[1]]
+    np.testing.assert_array_equal(got, data)  # NaN where NaN was written
     assert [c.start for c in chunks] == list(np.cumsum([0] + [len(c.samples) for c in chunks[:-1]]))
 
 
@@ -82,6 +89,28 @@ def test_time_gaps_are_reported_where_they_happen(tmp_path):
     with open_recording(path, chunk_samples=32) as rec:
         gaps = [c.start + g for c in rec.chunks() for g in c.gaps]
     assert gaps == [60]
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    hnp.arrays(
+        st.sampled_from([np.float32, np.float64, np.int16]),
+        st.tuples(st.integers(1, 400), st.sampled_from([3, 4, 6])),
+    ),
+    st.integers(1, 97),
+)
+def test_npy_round_trip_any_dtype_values_and_chunk_size(tmp_path_factory, data, chunk):
+    """Float32, float64 or raw int16 ADC codes, NaN and ±inf included: every sample comes
+    back, as float64, in order, whatever the chunk size."""
+    path = tmp_path_factory.mktemp("npy") / "r.npy"
+    np.save(path, data)
+    with open_recording(path, fs=2000.0, chunk_samples=chunk) as rec:
+        got, chunks = read_all(rec)
+    used = 6 if data.shape[1] >= 6 else 3  # three currents, and three voltages if there
+    assert rec.roles == ["ia", "ib", "ic", "va", "vb", "vc"][:used]
+    assert got.dtype == np.float64
+    np.testing.assert_array_equal(got, data[:, :used].astype(np.float64))
+    assert sum(len(c.samples) for c in chunks) == data.shape[0]
 
 
 def test_npy_streams_and_maps_columns(tmp_path):
