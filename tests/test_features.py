@@ -182,6 +182,36 @@ def test_float32_and_float64_windows_give_the_same_features():
         assert single[k] == pytest.approx(double[k], rel=tol, abs=1e-6), k
 
 
+@pytest.mark.parametrize("v2_rms", [0.0, 4.6])
+def test_voltage_features_of_a_supply_with_known_sequence_impedances(v2_rms):
+    """230 V phase voltages with a negative sequence of ``v2_rms`` V, into a motor of
+    positive- and negative-sequence impedances Z1 and Z2: V1, V2, P, Q, PF and Z2 come
+    back as the sequence circuits give them, and z2_ohm only with an unbalance to read."""
+    z1, z2 = 20.0 * cmath.exp(0.55j), 2.5 * cmath.exp(1.2j)
+    v1 = 230 * math.sqrt(2)
+    v2 = v2_rms * math.sqrt(2) * cmath.exp(-0.4j)
+    v = three_phase(v1, v2)
+    x = three_phase(v1 / z1, v2 / z2)
+    ex = FeatureExtractor(MOTOR.model_copy(update={"supply_hz": F}), FS, FS_LONG)
+    out = ex.short(x.astype(np.float32), v.astype(np.float32))
+
+    s = 3 * ((v1 / math.sqrt(2)) * (v1 / z1 / math.sqrt(2)).conjugate())
+    s += 3 * ((v2 / math.sqrt(2)) * (v2 / z2 / math.sqrt(2)).conjugate())
+    assert out["v1"] == pytest.approx(230.0, rel=1e-6)
+    assert out["v2"] == pytest.approx(v2_rms, rel=1e-5, abs=1e-4)
+    assert out["v2_v1"] == pytest.approx(v2_rms / 230.0, rel=1e-5, abs=1e-6)
+    assert out["p_w"] == pytest.approx(s.real, rel=1e-5)
+    assert out["q_var"] == pytest.approx(s.imag, rel=1e-5)  # > 0: the current lags
+    assert out["pf"] == pytest.approx(s.real / abs(s), rel=1e-5)
+    assert out["rms_va"] == pytest.approx(abs(v1 + v2) / math.sqrt(2), rel=1e-5)
+    if v2_rms:
+        assert out["i2_i1"] > 1e-3
+        assert out["z2_ohm"] == pytest.approx(abs(z2), rel=1e-4)
+    else:
+        assert out["i2_i1"] < 1e-3
+        assert out["z2_ohm"] is None  # V2/I2 of leakage alone would be noise
+
+
 # --- long window: rotor, air gap, bearings, slip ---------------------------------------
 
 
