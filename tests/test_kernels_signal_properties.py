@@ -14,7 +14,7 @@ import math
 import numpy as np
 import pytest
 from edge_agent.kernels.engine import fundamental, phasors
-from edge_agent.kernels.park import epva_line_db, modulus_lines_db, park_modulus
+from edge_agent.kernels.park import clarke, epva_line_db, modulus_lines_db, park_modulus
 from edge_agent.kernels.power import power_quantities
 from edge_agent.kernels.quality import detect_clipping, remove_dc
 from edge_agent.kernels.sequence import dft_phasors
@@ -72,6 +72,7 @@ def test_signal_kernels_equal_their_references_on_any_window(case):
     # Park's vector lines are ratios of a line (down to -100 dB) to the mean: in dB.
     epva = naive.epva_line_db(q, fs, 2 * F)
     fund = fundamental(x, fs, F)
+    sv = naive.space_vector(q)
     checks = {
         "power_spectrum": (power_spectrum(x[0], fs)[1], naive.power_spectrum(q[0], fs)[0], rtol),
         "space_vector_spectrum": (
@@ -84,7 +85,8 @@ def test_signal_kernels_equal_their_references_on_any_window(case):
         "fundamental phasors": (fund.phasors, naive.dft_phasors(q, fs, F), rtol),
         "fundamental rms": (fund.rms, naive.rms(q), rtol),
         "rms": (rms(x), naive.rms(q), rtol),
-        "park_modulus": (park_modulus(x), math.sqrt(1.5) * np.abs(naive.space_vector(q)), rtol),
+        "clarke": (clarke(x), np.stack([sv.real, sv.imag]), rtol),
+        "park_modulus": (park_modulus(x), math.sqrt(1.5) * np.abs(sv), rtol),
         "waveform_stats": (waveform_stats(x), naive.waveform_stats(q), rtol),
         "remove_dc": (remove_dc(x), naive.remove_dc(q), rtol),
         "detect_clipping": (detect_clipping(x), naive.detect_clipping(x), 0.0),
