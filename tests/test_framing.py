@@ -387,7 +387,10 @@ def streams(draw):
     parts, blocks = [], []
     for i in range(draw(st.integers(0, 6))):
         parts.append(draw(garbage(channels)))
-        x = draw(hnp.arrays(np.int16, (draw(st.integers(1, 24)), channels)))
+        # Any codes, and often one code throughout: silence, either rail of a clipped
+        # channel, or the sync word itself (A5 5A in the payload must not start a frame).
+        fill = st.sampled_from([0, -32768, 32767, 0x5AA5])
+        x = draw(hnp.arrays(np.int16, (draw(st.integers(1, 24)), channels), fill=fill))
         parts.append(encode_frame(x, (seq0 + i) % SEQ_MOD, i))
         blocks.append(x)
     parts.append(draw(garbage(channels)))
