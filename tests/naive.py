@@ -556,3 +556,14 @@ def vi_features(v, i, fs: float, f: float, points: int = 64) -> np.ndarray:
             continue
         out[c] = _vi_cycle(x / np.max(np.abs(x)), y / np.max(np.abs(y)))
     return out
+
+
+def agrees(got, want, rtol: float, atol: float = 1e-6) -> bool:
+    """Whether a kernel's result equals its reference's: the same shape, values within
+    rtol/atol (real and imaginary parts apart), NaN exactly where the reference has NaN."""
+    got, want = np.asarray(got), np.asarray(want)
+    if np.iscomplexobj(got) or np.iscomplexobj(want):
+        return agrees(got.real, want.real, rtol, atol) and agrees(got.imag, want.imag, rtol, atol)
+    return got.shape == want.shape and np.allclose(
+        got.astype(np.float64), want.astype(np.float64), rtol=rtol, atol=atol, equal_nan=True
+    )

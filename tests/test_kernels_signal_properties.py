@@ -54,15 +54,6 @@ def windows(draw, scale: float = 1.0):
     return (scale * x).astype(dtype), kind, fs
 
 
-def same(got, want, rtol: float, atol: float = 1e-6) -> bool:
-    got, want = np.asarray(got), np.asarray(want)
-    if np.iscomplexobj(got) or np.iscomplexobj(want):
-        return same(got.real, want.real, rtol, atol) and same(got.imag, want.imag, rtol, atol)
-    return got.shape == want.shape and np.allclose(
-        got.astype(np.float64), want.astype(np.float64), rtol=rtol, atol=atol, equal_nan=True
-    )
-
-
 @settings(max_examples=60, deadline=None)
 @given(windows())
 def test_signal_kernels_equal_their_references_on_any_window(case):
@@ -91,7 +82,7 @@ def test_signal_kernels_equal_their_references_on_any_window(case):
         "remove_dc": (remove_dc(x), naive.remove_dc(q), rtol),
         "detect_clipping": (detect_clipping(x), naive.detect_clipping(x), 0.0),
     }
-    wrong = [k for k, (got, want, tol) in checks.items() if not same(got, want, tol)]
+    wrong = [k for k, (got, want, tol) in checks.items() if not naive.agrees(got, want, tol)]
     dbs = {
         "epva_line_db": epva_line_db(x, fs, 2 * F),
         "fundamental epva_db": fund.epva_db,
@@ -100,7 +91,7 @@ def test_signal_kernels_equal_their_references_on_any_window(case):
     if kind == "constant":  # no line: the level is rounding, -200 dB or less, or the floor
         wrong += [k for k, db in {**dbs, "naive": epva}.items() if not db <= -200]
     else:
-        wrong += [k for k, db in dbs.items() if not same(db, epva, 0.0, atol=0.01)]
+        wrong += [k for k, db in dbs.items() if not naive.agrees(db, epva, 0.0, atol=0.01)]
     assert not wrong, f"{kind}, {x.dtype}, n={x.shape[1]}, fs={fs}: {wrong}"
     if kind != "nan":
         assert np.all(np.isfinite(checks["waveform_stats"][0][:, [0, 1, 5]]))  # rms, peak, dc
@@ -120,10 +111,10 @@ def test_power_and_vi_kernels_equal_their_references_on_any_window(voltages, cur
     want = naive.power_quantities(v.astype(np.float64), i.astype(np.float64), fs, F)
     if "constant" in kinds:
         # No fundamental voltage or current: the ratios are 0/0; the powers must still be 0.
-        assert same(tuple(got)[3:5], want[3:5], 0.0, atol=1e-6)
+        assert naive.agrees(tuple(got)[3:5], want[3:5], 0.0, atol=1e-6)
     else:
         # z2 = |V2|/|I2| divides by a negative sequence down to rounding: compared apart.
-        assert same(tuple(got)[:6], want[:6], rtol, atol=1e-6)
+        assert naive.agrees(tuple(got)[:6], want[:6], rtol, atol=1e-6)
 
     cycles = n * F / fs
     if cycles < 2:
@@ -132,7 +123,7 @@ def test_power_and_vi_kernels_equal_their_references_on_any_window(voltages, cur
     elif cycles >= 3 and kinds == {"sines"}:
         got = vi_features(v, i, fs, F)
         want = naive.vi_features(v.astype(np.float64), i.astype(np.float64), fs, F)
-        assert same(got, want, 1e-3 if rtol > 1e-6 else 1e-6, atol=1e-4)
+        assert naive.agrees(got, want, 1e-3 if rtol > 1e-6 else 1e-6, atol=1e-4)
     else:
         got = vi_features(v, i, fs, F)  # clipped, constant, NaN: any values, no crash
         assert got.shape == (3, 9)

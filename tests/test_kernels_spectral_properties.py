@@ -49,11 +49,6 @@ def spectra(draw):
     return p.astype(dtype), kind
 
 
-def same(got, want) -> bool:
-    return np.allclose(np.asarray(got, float), np.asarray(want, float), rtol=1e-9, atol=1e-9,
-                       equal_nan=True)  # fmt: skip
-
-
 @settings(max_examples=60, deadline=None)
 @given(spectra())
 def test_spectrum_kernels_equal_their_references_on_any_spectrum(case):
@@ -77,7 +72,7 @@ def test_spectrum_kernels_equal_their_references_on_any_spectrum(case):
             np.concatenate(naive.bearing_line_levels(q, DF, F, F_R, ORDERS, 2, 4, 32)),
         ),
     }
-    wrong = {k: v for k, v in checks.items() if not same(*v)}
+    wrong = {k: v for k, v in checks.items() if not naive.agrees(*v, rtol=1e-9, atol=1e-9)}
     assert not wrong, f"{kind}, {p.dtype}, n={p.shape[0]}: {wrong}"
     if kind != "nan":
         assert np.isfinite(checks["peak_frequency"][0])
