@@ -63,6 +63,7 @@ def warm_up() -> None:
     plans the FFTs of these small test lengths (the real lengths plan in microseconds).
     """
     import numpy as np
+    from edge_agent.kernels import fft
     from edge_agent.kernels.bearing import bearing_orders
     from edge_agent.kernels.lines import (
         bearing_line_levels,
@@ -110,6 +111,10 @@ def warm_up() -> None:
         epva_line_db(x, fs, 2 * f)
         vi_features(x, x, fs, f)
         slip_from_slot_harmonics(spec.pos, spec.df, f, 28, 2, 0.002, 0.06, 2)
+    # scipy's FFTs of the windows' lengths run in four parts joined by a radix-4 pass
+    # (kernels.fft), whichever backend the tests above used.
+    for kind in fft.KINDS:
+        fft.plan(fft.FOUR_STEP_MIN, kind, "scipy")()
     x = x64
     ab = clarke(x)
     z = ab[0] + 1j * ab[1]

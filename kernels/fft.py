@@ -10,7 +10,14 @@ rounding):
   windows use (benchmarks/README.md). pyFFTW is BSD-licensed, but its wheels carry FFTW,
   which is GPL-2.0-or-later: an installation that includes it is covered by the GPL, which
   is why it is an option and not a requirement.
-- ``scipy``: ``scipy.fft`` (pocketfft, BSD), always available.
+- ``scipy``: ``scipy.fft`` (pocketfft, BSD), always available. pocketfft runs the
+  transforms of one call side by side in SIMD lanes (4 in single precision: SSE2 on
+  x86-64, NEON on arm64), but a transform alone in scalar code. So a transform of length
+  n = 4m runs as the four length-m transforms of the samples x[4i + r], r = 0..3, in one
+  call, joined by one radix-4 pass (:func:`_join_c2c`, :func:`_join_r2c`): Bailey's
+  "four-step" FFT with a first factor of 4 (D. H. Bailey, "FFTs in external or
+  hierarchical memory", J. Supercomputing 4, 1990). For the default windows this is about
+  1.6 times faster here than one call of length n, and as accurate (benchmarks/README.md).
 
 ``EDGE_AGENT_FFT`` = ``auto`` (default: fftw if importable), ``fftw`` or ``scipy`` picks one.
 Plans and their buffers belong to one thread: :func:`plan` keeps a cache per thread, so
@@ -46,6 +53,7 @@ from pathlib import Path
 
 import numpy as np
 import scipy.fft
+from edge_agent.kernels._flags import jit
 
 log = logging.getLogger(__name__)
 
@@ -78,10 +86,10 @@ def default_backend() -> str:
 class Plan:
     """One forward transform of length ``n``: fill :attr:`input`, call, read the result.
 
-    The result is a buffer of the plan's own (fftw) or a new array (scipy); either way it
-    is valid until the next call. A call may overwrite the input (fftw): fill it whole each
-    time. Single precision: float32 keeps the spectral floor near -140 dB re the largest
-    line, far below anything a feature reads.
+    The result is a buffer of the plan's own (fftw, and scipy's four-step lengths) or a new
+    array; either way it is valid until the next call. A call may overwrite the input
+    (fftw): fill it whole each time. Single precision: float32 keeps the spectral floor
+    near -140 dB re the largest line, far below anything a feature reads.
     """
 
     def __init__(self, n: int, kind: str, backend: str) -> None:
@@ -104,14 +112,124 @@ class Plan:
                 self._fftw = _fftw_plan(self.input, self._output, "FFTW_ESTIMATE")
         else:
             self.input = np.zeros(self.n, dtype=_in_dtype(kind))
+            self._twiddles = _twiddles(self.n) if _four_step(self.n) else None
+            if self._twiddles is not None:
+                self._output = np.empty(_out_len(self.n, kind), dtype=np.complex64)
 
     def __call__(self) -> np.ndarray:
         if self.backend == "fftw":
             self._fftw()
             return self._output
-        if self.kind == "c2c":
-            return scipy.fft.fft(self.input, workers=1)
-        return scipy.fft.rfft(self.input, workers=1)
+        real = self.kind == "r2c"
+        transform = scipy.fft.rfft if real else scipy.fft.fft
+        if self._twiddles is None:
+            return transform(self.input, workers=1)
+        # Row r of the (4, m) view holds x[4i + r]: four transforms in one call (four-step).
+        rows = transform(self.input.reshape(-1, 4).T, axis=-1, workers=1)
+        join = _join_r2c if real else _join_c2c
+        join(rows.view(np.float32), self._twiddles, self._output.view(np.float32))
+        return self._output
+
+
+# Lengths from here up, when a multiple of 4, take scipy's four-step path. Below, it gains
+# little or nothing: at 2048 points 11 against 13 µs (complex), 9.5 against 9.3 (real).
+FOUR_STEP_MIN = 4096
+
+
+def _four_step(n: int) -> bool:
+    return n % 4 == 0 and n >= FOUR_STEP_MIN
+
+
+def _out_len(n: int, kind: str) -> int:
+    return n if kind == "c2c" else n // 2 + 1
+
+
+@functools.lru_cache(maxsize=8)
+def _twiddles(n: int) -> np.ndarray:
+    """cos and sin of -2πrk/n for r = 1, 2, 3 (rows 2r - 2 and 2r - 1), k < n / 4.
+
+    Single precision, like the transforms they join: the joined spectrum is as accurate
+    as one scipy transform of length n (about 1.5e-7 of the largest bin; tests)."""
+    k = np.arange(n // 4)
+    ang = [-2.0 * np.pi * ((r * k) % n) / n for r in (1, 2, 3)]
+    tw = np.array([f(a) for a in ang for f in (np.cos, np.sin)], dtype=np.float32)
+    tw.setflags(write=False)
+    return tw
+
+
+@jit(inline="always")
+def _butterfly(y, j, sign, tw, k):
+    """The radix-4 pass at k < m: the outputs X[k + q·m], q = 0 .. 3, as 8 floats (re, im).
+
+    ``y`` holds the rows' spectra as float32 (re, im) pairs; their bin j is read, its
+    imaginary part times ``sign`` (-1: the conjugate, for a real transform's rows, which
+    hold only half their bins). With T_r = W^{rk}·Y_r, W = e^{-2πj/n}:
+    X = Y0 + T1 + T2 + T3, Y0 - jT1 - T2 + jT3, Y0 - T1 + T2 - T3, Y0 + jT1 - T2 - jT3.
+    """
+    ar = y[0, 2 * j]
+    ai = sign * y[0, 2 * j + 1]
+    br = y[1, 2 * j]
+    bi = sign * y[1, 2 * j + 1]
+    cr = y[2, 2 * j]
+    ci = sign * y[2, 2 * j + 1]
+    dr = y[3, 2 * j]
+    di = sign * y[3, 2 * j + 1]
+    t1r = tw[0, k] * br - tw[1, k] * bi
+    t1i = tw[0, k] * bi + tw[1, k] * br
+    t2r = tw[2, k] * cr - tw[3, k] * ci
+    t2i = tw[2, k] * ci + tw[3, k] * cr
+    t3r = tw[4, k] * dr - tw[5, k] * di
+    t3i = tw[4, k] * di + tw[5, k] * dr
+    s02r = ar + t2r
+    s02i = ai + t2i
+    d02r = ar - t2r
+    d02i = ai - t2i
+    s13r = t1r + t3r
+    s13i = t1i + t3i
+    d13r = t1r - t3r
+    d13i = t1i - t3i
+    return (
+        s02r + s13r, s02i + s13i, d02r + d13i, d02i - d13r,
+        s02r - s13r, s02i - s13i, d02r - d13i, d02i + d13r,
+    )  # fmt: skip
+
+
+@jit
+def _join_c2c(y, tw, out):
+    """X (n bins, as float32 pairs in ``out``) from the rows' complex transforms ``y``."""
+    m = tw.shape[1]
+    one = y.dtype.type(1.0)
+    for k in range(m):
+        x0r, x0i, x1r, x1i, x2r, x2i, x3r, x3i = _butterfly(y, k, one, tw, k)
+        out[2 * k] = x0r
+        out[2 * k + 1] = x0i
+        out[2 * (k + m)] = x1r
+        out[2 * (k + m) + 1] = x1i
+        out[2 * (k + 2 * m)] = x2r
+        out[2 * (k + 2 * m) + 1] = x2i
+        out[2 * (k + 3 * m)] = x3r
+        out[2 * (k + 3 * m) + 1] = x3i
+
+
+@jit
+def _join_r2c(y, tw, out):
+    """X (bins 0 .. n/2, as float32 pairs in ``out``) from the rows' real transforms ``y``
+    (bins 0 .. m//2 each; bin m - j of a real row is the conjugate of bin j)."""
+    m = tw.shape[1]
+    half = y.shape[1] // 2  # bins per row
+    one = y.dtype.type(1.0)
+    for k in range(m):
+        if k < half:
+            x0r, x0i, x1r, x1i, _, _, _, _ = _butterfly(y, k, one, tw, k)
+        else:
+            x0r, x0i, x1r, x1i, _, _, _, _ = _butterfly(y, m - k, -one, tw, k)
+        out[2 * k] = x0r
+        out[2 * k + 1] = x0i
+        out[2 * (k + m)] = x1r
+        out[2 * (k + m) + 1] = x1i
+    # X[n/2]: every row at bin 0 (real), signs (-1)^r.
+    out[4 * m] = y[0, 0] - y[1, 0] + y[2, 0] - y[3, 0]
+    out[4 * m + 1] = 0.0
 
 
 _local = threading.local()

@@ -17,13 +17,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.fft
 from edge_agent.kernels import fft
 from edge_agent.kernels.engine import fundamental, phase_spectra, phasors
 from edge_agent.kernels.park import clarke, epva_line_db, modulus_lines_db, park_ellipse
 from edge_agent.kernels.sequence import dft_phasors
 from edge_agent.kernels.spectrum import harmonics, space_vector_power, space_vector_spectrum
 from edge_agent.kernels.stats import rms
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tests import naive
@@ -77,6 +78,51 @@ def test_backends_agree_to_single_precision():
     pa = space_vector_power(z, backend="fftw")
     pb = space_vector_power(z, backend="scipy")
     np.testing.assert_allclose(pa, pb, rtol=0, atol=1e-6 * pb.max())
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.integers(fft.FOUR_STEP_MIN // 4, 4200).map(lambda m: 4 * m) | st.integers(4096, 16800),
+    st.sampled_from(fft.KINDS),
+    st.sampled_from(["noise", "line", "constant"]),
+)
+@example(15360, "c2c", "noise")  # the short window's transforms
+@example(15360, "r2c", "noise")
+@example(16384, "c2c", "line")  # the long window's
+@example(4 * 3841, "r2c", "noise")  # an odd quarter length: rows of (m + 1) / 2 bins
+@example(fft.FOUR_STEP_MIN, "r2c", "constant")
+def test_scipy_long_transforms_in_four_steps_are_as_exact_as_one(n, kind, signal):
+    # Lengths of 4096 and more that are multiples of 4 run as four batched transforms and a
+    # radix-4 pass (kernels.fft); others as one transform.
+    i = np.arange(n)
+    if signal == "noise":
+        x = RNG.normal(size=n) + (1j * RNG.normal(size=n) if kind == "c2c" else 0)
+    elif signal == "line":  # lines on bins 377 and 1000, 60 dB apart
+        x = np.exp(2j * np.pi * 377 * i / n) + 1e-3 * np.cos(2 * np.pi * 1000 * i / n)
+        x = x if kind == "c2c" else x.real
+    else:
+        x = np.full(n, 2.5 + (1j if kind == "c2c" else 0))
+    x = x.astype(np.complex64 if kind == "c2c" else np.float32)
+    plan = fft.plan(n, kind, "scipy")
+    plan.input[:] = x
+    got = plan()
+    ref = np.fft.fft(x.astype(np.complex128))[: got.shape[0]]
+    one = (scipy.fft.fft if kind == "c2c" else scipy.fft.rfft)(x)  # one call of length n
+    assert got.shape == one.shape
+    top = np.abs(ref).max()
+    # Single precision, like one transform: the error of either stays near 1e-7 of the top.
+    assert np.abs(got - ref).max() <= max(3e-7 * top, 1.5 * np.abs(one - ref).max())
+    if signal == "line":
+        assert abs(got[1000]) / (n / 2) == pytest.approx(1e-3, rel=1e-3)
+        got[[377, 1000, -1000 if kind == "c2c" else 1000]] = 0  # the cosine's -1000 too
+        assert np.abs(got).max() < 1e-6 * top  # nothing anywhere else
+
+
+def test_a_nan_sample_spoils_every_bin_of_a_four_step_transform():
+    plan = fft.plan(15360, "r2c", "scipy")
+    plan.input[:] = RNG.normal(size=15360)
+    plan.input[4097] = np.nan  # one row of the four
+    assert np.isnan(plan()).all()
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
