@@ -578,6 +578,32 @@ def test_scaling_is_counts_minus_offset_times_gain_times_ratio_per_channel():
     assert counts[2, 0] == -32768  # the input is not modified, nor overflowed
 
 
+@settings(max_examples=100, deadline=None)
+@given(
+    data=st.data(),
+    channels=st.integers(1, 8),
+    dtype=st.sampled_from([np.int16, np.uint16, np.int32, np.float32, np.float64]),
+)
+def test_scaling_property_any_counts_and_calibration(data, channels, dtype):
+    finite = st.floats(-1e4, 1e4, allow_nan=False)
+    per_channel = st.lists(finite, min_size=channels, max_size=channels)
+    offset, gain, ratio = (data.draw(st.one_of(finite, per_channel)) for _ in range(3))
+    if not any(isinstance(v, list) for v in (offset, gain, ratio)):
+        channels = 1  # scalars alone make a scaling of one channel
+    elements = None if np.dtype(dtype).kind in "iu" else st.floats(-4e4, 4e4, width=32)
+    shape = (data.draw(st.integers(0, 50)), channels)
+    counts = data.draw(hnp.arrays(dtype, shape, elements=elements))
+    before = counts.copy()
+    got = Scaling(offset, gain, ratio).apply(counts)
+    assert got.dtype == np.float64 and got.shape == counts.shape
+    # Each count exactly (converted to float64 first, so no integer wraps), one rounding per
+    # step: (counts - offset), then times gain·ratio.
+    scale = np.broadcast_to(np.float64(gain) * np.float64(ratio), (channels,))
+    want = (counts.astype(np.float64) - np.broadcast_to(np.float64(offset), (channels,))) * scale
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(counts, before)  # the input is left as it was
+
+
 def test_scaling_broadcasts_scalars_and_checks_shapes():
     s = Scaling(2048, [1.0, 2.0, 3.0])
     assert s.channels == 3

@@ -193,6 +193,44 @@ def test_bearing_orders_of_a_6205_match_published_values():
     np.testing.assert_allclose(a, naive.bearing_orders(9, 7.94, 39.04, 40.0), rtol=1e-12)
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    n=st.integers(3, 60),
+    d=st.floats(0.5, 80.0),
+    pitch_over_d=st.floats(1.01, 30.0),
+    theta=st.floats(0.0, 89.9),
+    rotor_hz=st.floats(0.0, 200.0),
+)
+def test_bearing_orders_property_any_geometry(n, d, pitch_over_d, theta, rotor_hz):
+    pd = d * pitch_over_d
+    o = bearing_orders(n, d, pd, theta)
+    np.testing.assert_allclose(o, naive.bearing_orders(n, d, pd, theta), rtol=1e-12)
+    # Kinematics: every ball passes both races once per relative turn (BPFO + BPFI = n),
+    # and the outer race sees the n balls once per turn of the cage (BPFO = n·FTF).
+    assert o.outer + o.inner == pytest.approx(n, rel=1e-12)
+    assert o.outer == pytest.approx(n * o.cage, rel=1e-12)
+    assert 0 < o.cage < 0.5 and o.outer < n / 2 < o.inner and o.ball > 0
+    hz = bearing_frequencies(n, d, pd, theta, rotor_hz)
+    np.testing.assert_allclose(hz, np.array(o) * rotor_hz, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        ((2, 7.94, 39.04, 0.0), "n_balls"),
+        ((9.0, 7.94, 39.04, 0.0), "n_balls"),
+        ((9, 0.0, 39.04, 0.0), "ball_diameter"),
+        ((9, math.nan, 39.04, 0.0), "ball_diameter"),
+        ((9, 7.94, 7.94, 0.0), "pitch_diameter"),
+        ((9, 7.94, 39.04, 90.0), "contact_angle"),
+        ((9, 7.94, 39.04, -1.0), "contact_angle"),
+    ],
+)
+def test_bearing_geometry_that_cannot_be_is_refused_by_name(args, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        bearing_orders(*args)
+
+
 def test_bearing_line_levels_find_the_outer_race_line():
     p = motor_spectrum()
     res = bearing_line_levels(p, DF, F, rotor_hz(0.03), ORDERS)

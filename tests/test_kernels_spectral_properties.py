@@ -14,7 +14,13 @@ import pytest
 from edge_agent.kernels.bearing import bearing_orders
 from edge_agent.kernels.lines import bearing_line_levels, eccentricity_sidebands
 from edge_agent.kernels.sidebands import brb_sidebands
-from edge_agent.kernels.spectrum import band_power, peak_frequency, thd
+from edge_agent.kernels.spectrum import (
+    band_power,
+    peak_frequency,
+    spectral_window,
+    thd,
+    window_sum,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -93,3 +99,18 @@ def test_peak_frequency_passes_over_nan_bins(dtype):
     assert 99.5 <= peak_frequency(p, 1.0, 50, 150) < both  # as if bin 101 were empty
     p[:] = np.nan
     assert np.isnan(peak_frequency(p, 1.0, 50, 150))
+
+
+@settings(max_examples=100, deadline=None)
+@given(name=st.sampled_from(["hann", "blackmanharris"]), n=st.integers(4, 40_000))
+def test_spectral_window_property_any_length(name, n):
+    w = spectral_window(name, n)
+    assert w.shape == (n,) and not w.flags.writeable  # shared: cached per (name, n)
+    assert naive.agrees(w, naive.window(name, n), rtol=0, atol=1e-12)
+    # Periodic ("DFT-even"): w[k] = w[n - k], the form whose DFT has only the window's few
+    # lines, and whose sum is its first coefficient times n.
+    np.testing.assert_allclose(w[1:], w[:0:-1], rtol=0, atol=1e-12)
+    a0 = 0.5 if name == "hann" else 0.35875
+    assert window_sum(name, n) == pytest.approx(a0 * n, rel=1e-12)
+    assert window_sum(name, n) == pytest.approx(w.sum(), rel=1e-12)
+    assert w.min() >= -1e-15 and w.max() <= 1.0 + 1e-15
