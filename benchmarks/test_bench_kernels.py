@@ -272,6 +272,26 @@ def _fft_calls(backend: str, n_short: int, n_long: int):
     return run
 
 
+@pytest.mark.benchmark(group="fft: one transform of a default window")
+@pytest.mark.parametrize("way", ["fftw", "scipy", "scipy-one-call"])
+@pytest.mark.parametrize("n, kind", [(15360, "c2c"), (15360, "r2c"), (16384, "c2c")])
+def test_fft_transform(benchmark, n, kind, way):
+    """Each transform of the default windows alone: FFTW, scipy as edge-agent calls it (four
+    quarter-length transforms in one call, then a radix-4 pass: kernels.fft), and scipy's
+    one call of length n, the same transform."""
+    plan = fft.plan(n, kind, way.removesuffix("-one-call"))
+    plan.input[:] = np.random.default_rng(5).normal(size=n)
+    ref = np.fft.fft(plan.input.astype(np.complex128))[: n if kind == "c2c" else n // 2 + 1]
+    if way == "scipy-one-call":
+        one = scipy.fft.fft if kind == "c2c" else scipy.fft.rfft
+        run = functools.partial(one, plan.input, workers=1)
+    else:
+        run = plan
+    # Checked before the timing: FFTW may overwrite its input at each call.
+    assert np.abs(run() - ref).max() < 5e-7 * np.abs(ref).max()
+    timed(benchmark, run)
+
+
 @pytest.mark.benchmark(group="fft-only: the FFTs of one hop")
 @pytest.mark.parametrize("backend", fft.BACKENDS)
 def test_fft_only_lower_bound(benchmark, backend):
