@@ -109,8 +109,8 @@ def epva_line_db(x: np.ndarray, fs: float, f_line: float) -> float:
 
 
 def peak_frequency(p: np.ndarray, df: float, fmin: float, fmax: float) -> float:
-    lo = max(1, math.ceil(fmin / df))
-    hi = min(p.shape[0] - 1, math.floor(fmax / df) + 1)
+    lo = max(1, math.floor(fmin / df + 0.5))  # the bins nearest fmin and fmax
+    hi = min(p.shape[0] - 1, math.floor(fmax / df + 0.5) + 1)
     k = lo + int(np.argmax(p[lo:hi]))
     a, b, c = np.log(np.maximum(p[k - 1 : k + 2], 1e-300))
     den = a - 2 * b + c
@@ -193,8 +193,8 @@ def _peak_bin(p: np.ndarray, lo: int, hi: int) -> float:
 
 
 def _peak_hz(p: np.ndarray, df: float, fmin: float, fmax: float) -> float:
-    lo = max(1, math.ceil(fmin / df))
-    hi = min(p.shape[0] - 1, math.floor(fmax / df) + 1)
+    lo = max(1, math.floor(fmin / df + 0.5))  # the bins nearest fmin and fmax
+    hi = min(p.shape[0] - 1, math.floor(fmax / df + 0.5) + 1)
     if hi <= lo:
         raise ValueError(f"[{fmin=}, {fmax=}] Hz holds no bin of a spectrum with {df=} Hz")
     return _peak_bin(p, lo, hi) * df

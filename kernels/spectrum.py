@@ -163,14 +163,17 @@ def _peak_bin(p, lo, hi):
 def peak_frequency(p: np.ndarray, df: float, fmin: float, fmax: float) -> float:
     """Frequency (Hz) of the strongest line of power spectrum ``p`` within [fmin, fmax].
 
-    Interpolated between bins on the logarithm of the power, which is exact for a Gaussian
-    main lobe and within a few hundredths of a bin for Hann and Blackman-Harris.
+    The bins searched run from the one nearest ``fmin`` to the one nearest ``fmax``: a
+    line anywhere in the band has its largest bin among them, even at the band's very
+    edge (the search reaches up to half a bin beyond it). Interpolated between bins on the
+    logarithm of the power, which is exact for a Gaussian main lobe and within a few
+    hundredths of a bin for Hann and Blackman-Harris.
     """
     p = np.ascontiguousarray(p, dtype=np.float64)
     if p.ndim != 1:
         raise ValueError(f"p must be 1-D, got shape {p.shape}")
-    lo = max(1, int(math.ceil(fmin / df)))
-    hi = min(p.shape[0] - 1, int(math.floor(fmax / df)) + 1)
+    lo = max(1, int(math.floor(fmin / df + 0.5)))
+    hi = min(p.shape[0] - 1, int(math.floor(fmax / df + 0.5)) + 1)
     if hi <= lo:
         raise ValueError(f"[{fmin=}, {fmax=}] Hz holds no bin of a spectrum with {df=} Hz")
     return _peak_bin(p, lo, hi) * df

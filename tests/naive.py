@@ -38,9 +38,10 @@ def power_spectrum(x: np.ndarray, fs: float, window_name: str = "hann") -> np.nd
 
 
 def peak_frequency(p: np.ndarray, df: float, fmin: float, fmax: float) -> float:
-    """NaN bins are never the peak, and a NaN neighbour counts as empty."""
-    lo = max(1, math.ceil(fmin / df))
-    hi = min(len(p) - 1, math.floor(fmax / df) + 1)
+    """From the bin nearest fmin to the one nearest fmax. NaN bins are never the peak, and a
+    NaN neighbour counts as empty."""
+    lo = max(1, math.floor(fmin / df + 0.5))
+    hi = min(len(p) - 1, math.floor(fmax / df + 0.5) + 1)
     band = [k for k in range(lo, hi) if p[k] > -math.inf]  # not NaN
     if not band:
         return math.nan

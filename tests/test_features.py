@@ -134,6 +134,22 @@ def test_sequence_components_in_rms_amperes_and_nema_unbalance_of_a_known_set(su
     assert out["unbalance_nema"] == pytest.approx(nema, rel=1e-5)
 
 
+@pytest.mark.parametrize("f", [5.0, 5.06, 7.3, 33.3, 60.0, 97.7, 119.87, 120.0])
+def test_the_supply_frequency_is_tracked_to_the_edges_of_its_band(f):
+    """A drive's output anywhere in 5-120 Hz, with its 5th and 7th harmonics, reads within
+    0.015 Hz, and its positive sequence within 0.02 %. At 5.0 and 119.87 Hz the line's
+    largest bin lies just outside the band (bins of 0.977 Hz): it must still be found."""
+    t = np.arange(N_SHORT) / FS
+    x = np.empty((3, N_SHORT))
+    for k in range(3):
+        th = 2 * math.pi * f * t - 2 * math.pi * k / 3
+        x[k] = A1 * (np.cos(th) + 0.05 * np.cos(5 * th) + 0.03 * np.cos(7 * th))
+    out = short_features(x)
+    assert out["supply_hz"] == pytest.approx(f, abs=0.015)
+    assert out["i1"] == pytest.approx(I1_RMS, rel=2e-4)
+    assert out["i2_i1"] < 1e-3
+
+
 def test_a_balanced_set_has_no_unbalance_and_a_round_parks_vector():
     out = short_features(three_phase(A1))
     assert out["i2_i1"] < 1e-5 and out["i0_i1"] < 1e-5
