@@ -111,8 +111,8 @@ def warm_up() -> None:
         epva_line_db(x, fs, 2 * f)
         vi_features(x, x, fs, f)
         slip_from_slot_harmonics(spec.pos, spec.df, f, 28, 2, 0.002, 0.06, 2)
-    # scipy's FFTs of the windows' lengths run in four parts joined by a radix-4 pass
-    # (kernels.fft), whichever backend the tests above used.
+    # scipy's FFTs of the windows' lengths run as four-step transforms whose radix-4 pass
+    # is a kernel (kernels.fft): compile it too, whichever backend the calls above used.
     for kind in fft.KINDS:
         fft.plan(fft.FOUR_STEP_MIN, kind, "scipy")()
     x = x64
