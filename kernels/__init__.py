@@ -63,7 +63,6 @@ def warm_up() -> None:
     plans the FFTs of these small test lengths (the real lengths plan in microseconds).
     """
     import numpy as np
-    from edge_agent.kernels import fft
     from edge_agent.kernels.bearing import bearing_orders
     from edge_agent.kernels.lines import (
         bearing_line_levels,
@@ -75,6 +74,8 @@ def warm_up() -> None:
     from edge_agent.kernels.power import power_from_phasors
     from edge_agent.kernels.spectrum import space_vector_power
 
+    # Long enough (8000 samples, spectra of 8192) for the scipy backend's four-step FFT
+    # (at least fft.FOUR_STEP_MIN points), so its join compiles here too.
     fs, n = 2000.0, 8000
     t = np.arange(n) / fs
     x64 = np.stack([np.sin(2 * np.pi * 50 * t - k * 2 * np.pi / 3) for k in range(3)])
@@ -111,10 +112,6 @@ def warm_up() -> None:
         epva_line_db(x, fs, 2 * f)
         vi_features(x, x, fs, f)
         slip_from_slot_harmonics(spec.pos, spec.df, f, 28, 2, 0.002, 0.06, 2)
-    # scipy's FFTs of the windows' lengths run as four-step transforms whose radix-4 pass
-    # is a kernel (kernels.fft): compile it too, whichever backend the calls above used.
-    for kind in fft.KINDS:
-        fft.plan(fft.FOUR_STEP_MIN, kind, "scipy")()
     x = x64
     ab = clarke(x)
     z = ab[0] + 1j * ab[1]

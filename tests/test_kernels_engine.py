@@ -523,8 +523,11 @@ def _compiled_signatures() -> dict[str, int]:
     return counts
 
 
-def test_warm_up_leaves_nothing_for_the_first_window_to_compile():
-    """A compile at the first live window would stall analysis for seconds (cold cache)."""
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_warm_up_leaves_nothing_for_the_first_window_to_compile(backend, monkeypatch):
+    """A compile at the first live window would stall analysis for seconds (cold cache),
+    with either FFT backend (scipy's has kernels of its own: the four-step's join)."""
+    monkeypatch.setenv("EDGE_AGENT_FFT", backend)
     from edge_agent import kernels
     from edge_agent.config import Config
     from edge_agent.pipeline import Pipeline
