@@ -16,8 +16,8 @@ rounding):
   n = 4m runs as the four length-m transforms of the samples x[4i + r], r = 0..3, in one
   call, joined by one radix-4 pass (:func:`_join_c2c`, :func:`_join_r2c`): Bailey's
   "four-step" FFT with a first factor of 4 (D. H. Bailey, "FFTs in external or
-  hierarchical memory", J. Supercomputing 4, 1990). For the default windows this is about
-  1.6 times faster here than one call of length n, and as accurate (benchmarks/README.md).
+  hierarchical memory", J. Supercomputing 4, 1990). For the default windows this is 1.6 to
+  2.1 times faster here than one call of length n, and as accurate (benchmarks/README.md).
 
 ``EDGE_AGENT_FFT`` = ``auto`` (default: fftw if importable), ``fftw`` or ``scipy`` picks one.
 Plans and their buffers belong to one thread: :func:`plan` keeps a cache per thread, so
