@@ -21,7 +21,7 @@ from edge_agent.kernels.spectrum import (
     thd,
     window_sum,
 )
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tests import naive
@@ -99,6 +99,29 @@ def test_peak_frequency_passes_over_nan_bins(dtype):
     assert 99.5 <= peak_frequency(p, 1.0, 50, 150) < both  # as if bin 101 were empty
     p[:] = np.nan
     assert np.isnan(peak_frequency(p, 1.0, 50, 150))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    name=st.sampled_from(["hann", "blackmanharris"]),
+    fmin=st.floats(3.0, 100.0),
+    width=st.floats(2.0, 60.0),
+    where=st.floats(0.0, 1.0),
+)
+@example(name="hann", fmin=3.25, width=10.0, where=0.0)  # largest bin 3, below the band
+@example(name="blackmanharris", fmin=40.0, width=9.7, where=1.0)  # largest bin 50, above
+def test_peak_frequency_finds_a_line_anywhere_in_its_band_edges_included(name, fmin, width, where):
+    """A line at any frequency of [fmin, fmax], the very edges included, is read within 0.02
+    bins (Hann) or 0.05 bins (Blackman-Harris), though its largest bin may lie outside the
+    band: the search runs from the bin nearest fmin to the bin nearest fmax."""
+    n, fs = 1024, 1024.0  # bins of 1 Hz
+    f = fmin + where * width
+    i = np.arange(n)
+    x = np.cos(2 * np.pi * f * i / fs) * naive.window(name, n)
+    p = np.abs(np.fft.rfft(x)) ** 2
+    got = peak_frequency(p, 1.0, fmin, fmin + width)
+    assert got == pytest.approx(naive.peak_frequency(p, 1.0, fmin, fmin + width), abs=1e-9)
+    assert got == pytest.approx(f, abs=0.02 if name == "hann" else 0.05)
 
 
 @settings(max_examples=100, deadline=None)
