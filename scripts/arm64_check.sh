@@ -5,8 +5,9 @@
 #
 #   sudo scripts/arm64_check.sh [ROOT]     # ROOT: the arm64 system, default /tmp/edge-agent-arm64
 #
-# Needs root, Debian's and PyPI's servers, and binfmt_misc (qemu-user-static registers
-# qemu-aarch64 there; in a container the host must allow it). About 10 minutes on 2 cores;
+# Needs root, Debian's and PyPI's servers, binfmt_misc (qemu-user-static registers
+# qemu-aarch64 there; in a container the host must allow it), and edge-agent installed for
+# this machine's python3 (the README's test command does that; PYTHON names another). About 10 minutes on 2 cores;
 # timings under emulation say nothing about a real Pi. The system is kept for another run
 # (delete ROOT to start afresh). Exit 0 when the records agree, 1 when they do not.
 set -euo pipefail
