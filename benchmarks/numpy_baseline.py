@@ -108,16 +108,6 @@ def epva_line_db(x: np.ndarray, fs: float, f_line: float) -> float:
     return 20.0 * math.log10(max(2.0 * amp / wsum / dc, 1e-15))
 
 
-def peak_frequency(p: np.ndarray, df: float, fmin: float, fmax: float) -> float:
-    lo = max(1, math.floor(fmin / df + 0.5))  # the bins nearest fmin and fmax
-    hi = min(p.shape[0] - 1, math.floor(fmax / df + 0.5) + 1)
-    k = lo + int(np.argmax(p[lo:hi]))
-    a, b, c = np.log(np.maximum(p[k - 1 : k + 2], 1e-300))
-    den = a - 2 * b + c
-    delta = 0.0 if den >= 0 else min(0.5, max(-0.5, 0.5 * (a - c) / den))
-    return (k + delta) * df
-
-
 # --- the whole feature vector (NumpyExtractor) ----------------------------------------
 # The extractor's every step (spectra, phasors, statistics, line searches) written out
 # as whole-array numpy expressions. Nothing in it calls a kernel; only constants are shared.

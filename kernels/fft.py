@@ -261,7 +261,7 @@ def _in_dtype(kind: str) -> type[np.generic]:
 def _fftw_buffers(n: int, kind: str) -> tuple[np.ndarray, np.ndarray]:
     import pyfftw
 
-    n_out = n if kind == "c2c" else n // 2 + 1
+    n_out = _out_len(n, kind)
     return pyfftw.empty_aligned(n, dtype=_in_dtype(kind)), pyfftw.empty_aligned(n_out, np.complex64)
 
 

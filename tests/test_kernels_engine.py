@@ -82,7 +82,7 @@ def test_backends_agree_to_single_precision():
 
 @settings(max_examples=25, deadline=None)
 @given(
-    st.integers(fft.FOUR_STEP_MIN // 4, 4200).map(lambda m: 4 * m) | st.integers(4096, 16800),
+    st.integers(fft.FOUR_STEP_MIN // 4, 4200).map(lambda m: 4 * m),
     st.sampled_from(fft.KINDS),
     st.sampled_from(["noise", "line", "constant"]),
 )
@@ -93,7 +93,7 @@ def test_backends_agree_to_single_precision():
 @example(fft.FOUR_STEP_MIN, "r2c", "constant")
 def test_scipy_long_transforms_in_four_steps_are_as_exact_as_one(n, kind, signal):
     # Lengths of 4096 and more that are multiples of 4 run as four batched transforms and a
-    # radix-4 pass (kernels.fft); others as one transform.
+    # radix-4 pass (kernels.fft): the plan's own buffer, not scipy's array, comes back.
     i = np.arange(n)
     if signal == "noise":
         x = RNG.normal(size=n) + (1j * RNG.normal(size=n) if kind == "c2c" else 0)
@@ -106,6 +106,7 @@ def test_scipy_long_transforms_in_four_steps_are_as_exact_as_one(n, kind, signal
     plan = fft.plan(n, kind, "scipy")
     plan.input[:] = x
     got = plan()
+    assert got is plan()  # the four-step path ran (one call of length n returns a new array)
     ref = np.fft.fft(x.astype(np.complex128))[: got.shape[0]]
     one = (scipy.fft.fft if kind == "c2c" else scipy.fft.rfft)(x)  # one call of length n
     assert got.shape == one.shape
