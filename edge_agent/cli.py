@@ -210,11 +210,11 @@ def simulate(
     click.echo(f"wrote {output}: {n} samples, {n / fs:g} s at {fs:g} Hz", err=True)
 
 
-def _open_out(out: Path | None):
+def _open_out(out: Path | None, mode: str = "w"):
     if out is None:
         return sys.stdout, False
     try:
-        return out.open("w", encoding="utf-8"), True
+        return out.open(mode, encoding="utf-8"), True
     except OSError as exc:
         raise EdgeAgentError(f"{out}: cannot write: {exc.strerror}") from None
 
@@ -302,10 +302,10 @@ def run(
 
     Reads samples from the serial ADC, a TCP socket, a recording played at its real rate,
     or the simulator, as [acquisition] in the config says, and writes one JSON record per
-    line as in replay (times in UNIX seconds). Alerts, summaries and counters are kept in
-    the event store ([store] path) and, with an [mqtt] url, published through its outbox;
-    the broker's commands (label, reload, snapshot) are carried out. Counters (lost
-    samples, CRC errors, reconnects) go to stderr at the end.
+    line as in replay (times in UNIX seconds; --out appends to the file). Alerts,
+    summaries and counters are kept in the event store ([store] path) and, with an [mqtt]
+    url, published through its outbox; the broker's commands (label, reload, snapshot) are
+    carried out. Counters (lost samples, CRC errors, reconnects) go to stderr at the end.
     """
     import signal
     import threading
@@ -340,7 +340,8 @@ def run(
         stop.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    stream, close = _open_out(cfg.output.path)
+    # Appended to: a restart of the daemon must not erase the records before it.
+    stream, close = _open_out(cfg.output.path, "a")
     writer = NpyWriter(record, len(src.roles)) if record is not None else None
     try:
         sink = _make_sink(cfg, stream, scorer, ts_offset=0.0, daemon=True)

@@ -84,6 +84,19 @@ def test_sigterm_stops_cleanly_with_every_record_whole(tmp_path):
     assert "simulator:" in err and "windows" in err
 
 
+def test_a_restarted_daemon_appends_to_its_records(tmp_path):
+    """systemd restarts the daemon after a crash or an update: the records of the run
+    before must still be there."""
+    out = tmp_path / "live.jsonl"
+    env = {"EDGE_AGENT_ACQUISITION__SIMULATOR__DURATION_S": "1.5"}
+    for _ in range(2):
+        res = cli("run", "--source", "simulator", "--no-model", "--out", out, env=env)
+        assert res.exit_code == 0, res.output
+    t = [r["t_start"] for r in records(out) if r["type"] == "window"]
+    assert len(t) == 2 * 2  # 1 s windows every 0.5 s over 1.5 s, twice
+    assert t[2] > t[1]  # the second run's, after the first's
+
+
 def test_a_missing_serial_device_is_a_clear_error(tmp_path):
     res = cli("run", "--device", tmp_path / "ttyUSB9", "--no-model")
     assert res.exit_code == 66
