@@ -306,6 +306,8 @@ def run(
     summaries and counters are kept in the event store ([store] path) and, with an [mqtt]
     url, published through its outbox; the broker's commands (label, reload, snapshot) are
     carried out. Counters (lost samples, CRC errors, reconnects) go to stderr at the end.
+    Under systemd (systemd/edge-agent.service) it reports readiness, status and watchdog
+    pings to $NOTIFY_SOCKET.
     """
     import signal
     import threading

@@ -5,8 +5,12 @@ source's producer loop; the calling thread reads the ring, feeds the pipeline an
 each record to a :class:`~edge_agent.publish.sink.RecordSink` (JSON Lines, event store,
 outbox and MQTT), and carries out the commands received over MQTT between chunks. It ends
 when the source ends (a recording, a simulated run) or when ``stop`` is set (SIGINT,
-SIGTERM), after analysing every sample already received. systemd specifics (sd_notify,
-the watchdog) come later.
+SIGTERM), after analysing every sample already received.
+
+Under systemd (``Type=notify``, systemd/edge-agent.service) the loop reports through
+:class:`edge_agent.systemd.Notifier`: ``READY=1`` once the kernels are compiled and the
+source is open, a ``STATUS=`` line of counters every 10 s, ``WATCHDOG=1`` while the loop
+turns (and the MQTT thread lives), and ``STOPPING=1`` when it ends.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from edge_agent.publish.schema import CommandError
 from edge_agent.publish.sink import RecordSink
 from edge_agent.recording import NpyWriter
 from edge_agent.snapshot import RawHistory
+from edge_agent.systemd import Notifier
 
 if TYPE_CHECKING:
     from edge_agent.scoring import Scorer
@@ -75,6 +80,7 @@ def run(
     record: NpyWriter | None = None,
     on_ready: Callable[[], None] | None = None,
     reload: Callable[[], tuple[Config, Scorer | None]] | None = None,
+    notifier: Notifier | None = None,
 ) -> RunResult:
     """Analyse ``source`` until it ends or ``stop`` is set; records go to ``sink``.
 
@@ -82,6 +88,7 @@ def run(
     times count. ``record`` also keeps every sample analysed, as received. ``on_ready`` is
     called once the kernels are compiled and the source is open, just before samples flow.
     ``reload`` reads the configuration and the model again, for the ``reload`` command.
+    ``notifier`` tells systemd (default: from the environment; a no-op outside systemd).
     Raises whatever the source raised, after analysing what it delivered.
     """
     from edge_agent import kernels
@@ -92,13 +99,16 @@ def run(
     # than the ring holds, and the samples that arrived meanwhile would be lost. Then open
     # it here, so that a missing device or a permission problem is an error at once. A bad
     # EDGE_AGENT_FFT is a configuration error before either.
+    notifier = Notifier() if notifier is None else notifier
     fft_backend()
+    notifier.send("STATUS=compiling the analysis kernels (minutes on a first start)")
     kernels.warm_up()
     pipe = Pipeline(config, source.fs, source.roles, scorer)
     source.open()
     pipe.t0 = time.time() if t0 is None else float(t0)
     if on_ready is not None:
         on_ready()
+    notifier.ready(f"reading {source.name}")
     stop = stop or threading.Event()
     t_wall = time.perf_counter()
     # float64: the samples reach the pipeline exactly as a replay of the same values would.
@@ -147,7 +157,19 @@ def run(
             "ring_overwritten": ring.stats.overwritten,
         }
 
+    def status() -> str:
+        p, s = pipe.stats, source.stats
+        text = (
+            f"{source.name}: {p.windows} windows ({p.anomalous_windows} anomalous, "
+            f"{p.flagged_windows} flagged), {p.alerts_raised} alerts raised; samples lost: "
+            f"{s.lost_samples + ring.stats.overwritten}"
+        )
+        if publisher is not None:
+            text += f"; MQTT {'connected' if publisher.connected else 'disconnected'}"
+        return text
+
     sink.attach(handlers={"snapshot": snapshot, "reload": reload_command}, status_extra=counters)
+    publisher = sink.publisher
     producer = threading.Thread(target=produce, name="edge-acq", daemon=True)
     producer.start()
     try:
@@ -164,7 +186,12 @@ def run(
             elif ring.closed:
                 break
             sink.poll()
+            # A dead MQTT thread would leave alerts in the outbox for good: no ping, and
+            # systemd restarts the daemon.
+            if publisher is None or publisher.alive:
+                notifier.tick(status)
     finally:
+        notifier.stopping(f"stopping; {status()}")
         stop.set()
         producer.join(timeout=5.0)
     if failure:

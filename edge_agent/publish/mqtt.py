@@ -217,6 +217,11 @@ class MqttPublisher:
         self._thread = threading.Thread(target=self._run, name="edge-mqtt", daemon=True)
         self._thread.start()
 
+    @property
+    def alive(self) -> bool:
+        """The ``edge-mqtt`` thread is running (it is built never to end before stop())."""
+        return self._thread is not None and self._thread.is_alive()
+
     def notify(self) -> None:
         """New records were put in the outbox: publish them now rather than at the next
         poll. Cheap; callable from any thread."""
