@@ -19,6 +19,9 @@ import pytest
 from tests.mosquitto import Mosquitto, MosquittoMissing, Subscriber
 
 _WISDOM_DIR = tempfile.mkdtemp(prefix="edge-agent-tests-")
+# As edge_agent does on import (edge_agent/__init__.py), for the tests that load
+# onnxruntime before it: no telemetry from the test machine either.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import edge_agent.models
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -272,3 +276,24 @@ def test_card_from_another_bundle(bundle):
 
 def test_onnx_model_passes_checker(bundle):
     onnx.checker.check_model(onnx.load(bundle / "model.onnx"), full_check=True)
+
+
+def test_scoring_leaves_no_telemetry_behind(tmp_path):
+    """onnxruntime (1.29 on) uploads usage telemetry from Linux unless told not to, and
+    keeps a device id and an upload queue under ~/.cache/Microsoft. edge-agent opts out
+    for its users: a replay scored by the default model leaves nothing there."""
+    drop = ("ORT_DISABLE_TELEMETRY", "XDG_CACHE_HOME")
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    home = tmp_path / "home"
+    env["HOME"] = str(home)
+    run = functools.partial(subprocess.run, env=env, capture_output=True, text=True, check=True)
+    rec = tmp_path / "healthy.npy"
+    run([sys.executable, "-m", "edge_agent", "simulate", "--duration", "3", "-o", str(rec)])
+    res = run([sys.executable, "-m", "edge_agent", "replay", str(rec), "--fs", "15000"])
+    assert '"score":' in res.stdout and '"score":null' not in res.stdout  # the model ran
+    assert not (home / ".cache" / "Microsoft").exists()
+    # onnxruntime alone, in the same environment, does leave them: the check can fail.
+    model = Path(edge_agent.models.__file__).parent / "default" / "model.onnx"
+    run([sys.executable, "-c", "import onnxruntime, sys; onnxruntime.InferenceSession(sys.argv[1])",
+         str(model)])  # fmt: skip
+    assert (home / ".cache" / "Microsoft").exists()

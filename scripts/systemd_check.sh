@@ -1,0 +1,208 @@
+#!/usr/bin/env bash
+# Run systemd/edge-agent.service under a real systemd: a Debian 12 virtual machine (the
+# base of 64-bit Raspberry Pi OS; systemd 252) in qemu, set up as the README's "Run it as
+# a service" section says, with the simulator as the source and Mosquitto as the broker.
+# Checks, each printed as ok/FAIL:
+#   - the first start waits for READY=1 (kernels compiled into the CacheDirectory), the
+#     status line shows the counters, the daemon runs as its own user in dialout;
+#   - secrets from /etc/edge-agent/edge-agent.env reach it; summaries reach the broker;
+#   - a restart loads the compiled kernels; a stopped (hung) daemon is restarted by the
+#     watchdog, a killed one by Restart=; a stop is clean and says "offline";
+#   - a configuration error (exit 78) is not restarted.
+#
+#   sudo scripts/systemd_check.sh [DIR]     # DIR: the VM's files, default /tmp/edge-agent-vm
+#
+# Needs root, Debian's servers and a package index for pip (for the wheels, made here and
+# handed to the VM, which has no network). Uses KVM when the CPU offers vmx/svm, else
+# qemu's software emulation: then about 20 minutes on 2 cores, and the times printed are
+# the emulator's, not a real machine's. The Debian system in DIR/rootfs is kept for
+# another run; each run boots a fresh disk made from it. Exit 0 when every check passes.
+set -euo pipefail
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+DIR=${1:-/tmp/edge-agent-vm}
+ROOTFS=$DIR/rootfs
+SHARE=$DIR/share
+PY=${PYTHON:-python3}
+log() { echo "[systemd_check $(date +%T)] $*" >&2; }
+
+missing=()
+command -v qemu-system-x86_64 >/dev/null || missing+=(qemu-system-x86)
+command -v debootstrap >/dev/null || missing+=(debootstrap)
+command -v mke2fs >/dev/null || missing+=(e2fsprogs)
+if [ ${#missing[@]} -gt 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+mkdir -p "$DIR"
+
+# --- the Debian system, once ------------------------------------------------------------
+if [ ! -f "$DIR/.rootfs-done" ]; then
+    log "debootstrap Debian 12 into $ROOTFS (a few minutes)"
+    rm -rf "$ROOTFS"
+    debootstrap --arch=amd64 --variant=minbase \
+        --include=systemd,systemd-sysv,udev,kmod,dbus,linux-image-amd64,initramfs-tools,python3,python3-venv,ca-certificates,procps,libnss-systemd,mosquitto,mosquitto-clients \
+        bookworm "$ROOTFS" http://deb.debian.org/debian >"$DIR/debootstrap.log" 2>&1
+    echo debvm >"$ROOTFS/etc/hostname"
+    printf '127.0.0.1\tlocalhost debvm\n' >"$ROOTFS/etc/hosts"
+    printf '/dev/vda / ext4 rw 0 1\nhost /mnt/host 9p trans=virtio,version=9p2000.L,msize=262144,nofail 0 0\n' \
+        >"$ROOTFS/etc/fstab"
+    mkdir -p "$ROOTFS/mnt/host"
+    printf '%s\n' virtio_pci virtio_blk ext4 9pnet 9pnet_virtio 9p \
+        >>"$ROOTFS/etc/initramfs-tools/modules"
+    # At boot: run the host's run.sh, keep its output and exit code in the share, power off.
+    # Type=exec, so that the system reaches "running" while run.sh runs.
+    cat >"$ROOTFS/etc/systemd/system/check-runner.service" <<'EOF'
+[Unit]
+Description=Run /mnt/host/run.sh, then power off
+After=multi-user.target
+RequiresMountsFor=/mnt/host
+
+[Service]
+Type=exec
+WorkingDirectory=/root
+ExecStart=/bin/bash -c 'bash /mnt/host/run.sh </dev/null >/mnt/host/out.log 2>&1; echo $? >/mnt/host/rc; sync; systemctl poweroff --no-block'
+TimeoutStartSec=infinity
+
+[Install]
+WantedBy=multi-user.target
+EOF
+    for d in proc sys dev; do mount --bind /$d "$ROOTFS/$d"; done
+    trap 'for d in dev sys proc; do umount -l "$ROOTFS/$d" 2>/dev/null || true; done' EXIT
+    chroot "$ROOTFS" systemctl enable check-runner.service >/dev/null 2>&1
+    chroot "$ROOTFS" passwd -d root >/dev/null
+    chroot "$ROOTFS" update-initramfs -u -k all >"$DIR/initramfs.log" 2>&1
+    chroot "$ROOTFS" apt-get clean
+    for d in dev sys proc; do umount -l "$ROOTFS/$d"; done
+    trap - EXIT
+    touch "$DIR/.rootfs-done"
+fi
+KERNEL=$(ls -1 "$ROOTFS"/boot/vmlinuz-* | sort -V | tail -1)
+INITRD=$ROOTFS/boot/initrd.img-${KERNEL##*/vmlinuz-}
+
+# --- what the VM is given: the wheels, the repository's systemd/ files, the checks ---------
+rm -rf "$SHARE" && mkdir -p "$SHARE/wheels"
+log "building the wheels of edge-agent (HEAD) and its dependencies"
+SRC=$(mktemp -d)
+git -C "$REPO" archive HEAD | tar -x -C "$SRC"
+"$PY" -m pip wheel -q -w "$SHARE/wheels" "$SRC"
+cp "$SRC/systemd/edge-agent.service" "$SRC/systemd/edge-agent.toml" "$SHARE/"
+rm -rf "$SRC"
+cat >"$SHARE/run.sh" <<'EOF'
+set -u
+fails=0
+ok() { echo "ok    $*"; }
+fail() { echo "FAIL  $*"; fails=$((fails + 1)); }
+check() { local what=$1; shift; if "$@"; then ok "$what"; else fail "$what"; fi; }
+prop() { systemctl show -P "$1" edge-agent; }
+wait_for() {  # wait_for SECONDS COMMAND...: until the command succeeds
+    local end=$((SECONDS + $1)); shift
+    until "$@"; do [ $SECONDS -ge $end ] && return 1; sleep 1; done
+}
+systemctl is-system-running --wait >/dev/null
+echo "== $(systemctl --version | head -1), $(systemd-detect-virt)"
+
+# As the README installs it (the wheels stand in for PyPI: the VM has no network).
+python3 -m venv /opt/edge-agent
+/opt/edge-agent/bin/pip install -q --no-index --find-links /mnt/host/wheels edge-agent
+install -D -m 644 /mnt/host/edge-agent.toml /etc/edge-agent/edge-agent.toml
+# No ADC here: the simulator is the source.
+sed -i 's/^source = "serial"/source = "simulator"/' /etc/edge-agent/edge-agent.toml
+install -m 600 /dev/null /etc/edge-agent/edge-agent.env
+printf '%s\n' EDGE_AGENT_MQTT__URL=mqtt://127.0.0.1:1883 EDGE_AGENT_OUTPUT__ASSET=vm-motor \
+    EDGE_AGENT_OUTPUT__SUMMARY_INTERVAL_S=5 >/etc/edge-agent/edge-agent.env
+check "check-config accepts the configuration" \
+    /opt/edge-agent/bin/edge-agent check-config /etc/edge-agent/edge-agent.toml >/dev/null
+install -m 644 /mnt/host/edge-agent.service /etc/systemd/system/
+systemctl daemon-reload
+systemctl enable edge-agent 2>/dev/null
+systemctl start mosquitto
+mosquitto_sub -v -t 'edge-agent/#' >/root/mqtt.log 2>&1 &
+
+echo "== first start (compiles the kernels)"
+t=$SECONDS
+check "systemctl start returns once the daemon is ready" systemctl start edge-agent
+echo "   start took $((SECONDS - t)) s"
+check "active" test "$(systemctl is-active edge-agent)" = active
+echo "   status: $(prop StatusText)"
+check "its status says what it reads" test "$(prop StatusText)" = "reading simulator"
+pid=$(prop MainPID)
+echo "   user: $(ps -o user= -p "$pid"); groups: $(id -Gn "$(ps -o user= -p "$pid")" 2>/dev/null)"
+check "it runs as its own user" test "$(ps -o user= -p "$pid")" = edge-agent
+check "in the dialout group" grep -q "^Groups:.* $(getent group dialout | cut -d: -f3)\b" \
+    /proc/"$pid"/status
+check "the compiled kernels are in the CacheDirectory" \
+    test "$(find /var/cache/edge-agent/numba -name '*.nbi' | wc -l)" -gt 0
+echo "   $(find /var/cache/edge-agent/numba -name '*.nbi' | wc -l) kernels cached"
+check "the status line counts windows" wait_for 60 \
+    sh -c "systemctl show -P StatusText edge-agent | grep -q 'simulator: [1-9][0-9]* windows'"
+echo "   status: $(prop StatusText)"
+check "the event store is in the StateDirectory" test -s /var/lib/edge-agent/edge-agent.db
+check "summaries reach the broker, under the asset named in edge-agent.env" \
+    wait_for 60 grep -q '^edge-agent/site/vm-motor/summary ' /root/mqtt.log
+check "no window records in the journal" \
+    sh -c "! journalctl -u edge-agent -o cat | grep -q '\"type\":\"window\"'"
+echo "   memory: $(( $(prop MemoryCurrent) / 1048576 )) MiB; CPU so far: $(( $(prop CPUUsageNSec) / 1000000 )) ms"
+
+echo "== restart (the kernels are cached now)"
+t=$SECONDS
+check "systemctl restart" systemctl restart edge-agent
+echo "   restart took $((SECONDS - t)) s"
+
+echo "== a hung daemon (SIGSTOP): the watchdog"
+n=$(prop NRestarts)
+kill -STOP "$(prop MainPID)"
+check "restarted within 60 s" wait_for 60 sh -c "[ \$(systemctl show -P NRestarts edge-agent) -gt $n ]"
+check "for a watchdog timeout" sh -c "journalctl -u edge-agent -o cat | grep -q 'Watchdog timeout'"
+check "and ready again" wait_for 120 sh -c "[ \$(systemctl is-active edge-agent) = active ]"
+
+echo "== a crash (SIGKILL): Restart=on-failure"
+n=$(prop NRestarts)
+kill -KILL "$(prop MainPID)"
+check "restarted" wait_for 60 sh -c "[ \$(systemctl show -P NRestarts edge-agent) -gt $n ]"
+check "and ready again" wait_for 120 sh -c "[ \$(systemctl is-active edge-agent) = active ]"
+
+echo "== stop"
+check "systemctl stop" systemctl stop edge-agent
+check "the stop was clean (exit 0)" test "$(prop ExecMainStatus)" = 0
+check "the retained status says offline" \
+    sh -c "mosquitto_sub -t edge-agent/site/vm-motor/status -C 1 -W 5 | grep -q offline"
+journalctl -u edge-agent -o cat | grep 'simulator:' | tail -1 | sed 's/^/   /'
+
+echo "== a configuration error (exit 78) is not restarted"
+echo EDGE_AGENT_MOTOR__POLE_PAIRS=0 >>/etc/edge-agent/edge-agent.env
+n=$(prop NRestarts)
+systemctl start edge-agent 2>/dev/null
+check "the start fails" test "$(systemctl is-active edge-agent)" = failed
+check "with exit 78" test "$(prop ExecMainStatus)" = 78
+sleep 15
+check "and it is not restarted" test "$(prop NRestarts)" = "$n"
+journalctl -u edge-agent -o cat | grep 'error:' | tail -1 | sed 's/^/   /'
+
+echo "== systemd-analyze security edge-agent"
+systemd-analyze security edge-agent | tail -1
+echo "== journal"
+journalctl -u edge-agent -o short-monotonic --no-pager | tail -40
+echo "== $fails failed"
+[ "$fails" = 0 ]
+EOF
+
+# --- a fresh disk from the system, and the boot ---------------------------------------------
+log "making the disk"
+rm -f "$DIR/disk.img" && truncate -s 8G "$DIR/disk.img"
+mke2fs -q -F -t ext4 -d "$ROOTFS" "$DIR/disk.img"
+# KVM only with real hardware virtualisation: some sandboxes' /dev/kvm (kvm_pvm) cannot
+# run a stock Debian kernel.
+if [ -r /dev/kvm ] && grep -qwE 'vmx|svm' /proc/cpuinfo && [ ! -d /sys/module/kvm_pvm ]; then
+    accel=(-enable-kvm -cpu host)
+else
+    accel=(-accel tcg,thread=multi,tb-size=512 -cpu max)
+fi
+log "booting (${accel[*]}); console in $DIR/console.log, progress in $SHARE/out.log"
+timeout --kill-after=15 3600 qemu-system-x86_64 "${accel[@]}" -m 4096 -smp 2 \
+    -display none -monitor none -serial "file:$DIR/console.log" -no-reboot -nic none \
+    -kernel "$KERNEL" -initrd "$INITRD" -append "root=/dev/vda rw console=ttyS0 panic=-1" \
+    -drive "file=$DIR/disk.img,if=virtio,format=raw,cache=writeback" \
+    -virtfs "local,path=$SHARE,mount_tag=host,security_model=none" </dev/null || true
+cat "$SHARE/out.log"
+[ -s "$SHARE/rc" ] || { log "the VM wrote no exit code: see $DIR/console.log"; exit 1; }
+exit "$(tr -dc 0-9 <"$SHARE/rc")"
