@@ -129,7 +129,7 @@ def test_the_daemon_tells_systemd_it_is_ready_alive_and_stopping(notify_socket, 
     assert notify_socket.messages[-1][1] is stopping  # nothing after STOPPING=1
 
 
-def test_without_systemd_the_daemon_sends_nothing_and_runs_as_before(tmp_path):
+def test_outside_systemd_nothing_is_sent():
     n = Notifier(environ={})
     assert not n.enabled and n.watchdog_s is None
     assert not n.send("READY=1")
