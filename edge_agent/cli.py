@@ -306,8 +306,9 @@ def run(
     summaries and counters are kept in the event store ([store] path) and, with an [mqtt]
     url, published through its outbox; the broker's commands (label, reload, snapshot) are
     carried out. Counters (lost samples, CRC errors, reconnects) go to stderr at the end.
-    Under systemd (systemd/edge-agent.service) it reports readiness, status and watchdog
-    pings to $NOTIFY_SOCKET.
+    SIGHUP (systemctl reload) reads the configuration and the model again, as the reload
+    command does. Under systemd (systemd/edge-agent.service) it reports readiness, status
+    and watchdog pings to $NOTIFY_SOCKET.
     """
     import signal
     import threading
@@ -338,10 +339,13 @@ def run(
             err=True,
         )
 
-    def on_signal(signum: int, _frame: object) -> None:
-        stop.set()
+    reload_requested = threading.Event()
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    def on_signal(signum: int, _frame: object) -> None:
+        (reload_requested if signum == signal.SIGHUP else stop).set()
+
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, on_signal) for sig in signals}
     # Appended to: a restart of the daemon must not erase the records before it.
     stream, close = _open_out(cfg.output.path, "a")
     writer = NpyWriter(record, len(src.roles)) if record is not None else None
@@ -351,7 +355,7 @@ def run(
         try:
             result = run_service(
                 cfg, src, sink, scorer=scorer, stop=stop, record=writer, on_ready=on_ready,
-                reload=reload,
+                reload=reload, reload_requested=reload_requested,
             )  # fmt: skip
         finally:
             # What the broker has not acknowledged stays in the outbox for the next start.

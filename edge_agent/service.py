@@ -10,11 +10,13 @@ SIGTERM), after analysing every sample already received.
 Under systemd (``Type=notify``, systemd/edge-agent.service) the loop reports through
 :class:`edge_agent.systemd.Notifier`: ``READY=1`` once the kernels are compiled and the
 source is open, a ``STATUS=`` line of counters every 10 s, ``WATCHDOG=1`` while the loop
-turns (and the MQTT thread lives), and ``STOPPING=1`` when it ends.
+turns (and the MQTT thread lives), ``RELOADING=1`` and ``READY=1`` around a reload
+(SIGHUP, which ``systemctl reload`` sends), and ``STOPPING=1`` when it ends.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -24,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from edge_agent.acquisition.ring import RingStats, SampleRing
 from edge_agent.acquisition.sources import Source, SourceStats
 from edge_agent.config import Config
+from edge_agent.errors import EdgeAgentError
 from edge_agent.pipeline import Pipeline, PipelineStats
 from edge_agent.publish.schema import CommandError
 from edge_agent.publish.sink import RecordSink
@@ -33,6 +36,8 @@ from edge_agent.systemd import Notifier
 
 if TYPE_CHECKING:
     from edge_agent.scoring import Scorer
+
+log = logging.getLogger(__name__)
 
 # Tables whose changes a `reload` command cannot apply to a running pipeline.
 RESTART_TABLES = ("acquisition", "motor", "windows", "output", "mqtt", "store")
@@ -81,6 +86,7 @@ def run(
     on_ready: Callable[[], None] | None = None,
     reload: Callable[[], tuple[Config, Scorer | None]] | None = None,
     notifier: Notifier | None = None,
+    reload_requested: threading.Event | None = None,
 ) -> RunResult:
     """Analyse ``source`` until it ends or ``stop`` is set; records go to ``sink``.
 
@@ -89,6 +95,8 @@ def run(
     called once the kernels are compiled and the source is open, just before samples flow.
     ``reload`` reads the configuration and the model again, for the ``reload`` command.
     ``notifier`` tells systemd (default: from the environment; a no-op outside systemd).
+    ``reload_requested``, set from any thread (the SIGHUP handler), has the loop reload as
+    the ``reload`` command does.
     Raises whatever the source raised, after analysing what it delivered.
     """
     from edge_agent import kernels
@@ -168,6 +176,18 @@ def run(
             text += f"; MQTT {'connected' if publisher.connected else 'disconnected'}"
         return text
 
+    def reload_on_signal() -> None:
+        try:
+            detail = reload_command(None)
+        except (CommandError, EdgeAgentError, ValueError, OSError) as exc:
+            log.error("reload refused, going on as before: %s", exc)
+            return
+        later = ", ".join(detail["restart_needed"])
+        log.info(
+            "reloaded: model %s, threshold %s%s", detail["model"], detail["threshold"],
+            f"; changes to {later} need a restart" if later else "",
+        )  # fmt: skip
+
     sink.attach(handlers={"snapshot": snapshot, "reload": reload_command}, status_extra=counters)
     publisher = sink.publisher
     producer = threading.Thread(target=produce, name="edge-acq", daemon=True)
@@ -186,6 +206,11 @@ def run(
             elif ring.closed:
                 break
             sink.poll()
+            if reload_requested is not None and reload_requested.is_set():
+                reload_requested.clear()
+                notifier.reloading()
+                reload_on_signal()
+                notifier.ready(status())
             # A dead MQTT thread would leave alerts in the outbox for good: no ping, and
             # systemd restarts the daemon.
             if publisher is None or publisher.alive:

@@ -111,6 +111,12 @@ class Notifier:
             self.send(f"STATUS={status()}")
             self._last_status = now
 
+    def reloading(self) -> None:
+        """``RELOADING=1``; :meth:`ready` says when the reload is done. systemd wants the
+        time of the request (``MONOTONIC_USEC``) from version 253 on."""
+        usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+        self.send("RELOADING=1", f"MONOTONIC_USEC={usec}", "STATUS=reloading")
+
     def stopping(self, status: str) -> None:
         self.send("STOPPING=1", f"STATUS={status}")
 

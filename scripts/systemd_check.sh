@@ -6,8 +6,9 @@
 #   - the first start waits for READY=1 (kernels compiled into the CacheDirectory), the
 #     status line shows the counters, the daemon runs as its own user in dialout;
 #   - secrets from /etc/edge-agent/edge-agent.env reach it; summaries reach the broker;
-#   - a restart loads the compiled kernels; a stopped (hung) daemon is restarted by the
-#     watchdog, a killed one by Restart=; a stop is clean and says "offline";
+#   - a reload reads the configuration again in the same process; a restart loads the
+#     compiled kernels; a stopped (hung) daemon is restarted by the watchdog, a killed
+#     one by Restart=; a stop is clean and says "offline";
 #   - a configuration error (exit 78) is not restarted.
 #
 #   sudo scripts/systemd_check.sh [DIR]     # DIR: the VM's files, default /tmp/edge-agent-vm
@@ -146,6 +147,16 @@ check "no telemetry from onnxruntime (nothing about it in the journal)" \
 echo "   memory: $(grep VmRSS /proc/"$(prop MainPID)"/status | tr -s ' \t' ' ') resident," \
     "$(( $(prop MemoryCurrent) / 1048576 )) MiB in the unit's cgroup (with page cache);" \
     "CPU so far: $(( $(prop CPUUsageNSec) / 1000000 )) ms"
+
+echo "== reload (systemctl reload: SIGHUP)"
+pid=$(prop MainPID)
+sed -i 's/^raise_after = 3 /raise_after = 4 /' /etc/edge-agent/edge-agent.toml
+check "systemctl reload" systemctl reload edge-agent
+check "reads the configuration again" wait_for 30 \
+    sh -c "journalctl -u edge-agent -o cat | grep -q 'reloaded: model '"
+check "in the same process, still active" \
+    test "$(prop MainPID):$(systemctl is-active edge-agent)" = "$pid:active"
+journalctl -u edge-agent -o cat | grep 'reloaded: model ' | tail -1 | sed 's/^/   /'
 
 echo "== restart (the kernels are cached now)"
 t=$SECONDS

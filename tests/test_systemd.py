@@ -129,6 +129,47 @@ def test_the_daemon_tells_systemd_it_is_ready_alive_and_stopping(notify_socket, 
     assert notify_socket.messages[-1][1] is stopping  # nothing after STOPPING=1
 
 
+def test_systemctl_reload_rereads_the_configuration_and_a_bad_one_changes_nothing(
+    notify_socket, tmp_path
+):
+    """ExecReload sends SIGHUP: the daemon reads its configuration and model again, as the
+    MQTT reload command does, and says RELOADING=1 then READY=1. A configuration broken
+    meanwhile is refused, naming the file, and the analysis goes on."""
+    cfg = tmp_path / "edge-agent.toml"
+    cfg.write_text('[acquisition]\nsource = "simulator"\n[store]\npath = "store.db"\n')
+    env = {**os.environ, "NOTIFY_SOCKET": notify_socket.address, "WATCHDOG_USEC": "2000000"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge_agent", "run", "--config", str(cfg), "--out", os.devnull],
+        env=env, cwd=tmp_path, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+    def reload(n: int) -> None:
+        proc.send_signal(signal.SIGHUP)
+        notify_socket.wait_for(lambda s: len(s.having("READY")) > n, 60, f"READY=1 #{n + 1}")
+
+    try:
+        notify_socket.wait_for(lambda s: s.having("READY"), what="READY=1")
+        cfg.write_text(
+            cfg.read_text()
+            + "[motor]\npole_pairs = 1\nrated_rpm = 2880\n[alerts]\nraise_after = 5\n"
+        )
+        reload(1)
+        cfg.write_text(cfg.read_text().replace("raise_after = 5", "raise_after = five"))
+        reload(2)
+        pings = notify_socket.pings_after_ready()
+        notify_socket.wait_for(lambda s: s.pings_after_ready() > pings, 30, "WATCHDOG=1")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    # The default model, read again; the alert rules applied; the nameplate needs a restart.
+    assert "reloaded: model " in err and "; changes to motor need a restart" in err
+    assert "reload refused, going on as before: " in err and "edge-agent.toml" in err
+    keys = [next(iter(m)) for _, m in notify_socket.messages if "RELOADING" in m or "READY" in m]
+    assert keys == ["READY", "RELOADING", "READY", "RELOADING", "READY"]
+    assert notify_socket.having("RELOADING")[0][1]["MONOTONIC_USEC"].isdigit()
+
+
 def test_outside_systemd_nothing_is_sent():
     n = Notifier(environ={})
     assert not n.enabled and n.watchdog_s is None
