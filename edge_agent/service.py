@@ -107,6 +107,7 @@ def run(
     # than the ring holds, and the samples that arrived meanwhile would be lost. Then open
     # it here, so that a missing device or a permission problem is an error at once. A bad
     # EDGE_AGENT_FFT is a configuration error before either.
+    own_notifier = notifier is None
     notifier = Notifier() if notifier is None else notifier
     fft_backend()
     notifier.send("STATUS=compiling the analysis kernels (minutes on a first start)")
@@ -184,7 +185,7 @@ def run(
             return
         later = ", ".join(detail["restart_needed"])
         log.info(
-            "reloaded: model %s, threshold %s%s", detail["model"], detail["threshold"],
+            "reloaded: model %s, threshold %s%s", detail["model"] or "none", detail["threshold"],
             f"; changes to {later} need a restart" if later else "",
         )  # fmt: skip
 
@@ -217,6 +218,8 @@ def run(
                 notifier.tick(status)
     finally:
         notifier.stopping(f"stopping; {status()}")
+        if own_notifier:
+            notifier.close()
         stop.set()
         producer.join(timeout=5.0)
     if failure:
