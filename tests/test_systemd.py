@@ -1,5 +1,5 @@
-"""`edge-agent run` under systemd: readiness, status and the watchdog over $NOTIFY_SOCKET,
-and the unit file in systemd/.
+"""`edge-agent run` under systemd: readiness, status, reload and the watchdog over
+$NOTIFY_SOCKET, and the unit file in systemd/.
 
 systemd's side of sd_notify(3) is a Unix datagram socket; these tests bind a real one
 and read what the daemon sends, as systemd would. The unit file is checked with
