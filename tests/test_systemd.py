@@ -170,6 +170,41 @@ def test_systemctl_reload_rereads_the_configuration_and_a_bad_one_changes_nothin
     assert notify_socket.having("RELOADING")[0][1]["MONOTONIC_USEC"].isdigit()
 
 
+def anon_memory_mb(pid: int) -> float:
+    """Anonymous resident memory of a process (its heap: not the mapped libraries), MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no RssAnon in /proc/{pid}/status")
+
+
+def test_a_first_start_does_not_keep_the_compilers_memory(tmp_path):
+    """The first start after an install compiles the kernels. LLVM keeps what that took
+    (about 170 MB) in the compiling process for good, so the daemon has a child process
+    compile them and only loads them itself: it runs as lean as after a restart."""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba"), "EDGE_AGENT_FFT": "scipy"}
+    memory = []
+    for start in ("first", "second"):
+        sock = NotifySocket()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "edge_agent", "run", "--source", "simulator", "--out",
+             os.devnull],
+            env={**env, "NOTIFY_SOCKET": sock.address}, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            sock.wait_for(lambda s: s.having("READY"), what=f"READY=1 on the {start} start")
+            memory.append(anon_memory_mb(proc.pid))
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(60)
+            sock.close()
+    assert any((tmp_path / "numba").rglob("*.nbi"))  # compiled into the cache
+    first, second = memory
+    assert first < second + 50, (
+        f"{first:.0f} MB after the first start, {second:.0f} after a restart"
+    )
+
+
 def test_outside_systemd_nothing_is_sent():
     n = Notifier(environ={})
     assert not n.enabled and n.watchdog_s is None
