@@ -117,11 +117,12 @@ def run(
     from edge_agent import kernels
     from edge_agent.features import fft_backend
 
-    # Compile (or load) every kernel, and build the pipeline (which measures its FFT plans
-    # the first time on a machine), before the source opens: a first compile takes longer
-    # than the ring holds, and the samples that arrived meanwhile would be lost. Then open
-    # it here, so that a missing device or a permission problem is an error at once. A bad
-    # EDGE_AGENT_FFT is a configuration error before either.
+    # Compile every kernel (in a child, see compile_kernels_apart) and load it, and build
+    # the pipeline (which measures its FFT plans the first time on a machine), before the
+    # source opens: a first compile takes longer than the ring holds, and the samples that
+    # arrived meanwhile would be lost. Then open it here, so that a missing device or a
+    # permission problem is an error at once. A bad EDGE_AGENT_FFT is a configuration
+    # error before either.
     own_notifier = notifier is None
     notifier = Notifier() if notifier is None else notifier
     fft_backend()
