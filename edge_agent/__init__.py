@@ -18,7 +18,7 @@ from typing import Any
 # onnxruntime (1.29 and later) sends usage telemetry to Microsoft from Linux by default,
 # and keeps a device identifier and an upload queue under ~/.cache/Microsoft. A motor's
 # edge box in a plant network must not call out: opt out before onnxruntime is loaded
-# (it reads the variable once). Set ORT_DISABLE_TELEMETRY=0 to let it send.
+# (it reads the variable once). A value the user set is left as it is.
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 __version__ = "0.1.0"
