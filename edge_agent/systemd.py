@@ -70,10 +70,6 @@ class Notifier:
         if address is not None:
             self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
 
-    @property
-    def enabled(self) -> bool:
-        return self._sock is not None
-
     def send(self, *fields: str) -> bool:
         """Send ``KEY=VALUE`` fields in one datagram; False if not under systemd or if the
         send failed (logged once: systemd will act on the missing pings by itself)."""
