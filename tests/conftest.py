@@ -87,3 +87,19 @@ def _state_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mon
     temporary one (also for the subprocesses it starts), never to the developer's home."""
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
     monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+
+
+@pytest.fixture(scope="session")
+def itsc_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model bundle trained with `edge-agent train` on the three healthy ITSC recordings."""
+    from click.testing import CliRunner
+
+    from edge_agent.cli import main
+
+    data = Path(__file__).parent / "data"
+    out = tmp_path_factory.mktemp("model") / "itsc"
+    files = sorted((data / "itsc").glob("SC_HLT_00[1-3].csv"))
+    args = ["train", *map(str, files), "--out", str(out), "--config", str(data / "itsc_motor.toml")]
+    res = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    return out

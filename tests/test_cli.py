@@ -109,15 +109,6 @@ def test_stator_short_onset_is_flagged_by_the_default_model(tmp_path):
     assert raised[0]["t"] > 6.0
 
 
-@pytest.fixture(scope="module")
-def itsc_model(tmp_path_factory):
-    out = tmp_path_factory.mktemp("model") / "itsc"
-    files = sorted(ITSC.glob("SC_HLT_00[1-3].csv"))
-    res = run("train", *files, "--out", out, "--config", ITSC_CONFIG)
-    assert res.exit_code == 0, res.output
-    return out
-
-
 def test_trained_bundle_has_the_contract_card(itsc_model):
     card = json.loads((itsc_model / "model.json").read_text())
     assert card["feature_names"][:3] == ["rms_a", "rms_b", "rms_c"]
