@@ -15,7 +15,7 @@ import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
@@ -228,12 +228,43 @@ class AlertConfig(_Model):
     brb_watch_db: float = Field(-48.0, le=0, description="broken-bar sideband level for watch")
     brb_warning_db: float = Field(-42.0, le=0)
     brb_alarm_db: float = Field(-36.0, le=0)
+    stator_i2_watch: float = Field(
+        0.08, gt=0, le=1, description="negative-sequence current i2/i1 beyond the supply's share"
+    )
+    stator_i2_warning: float = Field(0.15, gt=0, le=1)
+    stator_i2_alarm: float = Field(0.25, gt=0, le=1)
+    i2_per_v2: float = Field(
+        6.0,
+        gt=0,
+        le=20,
+        description="i2/i1 a healthy motor draws per unit of v2/v1: about its locked-rotor "
+        "current over rated",
+    )
+    supply_v2_watch: float = Field(0.02, gt=0, le=1, description="voltage unbalance v2/v1")
+    supply_v2_warning: float = Field(0.03, gt=0, le=1)
+    supply_v2_alarm: float = Field(0.05, gt=0, le=1)
 
     @model_validator(mode="after")
     def _check(self) -> AlertConfig:
-        if not self.brb_watch_db < self.brb_warning_db < self.brb_alarm_db:
-            raise ValueError("expected brb_watch_db < brb_warning_db < brb_alarm_db")
+        for names in self.BANDS.values():
+            watch, warning, alarm = (getattr(self, n) for n in names)
+            if not watch < warning < alarm:
+                raise ValueError("expected {} < {} < {}".format(*names))
         return self
+
+    # The watch, warning and alarm levels of each rule (edge_agent.diagnosis).
+    BANDS: ClassVar[dict[str, tuple[str, str, str]]] = {
+        "broken_rotor_bar": ("brb_watch_db", "brb_warning_db", "brb_alarm_db"),
+        "stator_short": ("stator_i2_watch", "stator_i2_warning", "stator_i2_alarm"),
+        "supply_unbalance": ("supply_v2_watch", "supply_v2_warning", "supply_v2_alarm"),
+    }
+
+    def severity(self, fault: str, value: float) -> str | None:
+        """The severity of ``value`` against the levels of ``fault``'s rule; None below watch."""
+        watch, warning, alarm = (getattr(self, n) for n in self.BANDS[fault])
+        if not value >= watch:
+            return None
+        return "alarm" if value >= alarm else "warning" if value >= warning else "watch"
 
 
 class OutputConfig(_Model):

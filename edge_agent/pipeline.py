@@ -336,7 +336,9 @@ class Pipeline:
         self.stats.flagged_windows += bool(flags)
         self.stats.anomalous_windows += anomalous
         blocking = [f for f in flags if f in ("gap", "nan")]
-        findings = {} if blocking else diagnose(features, score, threshold, self.config.alerts)
+        findings = {} if blocking else diagnose(
+            features, score, threshold, self.config.alerts, self.config.motor.rated_current
+        )
         alerts = self.tracker.update(
             t_end, findings, score, LONG_WINDOW_FAULTS if repeated else frozenset()
         )

@@ -76,9 +76,17 @@ def test_itsc_report_matches_what_replay_gives_each_recording(itsc_model, tmp_pa
 
     a = report["alerts"]
     assert (a["healthy_with_false_alarm"], a["detected"], a["faulty_recordings"]) == (0, 8, 8)
-    # The diagnosis names no stator short yet: the report says so rather than hiding it.
-    assert a["by_label"]["stator_short"]["named"] == 0
-    assert a["by_label"]["stator_short"]["recordings_with_alert_of"] == {"anomaly": 8}
+    # Every short is named, more severe as more turns are shorted (10 % ... 40 %).
+    assert a["by_label"]["stator_short"]["named"] == 8
+    assert a["by_label"]["stator_short"]["recordings_with_alert_of"] == {
+        "anomaly": 8, "stator_short": 8}  # fmt: skip
+    severity = {
+        name: next(x["severity"] for x in row["alerts"] if x["fault"] == "stator_short")
+        for name, row in rows.items()
+        if row["label"] == "stator_short"
+    }
+    assert [severity[f"SC_A0_B0_C{c}_00{r}.csv"] for c in (1, 2, 3, 4) for r in (1, 2)] == [
+        "watch", "watch", "warning", "warning", "alarm", "alarm", "alarm", "alarm"]  # fmt: skip
 
     assert "SC_HLT_001.csv *" in text and "ROC AUC" in text
     assert "27 of the 27 healthy windows come from recordings the model was trained on" in text
