@@ -68,6 +68,16 @@ def analysis_options(fn):
     )(fn)
 
 
+def recording_options(fn):
+    """--fs and --columns, for the commands that read several recordings."""
+    fn = click.option(
+        "--columns", help="File columns holding ia,ib,ic[,va,vb,vc], comma-separated."
+    )(fn)
+    return click.option(
+        "--fs", type=float, help="Sample rate, Hz (when the files have no t_s column)."
+    )(fn)
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="edge-agent")
 @click.option(
@@ -573,8 +583,7 @@ def replay(
     type=click.Path(path_type=Path),
     help="Folder for the model bundle (model.onnx, model.json).",
 )
-@click.option("--fs", type=float, help="Sample rate, Hz (when the files have no t_s column).")
-@click.option("--columns", help="File columns holding ia,ib,ic[,va,vb,vc], comma-separated.")
+@recording_options
 @click.option(
     "--epochs",
     type=click.IntRange(min=10),
@@ -620,8 +629,7 @@ def train(
     type=click.Path(path_type=Path),
     help="Model bundle folder to evaluate (default: the config's, else the bundled default).",
 )
-@click.option("--fs", type=float, help="Sample rate, Hz (when the files have no t_s column).")
-@click.option("--columns", help="File columns holding ia,ib,ic[,va,vb,vc], comma-separated.")
+@recording_options
 @click.option(
     "--max-fpr",
     type=click.FloatRange(0, 1, max_open=True),

@@ -233,8 +233,9 @@ def _median(values: Sequence[float]) -> float | None:
 
 
 def _training_hashes(scorer: Scorer) -> set[str]:
-    sources = (scorer.card.get("training") or {}).get("sources") or []
-    return {s["sha256"] for s in sources if isinstance(s, dict) and "sha256" in s}
+    training = scorer.card.get("training")
+    sources = training.get("sources") if isinstance(training, dict) else None
+    return {s["sha256"] for s in sources or [] if isinstance(s, dict) and "sha256" in s}
 
 
 def _recording_row(res: RecordingResult) -> dict[str, Any]:
