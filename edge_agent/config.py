@@ -243,6 +243,14 @@ class AlertConfig(_Model):
     supply_v2_watch: float = Field(0.02, gt=0, le=1, description="voltage unbalance v2/v1")
     supply_v2_warning: float = Field(0.03, gt=0, le=1)
     supply_v2_alarm: float = Field(0.05, gt=0, le=1)
+    line_rise_watch_db: float = Field(
+        6.0,
+        gt=0,
+        le=60,
+        description="eccentricity and bearing lines: rise over the motor's healthy baseline",
+    )
+    line_rise_warning_db: float = Field(12.0, gt=0, le=60)
+    line_rise_alarm_db: float = Field(18.0, gt=0, le=60)
 
     @model_validator(mode="after")
     def _check(self) -> AlertConfig:
@@ -257,6 +265,8 @@ class AlertConfig(_Model):
         "broken_rotor_bar": ("brb_watch_db", "brb_warning_db", "brb_alarm_db"),
         "stator_short": ("stator_i2_watch", "stator_i2_warning", "stator_i2_alarm"),
         "supply_unbalance": ("supply_v2_watch", "supply_v2_warning", "supply_v2_alarm"),
+        "eccentricity": ("line_rise_watch_db", "line_rise_warning_db", "line_rise_alarm_db"),
+        "bearing": ("line_rise_watch_db", "line_rise_warning_db", "line_rise_alarm_db"),
     }
 
     def severity(self, fault: str, value: float) -> str | None:

@@ -1,6 +1,6 @@
 """From window features and scores to named faults, severities and alerts.
 
-Four kinds of finding per window.
+Six kinds of finding per window, one per fault name.
 
 - ``anomaly``: the autoencoder's score is above the model's threshold. Severity grows
   with score / threshold: below 2 ``watch``, below 5 ``warning``, else ``alarm``.
@@ -22,6 +22,16 @@ Four kinds of finding per window.
   about 1.3 % or more (6 x 1.3 % = 0.08) would also be read as a short. The rule waits
   for a running motor (i1 at 10 % of the nameplate current or more).
 
+- ``eccentricity`` and ``bearing``: a line at f ± f_r (mixed eccentricity), or at a
+  bearing defect frequency f ± m·f_v, that has risen over the motor's own healthy level:
+  6 dB (twice the amplitude) ``watch``, 12 dB ``warning``, 18 dB ``alarm``. The healthy
+  level is the 95th percentile of the line over the training windows, kept in the model
+  card's ``baseline`` by ``edge-agent train``; a motor's inherent eccentricity differs
+  from motor to motor, so no absolute level would do. A bearing line must also stand 10 dB
+  out of its local noise floor: a floor that rises with it is load or noise, not a defect.
+  The bundled default model, trained on a simulator, has no baseline, and these two rules
+  wait for a model of the motor itself.
+
 Every level is a key of ``[alerts]``; set the stator levels above the i2/i1 that your
 motor shows healthy (``edge-agent evaluate`` reports it).
 
@@ -40,7 +50,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edge_agent.config import AlertConfig
-from edge_agent.features import SIDEBAND_PROMINENCE_DB
+from edge_agent.features import BEARING_DEFECTS, SIDEBAND_PROMINENCE_DB
 from edge_agent.publish.schema import FAULTS, SEVERITIES
 
 # The stator rule reads i2/i1 only while the positive-sequence current is at least this
@@ -50,7 +60,15 @@ RUNNING_CURRENT = 0.1
 # Faults whose findings come from the long window's features.
 LONG_WINDOW_FAULTS = frozenset({"broken_rotor_bar", "eccentricity", "bearing"})
 
+# Lines judged against the motor's own healthy level (the model card's "baseline", which
+# `edge-agent train` writes), by fault.
+BASELINE_LINES: dict[str, tuple[str, ...]] = {
+    "eccentricity": ("ecc_lsb_db", "ecc_usb_db"),
+    "bearing": tuple(f"bearing_{d}_db" for d in BEARING_DEFECTS),
+}
+
 __all__ = [
+    "BASELINE_LINES",
     "FAULTS",
     "LONG_WINDOW_FAULTS",
     "SEVERITIES",
@@ -79,11 +97,14 @@ def diagnose(
     threshold: float | None,
     cfg: AlertConfig,
     rated_current: float = 0.0,
+    baseline: Mapping[str, float] | None = None,
 ) -> dict[str, Finding]:
     """Findings of one window, by fault name; an absent fault is a normal window for it.
 
     ``rated_current`` (A rms, the nameplate's) keeps the stator rule quiet while the motor
-    is stopped or idling, when i2/i1 is a ratio of noise.
+    is stopped or idling, when i2/i1 is a ratio of noise. ``baseline`` gives the healthy
+    95th percentile (dB) of the :data:`BASELINE_LINES` (``Scorer.baseline``); without it
+    there are no eccentricity or bearing findings.
     """
     found: dict[str, Finding] = {}
     if score is not None and threshold is not None and score > threshold:
@@ -136,7 +157,45 @@ def diagnose(
                     "i1": i1,
                 },
             )
+    for fault, names in BASELINE_LINES.items():
+        finding = _line_rise(fault, names, features, baseline or {}, cfg)
+        if finding is not None:
+            found[fault] = finding
     return found
+
+
+def _line_rise(
+    fault: str,
+    names: tuple[str, ...],
+    features: Mapping[str, float | None],
+    baseline: Mapping[str, float],
+    cfg: AlertConfig,
+) -> Finding | None:
+    """The line of ``names`` that has risen most over its healthy level, graded."""
+    rises = {}
+    for name in names:
+        level, healthy = features.get(name), baseline.get(name)
+        if level is None or healthy is None:
+            continue
+        if fault == "bearing":
+            # A defect makes a line; a floor that rises with it (load, noise) is not one.
+            floor = features.get(name.replace("_db", "_floor_db"))
+            if floor is None or level - floor < SIDEBAND_PROMINENCE_DB:
+                continue
+        rises[name] = level - healthy
+    if not rises:
+        return None
+    line = max(rises, key=rises.__getitem__)
+    severity = cfg.severity(fault, rises[line])
+    if severity is None:
+        return None
+    return Finding(
+        fault,
+        severity,
+        {"line": line, "level_db": features[line], "healthy_p95_db": baseline[line],
+         "rise_db": rises[line], "supply_hz": features.get("supply_hz"),
+         "rotor_hz": features.get("rotor_hz")},
+    )  # fmt: skip
 
 
 @dataclass

@@ -337,8 +337,9 @@ class Pipeline:
         self.stats.anomalous_windows += anomalous
         blocking = [f for f in flags if f in ("gap", "nan")]
         findings = {} if blocking else diagnose(
-            features, score, threshold, self.config.alerts, self.config.motor.rated_current
-        )
+            features, score, threshold, self.config.alerts, self.config.motor.rated_current,
+            self.scorer.baseline if self.scorer is not None else None,
+        )  # fmt: skip
         alerts = self.tracker.update(
             t_end, findings, score, LONG_WINDOW_FAULTS if repeated else frozenset()
         )

@@ -84,6 +84,21 @@ def _check_card(card: object, where: str) -> tuple[list[str], float]:
     return list(names), float(thr)
 
 
+def _check_baseline(card: dict, where: str) -> dict[str, float]:
+    """The card's optional "baseline": {line: {"p95": dB, ...}} as {line: p95}."""
+    baseline = card.get("baseline", {})
+    expected = 'expected {"feature": {"p50": dB, "p95": dB, "windows": n}, ...}'
+    if not isinstance(baseline, dict):
+        raise InputDataError(f"{where}: 'baseline' is {type(baseline).__name__}; {expected}")
+    out = {}
+    for name, stats in baseline.items():
+        p95 = stats.get("p95") if isinstance(stats, dict) else None
+        if isinstance(p95, bool) or not isinstance(p95, (int, float)) or not math.isfinite(p95):
+            raise InputDataError(f"{where}: 'baseline' entry {name!r} is {stats!r}; {expected}")
+        out[name] = float(p95)
+    return out
+
+
 class Scorer:
     """Scores feature vectors with a model bundle; higher scores are more anomalous.
 
@@ -99,6 +114,8 @@ class Scorer:
         self.card = card
         self.path = path
         self.feature_names, self.threshold = _check_card(card, str(path / _CARD))
+        # The healthy 95th percentile (dB) of lines the diagnosis judges by their rise.
+        self.baseline = _check_baseline(card, str(path / _CARD))
 
     @classmethod
     def load(cls, path: str | Path | Traversable | None = None) -> Scorer:
@@ -125,6 +142,7 @@ class Scorer:
         except OSError as exc:
             raise InputMissingError(f"{card_path}: cannot read: {exc.strerror}") from None
         names, _ = _check_card(card, str(card_path))
+        _check_baseline(card, str(card_path))
 
         try:
             model_bytes = folder.joinpath(_MODEL).read_bytes()

@@ -7,12 +7,15 @@ ITSC shorts are in test_evaluate.py.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from edge_agent.config import AlertConfig, Config
-from edge_agent.diagnosis import diagnose
+from edge_agent.diagnosis import BASELINE_LINES, diagnose
 from edge_agent.pipeline import Pipeline
 from edge_agent.simulate import SimulationSpec, simulate
 from tests.test_cli import run
@@ -123,3 +126,105 @@ def test_without_voltages_a_supply_unbalance_reads_as_a_short():
 
 def test_a_healthy_motor_with_voltages_raises_nothing():
     assert named_alerts(None) == {}
+
+
+# --- eccentricity and bearing lines, against the motor's own healthy level -----------------
+
+BASE = {"ecc_lsb_db": -60.0, "ecc_usb_db": -62.0, "bearing_outer_db": -80.0}
+
+
+@pytest.mark.parametrize(
+    ("rise", "severity"),
+    [(5.9, None), (6.0, "watch"), (11.9, "watch"), (12.0, "warning"), (18.0, "alarm")],
+)
+def test_eccentricity_is_graded_by_its_rise_over_the_healthy_level(rise, severity):
+    f = diagnose({"ecc_lsb_db": -70.0, "ecc_usb_db": -62.0 + rise}, None, None, CFG, RATED, BASE)
+    got = f.get("eccentricity")
+    assert (got.severity if got else None) == severity
+    if got:
+        ev = got.evidence
+        assert ev["line"] == "ecc_usb_db" and ev["rise_db"] == pytest.approx(rise)
+        assert ev["healthy_p95_db"] == -62.0
+
+
+def test_without_a_healthy_level_no_line_is_judged():
+    # The bundled default model was trained on a simulator: it carries no line levels, and
+    # a real motor's own eccentricity lines must not be read against a simulated one.
+    features = {"ecc_lsb_db": -30.0, "bearing_outer_db": -30.0, "bearing_outer_floor_db": -90.0}
+    assert not {"eccentricity", "bearing"} & set(diagnose(features, None, None, CFG, RATED))
+    assert not {"eccentricity", "bearing"} & set(diagnose(features, None, None, CFG, RATED, {}))
+
+
+def test_a_bearing_line_must_stand_out_of_its_floor():
+    risen = {"bearing_outer_db": -60.0}  # 20 dB over its healthy level
+    line = diagnose({**risen, "bearing_outer_floor_db": -75.0}, None, None, CFG, RATED, BASE)
+    assert line["bearing"].severity == "alarm"
+    assert line["bearing"].evidence["line"] == "bearing_outer_db"
+    # The same level with the floor risen along (a load or noise change) is no bearing line.
+    floor = diagnose({**risen, "bearing_outer_floor_db": -65.0}, None, None, CFG, RATED, BASE)
+    assert "bearing" not in floor
+
+
+@pytest.fixture(scope="module")
+def own_model(tmp_path_factory):
+    """A model of this motor: trained on two healthy 30 s runs with its bearing configured;
+    ideal CTs, as one motor's sensors stay the same between runs."""
+    d = tmp_path_factory.mktemp("own")
+    config = d / "motor.toml"
+    config.write_text(
+        "[motor.bearing]\nn_balls = 9\nball_diameter_mm = 7.94\npitch_diameter_mm = 39.04\n"
+    )
+    sims = {"h1": [], "h2": [], "h3": [], "ecc": ["--fault", "eccentricity", "--severity", "50"],
+            "brg": ["--fault", "bearing-outer", "--severity", "60"]}  # fmt: skip
+    for seed, (name, extra) in enumerate(sims.items()):
+        res = run("simulate", "-o", d / f"{name}.npy", "--duration", "30", "--ct-mismatch", "0",
+                  "--seed", str(seed), "--config", config, *extra)  # fmt: skip
+        assert res.exit_code == 0, res.output
+    res = run("train", d / "h1.npy", d / "h2.npy", "--fs", "15000", "--config", config,
+              "--out", d / "model")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    return d, config
+
+
+def test_training_keeps_the_healthy_level_of_each_line(own_model):
+    d, _ = own_model
+    card = json.loads((d / "model" / "model.json").read_text())
+    lines = card["baseline"]
+    assert set(lines) == {n for names in BASELINE_LINES.values() for n in names}
+    assert "ecc_usb_db" in lines and "bearing_cage_db" in lines
+    for stats in lines.values():
+        # The simulated motor has no such lines: its healthy level is the noise floor.
+        assert -110 < stats["p50"] <= stats["p95"] < -80 and stats["windows"] >= 8
+
+
+def test_own_model_names_eccentricity_and_bearing_and_not_the_healthy_run(own_model, tmp_path):
+    d, config = own_model
+    labels = d / "labels.csv"
+    labels.write_text("file,label\nh3.npy,healthy\necc.npy,eccentricity\nbrg.npy,bearing\n")
+    res = run("evaluate", labels, "--model", d / "model", "--fs", "15000", "--config", config,
+              "--out", tmp_path / "r.json")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    by_label = report["alerts"]["by_label"]
+    assert by_label["eccentricity"]["named"] == 1 and by_label["bearing"]["named"] == 1
+    assert report["alerts"]["healthy_with_false_alarm"] == 0
+    rows = {Path(r["file"]).name: r for r in report["recordings"]}
+    (ecc,) = [a for a in rows["ecc.npy"]["alerts"] if a["fault"] == "eccentricity"]
+    (brg,) = [a for a in rows["brg.npy"]["alerts"] if a["fault"] == "bearing"]
+    # 50 and 60 dB below the fundamental, 40 and 30 dB above the floor-level baseline.
+    assert ecc["severity"] == brg["severity"] == "alarm"
+    # Read off the long window: three analyses (8 s to fill, then every 2 s).
+    assert ecc["t"] >= 8.0 and brg["t"] >= 8.0
+
+
+def test_a_broken_line_baseline_in_the_card_is_refused(own_model, tmp_path):
+    d, _ = own_model
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "model.onnx").write_bytes((d / "model" / "model.onnx").read_bytes())
+    card = json.loads((d / "model" / "model.json").read_text())
+    card["baseline"]["ecc_lsb_db"] = {"p95": "loud"}
+    (bundle / "model.json").write_text(json.dumps(card))
+    res = run("replay", d / "h3.npy", "--fs", "15000", "--model", bundle)
+    assert res.exit_code == 65
+    assert "'baseline' entry 'ecc_lsb_db'" in res.output and "model.json" in res.output

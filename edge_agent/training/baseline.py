@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from edge_agent.config import Config
+from edge_agent.diagnosis import BASELINE_LINES
 from edge_agent.errors import InputDataError
 from edge_agent.features import FEATURE_RESOLUTION, MODEL_FEATURES
 from edge_agent.pipeline import Pipeline
@@ -30,12 +31,28 @@ MIN_RECORDINGS_FOR_CV = 3
 MAX_FOLDS = 5
 
 
+# A line gets a healthy level in the card when this many clean windows measured it.
+MIN_LINE_WINDOWS = 8
+
+
 @dataclass
 class Baseline:
     X: np.ndarray  # (windows, features)
     fs: float
     sources: list[dict]
     recording: np.ndarray  # (windows,) index of the recording each window came from
+    # Values of the diagnosis's baseline lines (BASELINE_LINES) over the clean windows.
+    lines: dict[str, list[float]] = field(default_factory=dict)
+
+    def line_levels(self) -> dict[str, dict[str, float | int]]:
+        """The card's "baseline": median and 95th percentile (dB) of each line that enough
+        windows measured (without a bearing geometry or a long enough recording, none)."""
+        return {
+            name: {"p50": float(np.median(v)), "p95": float(np.quantile(v, 0.95)),
+                   "windows": len(v)}
+            for name, v in sorted(self.lines.items())
+            if len(v) >= MIN_LINE_WINDOWS
+        }  # fmt: skip
 
 
 def held_out_scores(base: Baseline, *, epochs: int, seed: int, min_scale: np.ndarray) -> np.ndarray:
@@ -70,6 +87,8 @@ def collect_features(
     """Feature vectors of every clean window of the recordings (flagged windows are left out)."""
     rows: list[list[float]] = []
     which: list[int] = []
+    line_names = [n for names in BASELINE_LINES.values() for n in names]
+    lines: dict[str, list[float]] = {n: [] for n in line_names}
     sources = []
     rate = None
     for path in paths:
@@ -86,6 +105,9 @@ def collect_features(
                 for r in pipe.update(chunk.samples, chunk.gaps):
                     if r["type"] != "window" or r["flags"]:
                         continue
+                    for name in line_names:
+                        if (value := r["features"].get(name)) is not None:
+                            lines[name].append(value)
                     vec = [r["features"][k] for k in feature_names]
                     if any(v is None for v in vec):
                         continue
@@ -99,8 +121,9 @@ def collect_features(
             f"at least {MIN_WINDOWS} (about {MIN_WINDOWS * config.windows.hop_s:g} s of signal)"
         )
     return Baseline(
-        np.asarray(rows, dtype=np.float64), float(rate), sources, np.asarray(which, dtype=int)
-    )
+        np.asarray(rows, dtype=np.float64), float(rate), sources, np.asarray(which, dtype=int),
+        lines,
+    )  # fmt: skip
 
 
 def train_baseline(
@@ -113,8 +136,14 @@ def train_baseline(
     epochs: int = 1500,
     seed: int = 0,
     created: str | None = None,
+    line_baseline: bool = True,
 ) -> tuple[Path, FitResult, float, Baseline]:
-    """Fit the autoencoder on healthy recordings and write a model bundle to ``out_dir``."""
+    """Fit the autoencoder on healthy recordings and write a model bundle to ``out_dir``.
+
+    With ``line_baseline`` the card keeps the healthy level of the eccentricity and
+    bearing lines, which the diagnosis judges later windows by: only for recordings of
+    the motor itself, never for a stand-in (the bundled default is trained on a simulator).
+    """
     base = collect_features(paths, config, fs=fs, columns=columns)
     floor = np.array([FEATURE_RESOLUTION.get(k, 0.0) for k in MODEL_FEATURES])
     result = fit(base.X, epochs=epochs, seed=seed, min_scale=floor)
@@ -130,6 +159,9 @@ def train_baseline(
         "motor": config.motor.model_dump(mode="json"),
         "windows": config.windows.model_dump(mode="json"),
     }
+    if line_baseline:
+        # What the eccentricity and bearing rules compare each line with (diagnosis.py).
+        extra["baseline"] = base.line_levels()
     bundle = write_bundle(
         Path(out_dir),
         result,
