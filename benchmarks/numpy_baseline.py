@@ -722,11 +722,15 @@ class NumpyExtractor:
             rotor_hz = (1.0 - slip) * f / pp
             if not (math.isfinite(rotor_hz) and rotor_hz > 0):
                 raise ValueError(f"{rotor_hz=} must be a positive number of Hz")
-            ecc, _, _ = _line_levels(p, df, f, np.array([-1.0, 1.0, -2.0, 2.0]) * rotor_hz, hw)
+            ecc, k, fund = _line_levels(p, df, f, np.array([-1.0, 1.0, -2.0, 2.0]) * rotor_hz, hw)
             for name, level in zip(
                 ("ecc_lsb_db", "ecc_usb_db", "ecc2_lsb_db", "ecc2_usb_db"), ecc, strict=True
             ):
                 out[name] = float(level)
+            floors = np.where(
+                np.isnan(ecc[:2]), np.nan, _db(_noise_floors(p, k[:2], hw, 8 * hw), fund)
+            )
+            out["ecc_lsb_floor_db"], out["ecc_usb_floor_db"] = (float(v) for v in floors)
             if self.bearing is not None:
                 # Lines f ∓ f_v, f ∓ 2 f_v of each defect: (4 defects, 4 lines), the strongest.
                 f_v = self.bearing * rotor_hz

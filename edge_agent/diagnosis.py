@@ -21,14 +21,13 @@ Six kinds of finding per window, one per fault name.
   unknown and taken as nil (the evidence's ``v2_v1`` is then null): a supply unbalance of
   about 1.3 % or more (6 x 1.3 % = 0.08) would also be read as a short. The rule waits
   for a running motor (i1 at 10 % of the nameplate current or more).
-
 - ``eccentricity`` and ``bearing``: a line at f ± f_r (mixed eccentricity), or at a
   bearing defect frequency f ± m·f_v, that has risen over the motor's own healthy level:
   6 dB (twice the amplitude) ``watch``, 12 dB ``warning``, 18 dB ``alarm``. The healthy
   level is the 95th percentile of the line over the training windows, kept in the model
   card's ``baseline`` by ``edge-agent train``; a motor's inherent eccentricity differs
-  from motor to motor, so no absolute level would do. A bearing line must also stand 10 dB
-  out of its local noise floor: a floor that rises with it is load or noise, not a defect.
+  from motor to motor, so no absolute level would do. The line must also stand 10 dB out
+  of its local noise floor: a floor that rises with it is load or noise, not a fault.
   The bundled default model, trained on a simulator, has no baseline, and these two rules
   wait for a model of the motor itself.
 
@@ -177,11 +176,10 @@ def _line_rise(
         level, healthy = features.get(name), baseline.get(name)
         if level is None or healthy is None:
             continue
-        if fault == "bearing":
-            # A defect makes a line; a floor that rises with it (load, noise) is not one.
-            floor = features.get(name.replace("_db", "_floor_db"))
-            if floor is None or level - floor < SIDEBAND_PROMINENCE_DB:
-                continue
+        # A fault makes a line; a floor that rises with it (load, noise) is not one.
+        floor = features.get(name.replace("_db", "_floor_db"))
+        if floor is None or level - floor < SIDEBAND_PROMINENCE_DB:
+            continue
         rises[name] = level - healthy
     if not rises:
         return None

@@ -35,6 +35,7 @@ from edge_agent.kernels.engine import fft_length, fundamental, phase_spectra
 from edge_agent.kernels.lines import (
     bearing_line_levels,
     eccentricity_sidebands,
+    line_levels,
     slip_from_eccentricity,
     slip_from_slot_harmonics,
 )
@@ -108,6 +109,7 @@ def _names() -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
         "slip", "rotor_hz", "slip_method", "slip_prominence_db",
         "brb_lsb_db", "brb_usb_db", "brb_db", "brb_prominence_db",
         "ecc_lsb_db", "ecc_usb_db", "ecc2_lsb_db", "ecc2_usb_db",
+        "ecc_lsb_floor_db", "ecc_usb_floor_db",
         *(f"bearing_{d}_db" for d in BEARING_DEFECTS),
         *(f"bearing_{d}_floor_db" for d in BEARING_DEFECTS),
         "epva_2sf_db", "epva_fr_db",
@@ -343,6 +345,10 @@ class FeatureExtractor:
             rotor_hz = (1.0 - slip) * f / motor.pole_pairs
             ecc = eccentricity_sidebands(p, df, f, rotor_hz, hw)
             out["ecc_lsb_db"], out["ecc_usb_db"], out["ecc2_lsb_db"], out["ecc2_usb_db"] = ecc
+            # Their noise floors, as the bearing lines': a line must stand out of its floor
+            # to count as eccentricity (edge_agent.diagnosis).
+            _, floors = line_levels(p, df, f, [-rotor_hz, rotor_hz], hw, 8 * hw)
+            out["ecc_lsb_floor_db"], out["ecc_usb_floor_db"] = (float(v) for v in floors)
             if self.bearing is not None:
                 levels, floors = bearing_line_levels(
                     p, df, f, rotor_hz, self.bearing, 2, hw, 8 * hw

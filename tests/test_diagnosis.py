@@ -138,7 +138,8 @@ BASE = {"ecc_lsb_db": -60.0, "ecc_usb_db": -62.0, "bearing_outer_db": -80.0}
     [(5.9, None), (6.0, "watch"), (11.9, "watch"), (12.0, "warning"), (18.0, "alarm")],
 )
 def test_eccentricity_is_graded_by_its_rise_over_the_healthy_level(rise, severity):
-    f = diagnose({"ecc_lsb_db": -70.0, "ecc_usb_db": -62.0 + rise}, None, None, CFG, RATED, BASE)
+    features = {"ecc_lsb_db": -70.0, "ecc_usb_db": -62.0 + rise, "ecc_usb_floor_db": -90.0}
+    f = diagnose(features, None, None, CFG, RATED, BASE)
     got = f.get("eccentricity")
     assert (got.severity if got else None) == severity
     if got:
@@ -155,14 +156,19 @@ def test_without_a_healthy_level_no_line_is_judged():
     assert not {"eccentricity", "bearing"} & set(diagnose(features, None, None, CFG, RATED, {}))
 
 
-def test_a_bearing_line_must_stand_out_of_its_floor():
-    risen = {"bearing_outer_db": -60.0}  # 20 dB over its healthy level
-    line = diagnose({**risen, "bearing_outer_floor_db": -75.0}, None, None, CFG, RATED, BASE)
-    assert line["bearing"].severity == "alarm"
-    assert line["bearing"].evidence["line"] == "bearing_outer_db"
-    # The same level with the floor risen along (a load or noise change) is no bearing line.
-    floor = diagnose({**risen, "bearing_outer_floor_db": -65.0}, None, None, CFG, RATED, BASE)
-    assert "bearing" not in floor
+@pytest.mark.parametrize(
+    ("fault", "line"), [("bearing", "bearing_outer"), ("eccentricity", "ecc_lsb")]
+)
+def test_a_line_must_stand_out_of_its_floor(fault, line):
+    risen = {f"{line}_db": BASE[f"{line}_db"] + 20.0}  # 20 dB over its healthy level
+    found = diagnose({**risen, f"{line}_floor_db": risen[f"{line}_db"] - 15.0}, None, None,
+                     CFG, RATED, BASE)  # fmt: skip
+    assert found[fault].severity == "alarm"
+    assert found[fault].evidence["line"] == f"{line}_db"
+    # The same level with the floor risen along (a load or noise change) is no line.
+    for floor in (risen[f"{line}_db"] - 5.0, None):
+        assert fault not in diagnose({**risen, f"{line}_floor_db": floor}, None, None, CFG,
+                                     RATED, BASE)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
