@@ -608,7 +608,7 @@ def train(
     training vector; the threshold is set from the scores of these healthy windows.
     """
     from edge_agent.recording import parse_columns
-    from edge_agent.training.baseline import train_baseline
+    from edge_agent.training.baseline import describe_line_baseline, train_baseline
 
     cfg = _config(config_path)
     bundle, result, threshold, base = train_baseline(
@@ -620,6 +620,7 @@ def train(
         f"threshold {threshold:.4g}",
         err=True,
     )
+    click.echo(describe_line_baseline(base.line_levels(), cfg), err=True)
 
 
 @main.command()

@@ -189,6 +189,7 @@ def own_model(tmp_path_factory):
     res = run("train", d / "h1.npy", d / "h2.npy", "--fs", "15000", "--config", config,
               "--out", d / "model")  # fmt: skip
     assert res.exit_code == 0, res.output
+    assert "healthy line levels kept for eccentricity (2 lines), bearing (4 lines)" in res.output
     return d, config
 
 
@@ -234,3 +235,16 @@ def test_a_broken_line_baseline_in_the_card_is_refused(own_model, tmp_path):
     res = run("replay", d / "h3.npy", "--fs", "15000", "--model", bundle)
     assert res.exit_code == 65
     assert "'baseline' entry 'ecc_lsb_db'" in res.output and "model.json" in res.output
+
+
+def test_the_default_model_names_no_line_fault_and_the_report_says_why(own_model, tmp_path):
+    d, config = own_model
+    labels = d / "ecc-labels.csv"
+    labels.write_text("file,label\necc.npy,eccentricity\n")
+    res = run("evaluate", labels, "--fs", "15000", "--config", config,
+              "--out", tmp_path / "r.json")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["model"]["line_baseline"] == []
+    assert report["alerts"]["by_label"]["eccentricity"]["named"] == 0
+    assert "the model has no healthy level of the eccentricity lines" in res.output

@@ -55,6 +55,23 @@ class Baseline:
         }  # fmt: skip
 
 
+def describe_line_baseline(levels: dict, config: Config) -> str:
+    """What the card's line baseline lets the diagnosis name, for `train` to say."""
+    kept = {f: [n for n in names if n in levels] for f, names in BASELINE_LINES.items()}
+    if not any(kept.values()):
+        return (
+            "no healthy line levels, so no eccentricity or bearing alerts: they need "
+            f"recordings longer than the {config.windows.long_length_s:g} s long window "
+            f"(at least {MIN_LINE_WINDOWS} clean windows after it has filled)"
+        )
+    said = [f"{fault} ({len(names)} lines)" for fault, names in kept.items() if names]
+    if not kept["bearing"]:
+        said.append(
+            "no bearing lines" + ("" if config.motor.bearing else " ([motor.bearing] not set)")
+        )
+    return "healthy line levels kept for " + ", ".join(said)
+
+
 def held_out_scores(base: Baseline, *, epochs: int, seed: int, min_scale: np.ndarray) -> np.ndarray:
     """Scores of each recording's windows under a model fitted without that recording.
 

@@ -43,6 +43,7 @@ import numpy as np
 from scipy.stats import rankdata
 
 from edge_agent.config import Config
+from edge_agent.diagnosis import BASELINE_LINES
 from edge_agent.errors import InputDataError, InputMissingError
 from edge_agent.pipeline import Pipeline
 from edge_agent.publish.schema import FAULTS
@@ -313,6 +314,8 @@ def summarize(
             "path": str(scorer.path),
             "id": model_id(scorer.card),
             "threshold": threshold,
+            # Lines with a healthy level: without them no eccentricity or bearing alert.
+            "line_baseline": sorted(scorer.baseline),
         },
         "recordings": rows,
         "windows": {
@@ -461,6 +464,11 @@ def format_report(report: dict[str, Any]) -> str:
             f"  {label}: {s['detected']} of {s['recordings']} with an alert{named}"
             + (f" (alerts of {kinds})" if kinds else "")
         )
+        if label in BASELINE_LINES and not set(BASELINE_LINES[label]) & set(m["line_baseline"]):
+            lines.append(
+                f"    the model has no healthy level of the {label} lines, so no alert could "
+                "name it: train a model on recordings of this motor (edge-agent train)"
+            )
     wrapped = [
         textwrap.fill(line, 88, subsequent_indent="    ") if line.startswith("  ") else line
         for line in lines[n_table:]
