@@ -35,7 +35,10 @@ Every level is a key of ``[alerts]``; set the stator levels above the i2/i1 that
 motor shows healthy (``edge-agent evaluate`` reports it).
 
 :class:`AlertTracker` turns findings into alerts: one is raised after ``raise_after``
-consecutive abnormal windows and cleared after ``clear_after`` consecutive normal ones. The
+consecutive abnormal windows and cleared after ``clear_after`` consecutive normal ones.
+After ``raise_after`` consecutive windows more severe than a raised alert, that alert is
+cleared and a successor raised at the mildest of their severities, each naming the other
+in its evidence; severities never go down within an alert. The
 faults read off the long window (:data:`LONG_WINDOW_FAULTS`) count only the windows that
 analysed it afresh: the windows in between repeat its features, and a repeat confirms
 nothing.
@@ -196,12 +199,18 @@ def _line_rise(
     )  # fmt: skip
 
 
+_RANK = {name: i for i, name in enumerate(SEVERITIES)}
+
+
 @dataclass
 class _State:
     abnormal: int = 0
     normal: int = 0
     alert_id: str | None = None
     severity: str | None = None
+    # Consecutive windows more severe than the raised alert, and the mildest of them.
+    worse: int = 0
+    worse_severity: str | None = None
 
 
 @dataclass
@@ -242,21 +251,53 @@ class AlertTracker:
             if finding is not None:
                 st.abnormal += 1
                 st.normal = 0
-                if st.alert_id is None and st.abnormal >= self.raise_after:
-                    st.alert_id = str(uuid.uuid4())
-                    st.severity = finding.severity
-                    records.append(
-                        _alert(st.alert_id, "raised", t, finding, score, self.raise_after)
-                    )
+                if st.alert_id is None:
+                    if st.abnormal >= self.raise_after:
+                        st.alert_id = str(uuid.uuid4())
+                        st.severity = finding.severity
+                        records.append(
+                            _alert(st.alert_id, "raised", t, finding, score, self.raise_after)
+                        )
+                elif _RANK[finding.severity] > _RANK[st.severity or "watch"]:
+                    st.worse += 1
+                    mildest = min(st.worse_severity or "alarm", finding.severity, key=_RANK.get)
+                    st.worse_severity = mildest
+                    if st.worse >= self.raise_after:
+                        records.extend(self._escalate(st, t, finding, score))
+                else:
+                    st.worse, st.worse_severity = 0, None
             else:
                 st.normal += 1
                 st.abnormal = 0
+                st.worse, st.worse_severity = 0, None
                 if st.alert_id is not None and st.normal >= self.clear_after:
                     cleared = Finding(fault, st.severity or "watch", {})
                     records.append(_alert(st.alert_id, "cleared", t, cleared, score, 0))
                     st.alert_id = None
                     st.severity = None
         return records
+
+    def _escalate(
+        self, st: _State, t: float, finding: Finding, score: float | None
+    ) -> list[dict[str, Any]]:
+        """A raised alert's fault has been worse for ``raise_after`` windows: clear it and
+        raise its successor at the mildest of those windows' severities, each record
+        naming the other. (A new alert, not a changed one: the contract's states are only
+        raised and cleared, and a consumer that pages on "raised" pages again.)"""
+        old, old_severity = st.alert_id, st.severity or "watch"
+        new, severity = str(uuid.uuid4()), st.worse_severity or finding.severity
+        superseded = Finding(finding.fault, old_severity, {"superseded_by": new,
+                                                          "severity_now": severity})  # fmt: skip
+        escalated = Finding(
+            finding.fault,
+            severity,
+            {**finding.evidence, "escalated_from": old, "previous_severity": old_severity},
+        )
+        st.alert_id, st.severity, st.worse, st.worse_severity = new, severity, 0, None
+        return [
+            _alert(old, "cleared", t, superseded, score, 0),
+            _alert(new, "raised", t, escalated, score, self.raise_after),
+        ]
 
 
 def _alert(

@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from edge_agent.config import AlertConfig, Config
-from edge_agent.diagnosis import BASELINE_LINES, diagnose
+from edge_agent.diagnosis import BASELINE_LINES, AlertTracker, Finding, diagnose
 from edge_agent.pipeline import Pipeline
 from edge_agent.simulate import SimulationSpec, simulate
 from tests.test_cli import run
@@ -248,3 +249,57 @@ def test_the_default_model_names_no_line_fault_and_the_report_says_why(own_model
     assert report["model"]["line_baseline"] == []
     assert report["alerts"]["by_label"]["eccentricity"]["named"] == 0
     assert "the model has no healthy level of the eccentricity lines" in res.output
+
+
+# --- a fault that worsens -------------------------------------------------------------------
+
+
+def _finding(severity: str | None) -> dict:
+    return {} if severity is None else {"bearing": Finding("bearing", severity, {"x": 1})}
+
+
+def test_a_worsening_fault_is_raised_again_at_its_new_severity():
+    tr = AlertTracker(raise_after=3, clear_after=2)
+    seq = ["watch"] * 3 + ["alarm", "warning", "alarm"] + ["alarm"] * 3 + ["watch", None, None]
+    out = [(t, r) for t, sev in enumerate(seq) for r in tr.update(float(t), _finding(sev), None)]
+    got = [(t, r["state"], r["severity"]) for t, r in out]
+    assert got == [
+        (2, "raised", "watch"),
+        # Three windows worse than watch, the mildest of them a warning.
+        (5, "cleared", "watch"), (5, "raised", "warning"),
+        (8, "cleared", "warning"), (8, "raised", "alarm"),
+        # A milder window does not lower it; two normal ones clear it.
+        (11, "cleared", "alarm"),
+    ]  # fmt: skip
+    ids = [r["id"] for _, r in out]
+    assert ids[0] == ids[1] and ids[2] == ids[3] and ids[4] == ids[5] and len(set(ids)) == 3
+    cleared, raised = out[1][1], out[2][1]
+    assert cleared["evidence"] == {"superseded_by": raised["id"], "severity_now": "warning"}
+    assert raised["evidence"]["escalated_from"] == cleared["id"]
+    assert raised["evidence"]["previous_severity"] == "watch" and raised["evidence"]["x"] == 1
+
+
+def test_only_consecutive_worse_windows_escalate():
+    tr = AlertTracker(raise_after=3, clear_after=5)
+    seq = ["watch"] * 3 + ["alarm", "alarm", "watch", "alarm", "alarm"]
+    out = [r for t, sev in enumerate(seq) for r in tr.update(float(t), _finding(sev), None)]
+    assert [(r["state"], r["severity"]) for r in out] == [("raised", "watch")]
+
+
+def test_a_short_that_spreads_is_escalated_through_the_pipeline():
+    # 15 % of the turns shorted (i2/i1 0.09, watch) for 4 s, then 45 % (0.27, alarm).
+    cfg = Config()
+    parts = [simulate(SimulationSpec(duration_s=4.0, fault="stator-short", severity=sev,
+                                     seed=1), cfg.motor)[1] for sev in (15.0, 45.0)]  # fmt: skip
+    recs = Pipeline(cfg, 15000.0).update(np.concatenate(parts))
+    alerts = [r for r in recs if r["type"] == "alert" and r["fault"] == "stator_short"]
+    # The 1 s windows across the change read a mix of the two: warning on the way up.
+    assert [(a["state"], a["severity"]) for a in alerts] == [
+        ("raised", "watch"),
+        ("cleared", "watch"), ("raised", "warning"),
+        ("cleared", "warning"), ("raised", "alarm"),
+    ]  # fmt: skip
+    # Each step takes three windows at or above it: warning at 5.5 s, alarm at 7 s.
+    assert 4.0 < alerts[2]["t"] < alerts[4]["t"] <= 7.0
+    assert alerts[2]["evidence"]["escalated_from"] == alerts[0]["id"]
+    assert alerts[4]["evidence"]["escalated_from"] == alerts[2]["id"]
