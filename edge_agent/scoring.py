@@ -87,7 +87,7 @@ def _check_card(card: object, where: str) -> tuple[list[str], float]:
 def _check_baseline(card: dict, where: str) -> dict[str, float]:
     """The card's optional "baseline": {line: {"p95": dB, ...}} as {line: p95}."""
     baseline = card.get("baseline", {})
-    expected = 'expected {"feature": {"p50": dB, "p95": dB, "windows": n}, ...}'
+    expected = 'expected {"feature": {"p50": dB, "p95": dB, "analyses": n}, ...}'
     if not isinstance(baseline, dict):
         raise InputDataError(f"{where}: 'baseline' is {type(baseline).__name__}; {expected}")
     out = {}

@@ -31,8 +31,9 @@ MIN_RECORDINGS_FOR_CV = 3
 MAX_FOLDS = 5
 
 
-# A line gets a healthy level in the card when this many clean windows measured it.
-MIN_LINE_WINDOWS = 8
+# A line gets a healthy level in the card when this many analyses of the long window
+# measured it (one every windows.long_hop_s, 2 s, once the window has filled).
+MIN_LINE_ANALYSES = 8
 
 
 @dataclass
@@ -41,17 +42,18 @@ class Baseline:
     fs: float
     sources: list[dict]
     recording: np.ndarray  # (windows,) index of the recording each window came from
-    # Values of the diagnosis's baseline lines (BASELINE_LINES) over the clean windows.
+    # Values of the diagnosis's baseline lines (BASELINE_LINES), one per analysis of the
+    # long window in a clean window.
     lines: dict[str, list[float]] = field(default_factory=dict)
 
     def line_levels(self) -> dict[str, dict[str, float | int]]:
         """The card's "baseline": median and 95th percentile (dB) of each line that enough
-        windows measured (without a bearing geometry or a long enough recording, none)."""
+        analyses measured (without a bearing geometry or a long enough recording, none)."""
         return {
             name: {"p50": float(np.median(v)), "p95": float(np.quantile(v, 0.95)),
-                   "windows": len(v)}
+                   "analyses": len(v)}
             for name, v in sorted(self.lines.items())
-            if len(v) >= MIN_LINE_WINDOWS
+            if len(v) >= MIN_LINE_ANALYSES
         }  # fmt: skip
 
 
@@ -62,7 +64,8 @@ def describe_line_baseline(levels: dict, config: Config) -> str:
         return (
             "no healthy line levels, so no eccentricity or bearing alerts: they need "
             f"recordings longer than the {config.windows.long_length_s:g} s long window "
-            f"(at least {MIN_LINE_WINDOWS} clean windows after it has filled)"
+            f"(at least {MIN_LINE_ANALYSES} analyses of it, one every "
+            f"{config.windows.long_hop_s:g} s once it has filled)"
         )
     said = [f"{fault} ({len(names)} lines)" for fault, names in kept.items() if names]
     if not kept["bearing"]:
@@ -118,13 +121,18 @@ def collect_features(
             rate = rec.fs
             pipe = Pipeline(config, rec.fs, rec.roles, scorer=None)
             n = 0
+            last: dict[str, float] = {}
             for chunk in rec.chunks():
                 for r in pipe.update(chunk.samples, chunk.gaps):
                     if r["type"] != "window" or r["flags"]:
                         continue
                     for name in line_names:
-                        if (value := r["features"].get(name)) is not None:
+                        # Windows between two analyses of the long window repeat its
+                        # values exactly: count each analysis once.
+                        value = r["features"].get(name)
+                        if value is not None and value != last.get(name):
                             lines[name].append(value)
+                            last[name] = value
                     vec = [r["features"][k] for k in feature_names]
                     if any(v is None for v in vec):
                         continue
