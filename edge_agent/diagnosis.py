@@ -32,7 +32,8 @@ Six kinds of finding per window, one per fault name.
   wait for a model of the motor itself.
 
 Every level is a key of ``[alerts]``; set the stator levels above the i2/i1 that your
-motor shows healthy (``edge-agent evaluate`` reports it).
+motor shows healthy (the summary records of ``edge-agent replay`` give its mean and
+maximum).
 
 :class:`AlertTracker` turns findings into alerts: one is raised after ``raise_after``
 consecutive abnormal windows and cleared after ``clear_after`` consecutive normal ones.
