@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -169,6 +169,12 @@ class Pipeline:
             np.array(p) if np.may_share_memory(p, chunk) else p for p in self._pending
         ]
         return records
+
+    def feed(self, chunks: Iterable[Any]) -> Iterator[dict[str, Any]]:
+        """:meth:`update` with each chunk of a recording (``Recording.chunks()``: objects
+        with ``samples`` and ``gaps``), yielding the records as they come."""
+        for chunk in chunks:
+            yield from self.update(chunk.samples, chunk.gaps)
 
     def reload(self, scorer: Scorer | None, alerts: AlertConfig) -> None:
         """Score later windows with ``scorer`` and judge them by ``alerts``.

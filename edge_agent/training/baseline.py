@@ -122,23 +122,22 @@ def collect_features(
             pipe = Pipeline(config, rec.fs, rec.roles, scorer=None)
             n = 0
             last: dict[str, float] = {}
-            for chunk in rec.chunks():
-                for r in pipe.update(chunk.samples, chunk.gaps):
-                    if r["type"] != "window" or r["flags"]:
-                        continue
-                    for name in line_names:
-                        # Windows between two analyses of the long window repeat its
-                        # values exactly: count each analysis once.
-                        value = r["features"].get(name)
-                        if value is not None and value != last.get(name):
-                            lines[name].append(value)
-                            last[name] = value
-                    vec = [r["features"][k] for k in feature_names]
-                    if any(v is None for v in vec):
-                        continue
-                    rows.append(vec)
-                    which.append(len(sources))
-                    n += 1
+            for r in pipe.feed(rec.chunks()):
+                if r["type"] != "window" or r["flags"]:
+                    continue
+                for name in line_names:
+                    # Windows between two analyses of the long window repeat its
+                    # values exactly: count each analysis once.
+                    value = r["features"].get(name)
+                    if value is not None and value != last.get(name):
+                        lines[name].append(value)
+                        last[name] = value
+                vec = [r["features"][k] for k in feature_names]
+                if any(v is None for v in vec):
+                    continue
+                rows.append(vec)
+                which.append(len(sources))
+                n += 1
         sources.append({"path": Path(path).name, "sha256": sha256_file(path), "windows": n})
     if len(rows) < MIN_WINDOWS:
         raise InputDataError(

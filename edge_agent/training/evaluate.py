@@ -186,15 +186,14 @@ def run_recording(
     with open_recording(rec.path, fs=fs, columns=columns) as r:
         pipe = Pipeline(config, r.fs, r.roles, scorer)
         out = RecordingResult(rec, r.fs)
-        for chunk in r.chunks():
-            for record in pipe.update(chunk.samples, chunk.gaps):
-                if record["type"] == "window":
-                    out.windows.append(
-                        (record["t_start"], record["t_end"], record["score"],
-                         record["anomalous"], bool(record["flags"]))
-                    )  # fmt: skip
-                elif record["type"] == "alert" and record["state"] == "raised":
-                    out.alerts.append(record)
+        for record in pipe.feed(r.chunks()):
+            if record["type"] == "window":
+                out.windows.append(
+                    (record["t_start"], record["t_end"], record["score"],
+                     record["anomalous"], bool(record["flags"]))
+                )  # fmt: skip
+            elif record["type"] == "alert" and record["state"] == "raised":
+                out.alerts.append(record)
     return out
 
 
