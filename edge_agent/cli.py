@@ -608,7 +608,11 @@ def train(
     training vector; the threshold is set from the scores of these healthy windows.
     """
     from edge_agent.recording import parse_columns
-    from edge_agent.training.baseline import describe_line_baseline, train_baseline
+    from edge_agent.training.baseline import (
+        describe_line_baseline,
+        describe_negative_sequence,
+        train_baseline,
+    )
 
     cfg = _config(config_path)
     bundle, result, threshold, base = train_baseline(
@@ -621,6 +625,7 @@ def train(
         err=True,
     )
     click.echo(describe_line_baseline(base.line_levels(), cfg), err=True)
+    click.echo(describe_negative_sequence(base.negative_sequence_level(), cfg), err=True)
 
 
 @main.command()

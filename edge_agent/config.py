@@ -233,12 +233,21 @@ class AlertConfig(_Model):
     )
     stator_i2_warning: float = Field(0.15, gt=0, le=1)
     stator_i2_alarm: float = Field(0.25, gt=0, le=1)
+    stator_i2_change_watch: float = Field(
+        0.05,
+        gt=0,
+        le=1,
+        description="without voltages, with a model of the motor: change of i2/i1 (as a "
+        "phasor) from the motor's healthy negative sequence",
+    )
+    stator_i2_change_warning: float = Field(0.12, gt=0, le=1)
+    stator_i2_change_alarm: float = Field(0.22, gt=0, le=1)
     i2_per_v2: float = Field(
         6.0,
         gt=0,
         le=20,
-        description="i2/i1 a healthy motor draws per unit of v2/v1: about its locked-rotor "
-        "current over rated",
+        description="negative-sequence current, in rated currents, a healthy motor draws per "
+        "unit of v2/v1 at any load: about its locked-rotor current over rated",
     )
     supply_v2_watch: float = Field(0.02, gt=0, le=1, description="voltage unbalance v2/v1")
     supply_v2_warning: float = Field(0.03, gt=0, le=1)
@@ -260,17 +269,24 @@ class AlertConfig(_Model):
                 raise ValueError("expected {} < {} < {}".format(*names))
         return self
 
-    # The watch, warning and alarm levels of each rule (edge_agent.diagnosis).
+    # The watch, warning and alarm levels of each rule (edge_agent.diagnosis): by fault
+    # name, and stator_short_change for the stator rule against a baseline.
     BANDS: ClassVar[dict[str, tuple[str, str, str]]] = {
         "broken_rotor_bar": ("brb_watch_db", "brb_warning_db", "brb_alarm_db"),
         "stator_short": ("stator_i2_watch", "stator_i2_warning", "stator_i2_alarm"),
+        "stator_short_change": (
+            "stator_i2_change_watch",
+            "stator_i2_change_warning",
+            "stator_i2_change_alarm",
+        ),
         "supply_unbalance": ("supply_v2_watch", "supply_v2_warning", "supply_v2_alarm"),
         "eccentricity": ("line_rise_watch_db", "line_rise_warning_db", "line_rise_alarm_db"),
         "bearing": ("line_rise_watch_db", "line_rise_warning_db", "line_rise_alarm_db"),
     }
 
     def severity(self, fault: str, value: float) -> str | None:
-        """The severity of ``value`` against the levels of ``fault``'s rule; None below watch."""
+        """The severity of ``value`` against the levels of ``fault``'s rule (a key of
+        :attr:`BANDS`); None below watch."""
         watch, warning, alarm = (getattr(self, n) for n in self.BANDS[fault])
         if not value >= watch:
             return None

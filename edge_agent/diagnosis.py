@@ -11,16 +11,40 @@ Six kinds of finding per window, one per fault name.
 - ``supply_unbalance`` (voltages wired): voltage unbalance v2/v1 of 2 % ``watch`` (the
   limit EN 50160 sets for a supply), 3 % ``warning``, 5 % ``alarm`` (above which NEMA MG-1
   advises against running a motor at all).
-- ``stator_short``: negative-sequence current, i2/i1, beyond what the supply's unbalance
-  drives. A healthy motor draws i2/i1 of about ``i2_per_v2`` (6, its locked-rotor current
-  over rated) times v2/v1, because its negative-sequence impedance is about its
-  locked-rotor impedance; an inter-turn short adds a negative-sequence current of its own
-  (Kohler, Sottile & Trutt 2002). The excess is graded 0.08 ``watch``, 0.15 ``warning``,
-  0.25 ``alarm``: on the ITSC motor (tests/data/itsc) healthy runs read 0.02-0.04, a 10 %
-  short 0.11-0.13 and 30-40 % shorts 0.28-0.35. Without voltages the supply's share is
-  unknown and taken as nil (the evidence's ``v2_v1`` is then null): a supply unbalance of
-  about 1.3 % or more (6 x 1.3 % = 0.08) would also be read as a short. The rule waits
-  for a running motor (i1 at 10 % of the nameplate current or more).
+- ``stator_short``: negative-sequence current beyond what a healthy motor draws. An
+  inter-turn short adds a negative-sequence current of its own (Kohler, Sottile & Trutt
+  2002); so does an unbalanced supply, and the rule takes the supply's share out in one of
+  three ways, the best the data allow:
+
+  - *Voltages wired*: a motor's negative-sequence impedance is about its locked-rotor
+    impedance, whatever the load (Kersting 2001), so the supply drives i2 of about
+    ``i2_per_v2`` (6, the locked-rotor current over rated) times v2/v1 times the rated
+    current: i2/i1 of ``i2_per_v2`` · v2/v1 · rated_current / i1, more at light load.
+    The excess i2/i1 is graded 0.08 ``watch``, 0.15 ``warning``, 0.25 ``alarm``.
+  - *Currents only, with a model of the motor*: ``edge-agent train`` keeps the motor's
+    healthy negative-sequence current i2 (A, the median over the training windows) in the
+    card's ``negative_sequence``; it holds the supply's unbalance of those days and the
+    motor's own asymmetry. What i2 has grown since, over i1, (i2 − healthy i2)/i1, is
+    graded 0.05 ``watch``, 0.12 ``warning``, 0.22 ``alarm`` (the ``stator_i2_change_*``
+    levels: a change has no healthy asymmetry to clear, so they sit lower). Taking out
+    a stored healthy negative sequence is the usual compensation (Kliman et al. 1996;
+    docs/features.md has the references).
+    It is kept in amperes, and as a magnitude, because the supply's part, usually the
+    largest, is the same in amperes at every load while its angle to i1 turns with the
+    power factor: a ratio or a phasor learnt at one load would read a change at another
+    (at 30 % load after training at 80 %, a phasor's change would read 0.10). The price:
+    a short whose negative sequence lies at a wide angle to the supply's reads less (at
+    80°, a short's 0.15 on a supply's 0.10 reads 0.09), and one that opposes it shows
+    late. A supply whose unbalance changes by about 1 % after training still reads as a
+    short.
+  - *Currents only, no model of the motor* (the bundled default): i2/i1 itself, on the
+    levels of the first case, and the evidence's ``v2_v1`` is null. A supply unbalance of
+    about 1.3 % or more (6 × 1.3 % = 0.08) reads as a short.
+
+  On the ITSC motor (tests/data/itsc) healthy runs read i2/i1 0.02-0.04; a 10 % short
+  reads 0.11-0.13 (i2 up by 0.08-0.10 of i1 on the healthy i2) and 30-40 % shorts
+  0.28-0.35. The rule waits for a running motor (i1 at 10 % of the nameplate current or
+  more).
 - ``eccentricity`` and ``bearing``: a line at f ± f_r (mixed eccentricity), or at a
   bearing defect frequency f ± m·f_v, that has risen over the motor's own healthy level:
   6 dB (twice the amplitude) ``watch``, 12 dB ``warning``, 18 dB ``alarm``. The healthy
@@ -31,9 +55,9 @@ Six kinds of finding per window, one per fault name.
   The bundled default model, trained on a simulator, has no baseline, and these two rules
   wait for a model of the motor itself.
 
-Every level is a key of ``[alerts]``; set the stator levels above the i2/i1 that your
-motor shows healthy (the summary records of ``edge-agent replay`` give its mean and
-maximum).
+Every level is a key of ``[alerts]``. With voltages, or with neither voltages nor a model
+of the motor, set the ``stator_i2_*`` levels above the i2/i1 that your motor shows healthy
+(the summary records of ``edge-agent replay`` give its mean and maximum).
 
 :class:`AlertTracker` turns findings into alerts: one is raised after ``raise_after``
 consecutive abnormal windows and cleared after ``clear_after`` consecutive normal ones.
@@ -101,13 +125,17 @@ def diagnose(
     cfg: AlertConfig,
     rated_current: float = 0.0,
     baseline: Mapping[str, float] | None = None,
+    negative_sequence: float | None = None,
 ) -> dict[str, Finding]:
     """Findings of one window, by fault name; an absent fault is a normal window for it.
 
     ``rated_current`` (A rms, the nameplate's) keeps the stator rule quiet while the motor
-    is stopped or idling, when i2/i1 is a ratio of noise. ``baseline`` gives the healthy
-    95th percentile (dB) of the :data:`BASELINE_LINES` (``Scorer.baseline``); without it
-    there are no eccentricity or bearing findings.
+    is stopped or idling, when i2/i1 is a ratio of noise, and scales the supply's share of
+    i2/i1 with the load. ``baseline`` gives the healthy 95th percentile (dB) of the
+    :data:`BASELINE_LINES` (``Scorer.baseline``); without it there are no eccentricity or
+    bearing findings. ``negative_sequence`` is the motor's healthy negative-sequence
+    current, A (``Scorer.negative_sequence``), which the stator rule judges by without
+    voltages.
     """
     found: dict[str, Finding] = {}
     if score is not None and threshold is not None and score > threshold:
@@ -142,29 +170,47 @@ def diagnose(
             )
     i2_i1 = features.get("i2_i1")
     i1 = features.get("i1")
-    if i2_i1 is not None and i1 is not None and i1 >= RUNNING_CURRENT * rated_current:
-        # The share of the negative-sequence current that the supply's own unbalance
-        # drives; only the rest points at the winding. Without voltages it is unknown, and
-        # the evidence says so (v2_v1 null).
-        from_supply = cfg.i2_per_v2 * v2_v1 if v2_v1 is not None else 0.0
-        severity = cfg.severity("stator_short", i2_i1 - from_supply)
-        if severity:
-            found["stator_short"] = Finding(
-                "stator_short",
-                severity,
-                {
-                    "i2_i1": i2_i1,
-                    "v2_v1": v2_v1,
-                    "i2_i1_from_supply": from_supply if v2_v1 is not None else None,
-                    "z2_ohm": features.get("z2_ohm"),
-                    "i1": i1,
-                },
-            )
+    if i2_i1 is not None and i1 is not None and i1 > 0 and i1 >= RUNNING_CURRENT * rated_current:
+        finding = _stator(features, i2_i1, i1, v2_v1, cfg, rated_current, negative_sequence)
+        if finding is not None:
+            found["stator_short"] = finding
     for fault, names in BASELINE_LINES.items():
         finding = _line_rise(fault, names, features, baseline or {}, cfg)
         if finding is not None:
             found[fault] = finding
     return found
+
+
+def _stator(
+    features: Mapping[str, float | None],
+    i2_i1: float,
+    i1: float,
+    v2_v1: float | None,
+    cfg: AlertConfig,
+    rated_current: float,
+    healthy_i2: float | None,
+) -> Finding | None:
+    """The stator rule (module docstring): the supply's share of i2/i1 taken out by the
+    voltages, else by the motor's healthy negative sequence, else not at all."""
+    evidence: dict[str, Any] = {"i2_i1": i2_i1, "v2_v1": v2_v1}
+    i2 = features.get("i2")
+    if v2_v1 is not None:
+        # The supply drives i2 ≈ i2_per_v2 · v2/v1 · rated current at any load.
+        load = rated_current / i1 if rated_current > 0 else 1.0
+        from_supply = cfg.i2_per_v2 * v2_v1 * load
+        severity = cfg.severity("stator_short", i2_i1 - from_supply)
+        evidence["i2_i1_from_supply"] = from_supply
+    elif healthy_i2 is not None and i2 is not None:
+        change = (i2 - healthy_i2) / i1
+        severity = cfg.severity("stator_short_change", change)
+        evidence.update(i2=i2, i2_healthy=healthy_i2, i2_i1_change=change)
+    else:
+        severity = cfg.severity("stator_short", i2_i1)
+        evidence["i2_i1_from_supply"] = None
+    if severity is None:
+        return None
+    evidence.update(z2_ohm=features.get("z2_ohm"), i1=i1)
+    return Finding("stator_short", severity, evidence)
 
 
 def _line_rise(

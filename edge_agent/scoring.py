@@ -99,6 +99,18 @@ def _check_baseline(card: dict, where: str) -> dict[str, float]:
     return out
 
 
+def _check_negative_sequence(card: dict, where: str) -> float | None:
+    """The card's optional "negative_sequence": the motor's healthy i2, A."""
+    entry = card.get("negative_sequence")
+    if entry is None:
+        return None
+    i2 = entry.get("i2") if isinstance(entry, dict) else None
+    if isinstance(i2, bool) or not isinstance(i2, (int, float)) or not 0 <= i2 < math.inf:
+        expected = 'expected {"i2": A, ...} with 0 <= i2, finite'
+        raise InputDataError(f"{where}: 'negative_sequence' is {entry!r}; {expected}")
+    return float(i2)
+
+
 class Scorer:
     """Scores feature vectors with a model bundle; higher scores are more anomalous.
 
@@ -116,6 +128,9 @@ class Scorer:
         self.feature_names, self.threshold = _check_card(card, str(path / _CARD))
         # The healthy 95th percentile (dB) of lines the diagnosis judges by their rise.
         self.baseline = _check_baseline(card, str(path / _CARD))
+        # The healthy negative-sequence current (A) the stator rule judges by without
+        # voltages.
+        self.negative_sequence = _check_negative_sequence(card, str(path / _CARD))
 
     @classmethod
     def load(cls, path: str | Path | Traversable | None = None) -> Scorer:
@@ -143,6 +158,7 @@ class Scorer:
             raise InputMissingError(f"{card_path}: cannot read: {exc.strerror}") from None
         names, _ = _check_card(card, str(card_path))
         _check_baseline(card, str(card_path))
+        _check_negative_sequence(card, str(card_path))
 
         try:
             model_bytes = folder.joinpath(_MODEL).read_bytes()

@@ -31,9 +31,10 @@ bearing-outer         dB, 10..90           |f ± f_o| at -sev, |f ± 2 f_o| at -
                                            f_o = n_balls/2 * f_r * (1 - d/D * cos(angle))
 stator-short          % turns of phase C   negative-sequence fundamental, i2/i1 = 0.006 * sev;
                       0..100               3rd harmonic (positive pattern) at 0.001 * sev
-supply-unbalance      % (V2/V1), 0..10     voltages: v2/v1 = sev/100; currents: i2/i1 =
-                                           6 * sev/100 (negative-sequence impedance ~ 1/6 of
-                                           the positive), lagging v2 by 80 deg (leakage)
+supply-unbalance      % (V2/V1), 0..10     voltages: v2/v1 = sev/100; currents: i2 =
+                                           6 * sev/100 * rated_current at any load (the
+                                           negative-sequence impedance is about the locked-
+                                           rotor one, 1/6 of rated), lagging v2 by 80 deg
 ====================  ===================  ==================================================
 
 Sideband and eccentricity lines keep the fundamental's positive-sequence pattern. Lines at
@@ -77,7 +78,7 @@ CURRENT_HARMONICS_DB = {5: -30.0, 7: -36.0}
 VOLTAGE_HARMONICS_DB = {5: -40.0}
 STATOR_SHORT_I2_PER_PCT = 0.006  # i2/i1 per percent of shorted turns
 STATOR_SHORT_H3_PER_PCT = 0.001  # 3rd harmonic / fundamental per percent
-UNBALANCE_I2_PER_V2 = 6.0  # |Z1| / |Z2| near rated slip
+UNBALANCE_I2_PER_V2 = 6.0  # rated currents of i2 per unit of v2/v1: I_locked / I_rated
 Z2_ANGLE_RAD = math.radians(80.0)  # negative-sequence impedance is mostly leakage reactance
 DEFAULT_BEARING = (9, 7.94, 39.04, 0.0)  # 6205: balls, ball and pitch diameter mm, angle deg
 CURRENT_FULL_SCALE = 2.5  # ADC rails, times the rated peak current
@@ -269,7 +270,9 @@ def _build_lines(
         phi_2 = faulty[0]
         if spec.fault == "supply-unbalance":
             volt.append(_Line(f, a_v * sev / 100.0, phi_2, _pattern(-1), True))
-            i2 = UNBALANCE_I2_PER_V2 * sev / 100.0
+            # In rated currents, whatever the load: v2 drives it through the negative-
+            # sequence impedance, about the locked-rotor one, which the load hardly moves.
+            i2 = UNBALANCE_I2_PER_V2 * sev / 100.0 * motor.rated_current / op.current_rms
             phi_2 -= Z2_ANGLE_RAD  # the current follows v2 through the leakage reactance
         else:
             i2 = STATOR_SHORT_I2_PER_PCT * sev

@@ -55,11 +55,10 @@ def build(out: Path) -> None:
             path = Path(tmp) / f"healthy_load{round(load * 100):03d}_run{run}.npy"
             write_recording(path, spec, cfg.motor)
             paths.append(path)
-        # No line baseline: a simulated motor's eccentricity and bearing lines sit at the
-        # noise floor, and a real motor's healthy lines would read as a fault against them.
-        train_baseline(
-            paths, out, cfg, fs=15000.0, seed=0, created=CREATED, line_baseline=False
-        )
+        # No motor baseline: a simulated motor's eccentricity and bearing lines sit at the
+        # noise floor, and its negative sequence is its CT gains', so a real motor's
+        # healthy lines and asymmetry would read as a fault against them.
+        train_baseline(paths, out, cfg, fs=15000.0, seed=0, created=CREATED, motor_baseline=False)
 
 
 def main() -> int:

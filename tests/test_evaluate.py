@@ -76,7 +76,9 @@ def test_itsc_report_matches_what_replay_gives_each_recording(itsc_model, tmp_pa
 
     a = report["alerts"]
     assert (a["healthy_with_false_alarm"], a["detected"], a["faulty_recordings"]) == (0, 8, 8)
-    # Every short is named, more severe as more turns are shorted (10 % ... 40 %).
+    # Every short is named, more severe as more turns are shorted (10 % ... 40 %). No
+    # voltages: by the change from the healthy runs' negative sequence.
+    assert report["model"]["negative_sequence"] == pytest.approx(0.13, abs=0.01)  # A
     assert a["by_label"]["stator_short"]["named"] == 8
     assert a["by_label"]["stator_short"]["recordings_with_alert_of"] == {
         "anomaly": 8, "stator_short": 8}  # fmt: skip
@@ -106,6 +108,8 @@ def test_a_model_trained_on_too_few_recordings_shows_its_false_alarms(tmp_path):
     unseen = next(r for r in report["recordings"] if r["file"].endswith("SC_HLT_003.csv"))
     assert not unseen["in_training"] and unseen["anomalous"] > 0 and unseen["false_alarms"]
     assert report["alerts"]["healthy_with_false_alarm"] == 1
+    # The unseen run's negative sequence is the motor's own: no stator alert.
+    assert {a["fault"] for a in unseen["false_alarms"]} == {"anomaly"}
     assert report["windows"]["false_positive_rate"] > 0
     assert "false alarms: 1 of 3 healthy recordings raised an alert" in text
 

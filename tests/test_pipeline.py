@@ -235,10 +235,12 @@ def test_voltage_features_follow_a_simulated_supply_unbalance():
     pipe = Pipeline(cfg, FS, ["ia", "ib", "ic", "va", "vb", "vc"])
     w = [r for r in pipe.update(x) if r["type"] == "window"][-1]["features"]
     assert w["v2_v1"] == pytest.approx(0.02, abs=1e-3)  # 2 % voltage unbalance
-    assert w["i2_i1"] == pytest.approx(0.12, abs=5e-3)  # 6x in the current
+    # 6 x 2 % of the rated 10 A in the current, through the locked-rotor impedance.
+    assert w["i2"] == pytest.approx(1.2, rel=0.01)
+    assert w["i2_i1"] == pytest.approx(w["i2"] / w["i1"], rel=1e-3)
     assert w["v1"] == pytest.approx(400 / np.sqrt(3), rel=1e-3)
     assert 0 < w["pf"] < 1 and w["p_w"] > 0 and w["q_var"] > 0  # motoring, lagging
-    assert w["z2_ohm"] > 0
+    assert w["z2_ohm"] == pytest.approx(400 / np.sqrt(3) / 60, rel=0.01)  # V / I_locked
     assert w["vi_looping_a"] == pytest.approx(1.0)  # current lags: counter-clockwise
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_agent.config import Config
-from edge_agent.diagnosis import BASELINE_LINES
+from edge_agent.diagnosis import BASELINE_LINES, RUNNING_CURRENT
 from edge_agent.errors import InputDataError
 from edge_agent.features import FEATURE_RESOLUTION, MODEL_FEATURES
 from edge_agent.pipeline import Pipeline
@@ -45,6 +45,8 @@ class Baseline:
     # Values of the diagnosis's baseline lines (BASELINE_LINES), one per analysis of the
     # long window in a clean window.
     lines: dict[str, list[float]] = field(default_factory=dict)
+    # (i2, i1), A, of each clean window of a running motor.
+    negative_sequence: list[tuple[float, float]] = field(default_factory=list)
 
     def line_levels(self) -> dict[str, dict[str, float | int]]:
         """The card's "baseline": median and 95th percentile (dB) of each line that enough
@@ -55,6 +57,22 @@ class Baseline:
             for name, v in sorted(self.lines.items())
             if len(v) >= MIN_LINE_ANALYSES
         }  # fmt: skip
+
+    def negative_sequence_level(self) -> dict[str, float | int] | None:
+        """The card's "negative_sequence": the median negative-sequence current of the
+        training windows (A), its ratio to the median i1, and how far single windows stray
+        from it, over their i1 (95th percentile); None with fewer than ``MIN_WINDOWS``
+        windows of a running motor."""
+        if len(self.negative_sequence) < MIN_WINDOWS:
+            return None
+        i2, i1 = np.asarray(self.negative_sequence, dtype=np.float64).T
+        healthy = float(np.median(i2))
+        return {
+            "i2": healthy,
+            "i2_i1": healthy / float(np.median(i1)),
+            "change_p95": float(np.quantile(np.abs(i2 - healthy) / i1, 0.95)),
+            "windows": int(i2.size),
+        }
 
 
 def describe_line_baseline(levels: dict, config: Config) -> str:
@@ -73,6 +91,29 @@ def describe_line_baseline(levels: dict, config: Config) -> str:
             "no bearing lines" + ("" if config.motor.bearing else " ([motor.bearing] not set)")
         )
     return "healthy line levels kept for " + ", ".join(said)
+
+
+def describe_negative_sequence(level: dict | None, config: Config) -> str:
+    """What the card's healthy negative sequence gives the stator rule, for `train` to say."""
+    if level is None:
+        return (
+            f"no healthy negative sequence (fewer than {MIN_WINDOWS} windows with i1 at "
+            f"{RUNNING_CURRENT:.0%} of the rated current or more), so without voltages the "
+            "stator rule reads i2/i1 itself"
+        )
+    said = (
+        f"healthy negative sequence kept: i2 {level['i2']:.3g} A (i2/i1 {level['i2_i1']:.3f}); "
+        f"single windows stray from it by up to {level['change_p95']:.3f} x i1 (95 %). "
+        "Without voltages the stator rule judges a short by the rise of i2 over it"
+    )
+    watch = config.alerts.stator_i2_change_watch
+    if level["change_p95"] >= 0.5 * watch:
+        said += (
+            f". That spread is half the watch level ({watch:g}) or more: a short would be "
+            "hard to tell from it. Record steadier runs at the loads the motor sees, or "
+            "wire the voltages"
+        )
+    return said
 
 
 def held_out_scores(base: Baseline, *, epochs: int, seed: int, min_scale: np.ndarray) -> np.ndarray:
@@ -109,6 +150,7 @@ def collect_features(
     which: list[int] = []
     line_names = [n for names in BASELINE_LINES.values() for n in names]
     lines: dict[str, list[float]] = {n: [] for n in line_names}
+    negative: list[tuple[float, float]] = []
     sources = []
     rate = None
     for path in paths:
@@ -122,6 +164,7 @@ def collect_features(
             pipe = Pipeline(config, rec.fs, rec.roles, scorer=None)
             n = 0
             last: dict[str, float] = {}
+            running = RUNNING_CURRENT * config.motor.rated_current
             for r in pipe.feed(rec.chunks()):
                 if r["type"] != "window" or r["flags"]:
                     continue
@@ -132,6 +175,9 @@ def collect_features(
                     if value is not None and value != last.get(name):
                         lines[name].append(value)
                         last[name] = value
+                i1, i2 = r["features"].get("i1"), r["features"].get("i2")
+                if i2 is not None and i1 is not None and i1 > 0 and i1 >= running:
+                    negative.append((i2, i1))
                 vec = [r["features"][k] for k in feature_names]
                 if any(v is None for v in vec):
                     continue
@@ -146,7 +192,7 @@ def collect_features(
         )
     return Baseline(
         np.asarray(rows, dtype=np.float64), float(rate), sources, np.asarray(which, dtype=int),
-        lines,
+        lines, negative,
     )  # fmt: skip
 
 
@@ -160,13 +206,14 @@ def train_baseline(
     epochs: int = 1500,
     seed: int = 0,
     created: str | None = None,
-    line_baseline: bool = True,
+    motor_baseline: bool = True,
 ) -> tuple[Path, FitResult, float, Baseline]:
     """Fit the autoencoder on healthy recordings and write a model bundle to ``out_dir``.
 
-    With ``line_baseline`` the card keeps the healthy level of the eccentricity and
-    bearing lines, which the diagnosis judges later windows by: only for recordings of
-    the motor itself, never for a stand-in (the bundled default is trained on a simulator).
+    With ``motor_baseline`` the card keeps the healthy level of the eccentricity and
+    bearing lines, and the healthy negative sequence, which the diagnosis judges later
+    windows by: only for recordings of the motor itself, never for a stand-in (the bundled
+    default is trained on a simulator).
     """
     base = collect_features(paths, config, fs=fs, columns=columns)
     floor = np.array([FEATURE_RESOLUTION.get(k, 0.0) for k in MODEL_FEATURES])
@@ -183,9 +230,13 @@ def train_baseline(
         "motor": config.motor.model_dump(mode="json"),
         "windows": config.windows.model_dump(mode="json"),
     }
-    if line_baseline:
-        # What the eccentricity and bearing rules compare each line with (diagnosis.py).
+    if motor_baseline:
+        # What the eccentricity and bearing rules compare each line with, and the stator
+        # rule, without voltages, the negative sequence (diagnosis.py).
         extra["baseline"] = base.line_levels()
+        negative = base.negative_sequence_level()
+        if negative is not None:
+            extra["negative_sequence"] = negative
     bundle = write_bundle(
         Path(out_dir),
         result,

@@ -315,6 +315,9 @@ def summarize(
             "threshold": threshold,
             # Lines with a healthy level: without them no eccentricity or bearing alert.
             "line_baseline": sorted(scorer.baseline),
+            # The healthy i2 (A) the stator rule judges by without voltages; null: i2/i1
+            # itself is judged, a supply unbalance included.
+            "negative_sequence": scorer.negative_sequence,
         },
         "recordings": rows,
         "windows": {
