@@ -611,6 +611,7 @@ def train(
     from edge_agent.training.baseline import (
         describe_line_baseline,
         describe_negative_sequence,
+        describe_threshold_folds,
         train_baseline,
     )
 
@@ -626,6 +627,9 @@ def train(
     )
     click.echo(describe_line_baseline(base.line_levels(), cfg), err=True)
     click.echo(describe_negative_sequence(base.negative_sequence_level(), cfg), err=True)
+    warning = describe_threshold_folds(base)
+    if warning:
+        click.echo(warning, err=True)
 
 
 @main.command()

@@ -95,23 +95,42 @@ def test_itsc_report_matches_what_replay_gives_each_recording(itsc_model, tmp_pa
     assert "detections: 8 of 8 faulty recordings raised an alert" in text
 
 
-def test_a_model_trained_on_too_few_recordings_shows_its_false_alarms(tmp_path):
-    # Two healthy recordings are too few for the leave-one-recording-out threshold; the
-    # third, unseen, trips the threshold that the first two set: the report shows it.
+def test_two_recordings_set_the_threshold_by_scoring_each_with_a_model_of_the_other(tmp_path):
+    # Each healthy run scored by a model fitted on the other: the spread between runs
+    # counts, and the third run, unseen, stays under the threshold. In-sample scores alone
+    # would have put it at 0.12, under the third run's scores.
     model = tmp_path / "two"
     res = run("train", ITSC / "SC_HLT_001.csv", ITSC / "SC_HLT_002.csv", "--out", model,
               "--config", ITSC_CONFIG)  # fmt: skip
     assert res.exit_code == 0, res.output
     # 5 s runs are shorter than the 8 s long window: train says what that leaves out.
     assert "no healthy line levels, so no eccentricity or bearing alerts" in res.output
+    assert "warning: the threshold has seen two runs of the motor" in res.output
+    card = json.loads((model / "model.json").read_text())
+    assert "leave-one-recording-out" in card["threshold_rule"]
+    assert card["held_out"]["windows"] == 18
     text, report = evaluate(tmp_path, LABELS_CSV, "--model", model, "--config", ITSC_CONFIG)
     unseen = next(r for r in report["recordings"] if r["file"].endswith("SC_HLT_003.csv"))
-    assert not unseen["in_training"] and unseen["anomalous"] > 0 and unseen["false_alarms"]
-    assert report["alerts"]["healthy_with_false_alarm"] == 1
-    # The unseen run's negative sequence is the motor's own: no stator alert.
-    assert {a["fault"] for a in unseen["false_alarms"]} == {"anomaly"}
-    assert report["windows"]["false_positive_rate"] > 0
-    assert "false alarms: 1 of 3 healthy recordings raised an alert" in text
+    assert not unseen["in_training"] and unseen["anomalous"] == 0 and not unseen["false_alarms"]
+    assert report["alerts"]["healthy_with_false_alarm"] == 0
+    assert report["alerts"]["detected"] == 8
+    assert "false alarms: 0 of 3 healthy recordings raised an alert" in text
+
+
+def test_one_recording_sets_the_threshold_from_its_stretches_and_train_warns(tmp_path):
+    model = tmp_path / "one"
+    res = run("train", ITSC / "SC_HLT_001.csv", "--out", model, "--config", ITSC_CONFIG)
+    assert res.exit_code == 0, res.output
+    assert "warning: the threshold has seen 3 stretches of one recording" in res.output
+    card = json.loads((model / "model.json").read_text())
+    assert "stretch" in card["threshold_rule"] and card["held_out"]["windows"] == 9
+    # In-sample scores alone gave a threshold of 1e-8: every other window an anomaly.
+    assert card["threshold"] > 0.1
+    # But one 5 s run cannot know how the next run differs, as the warning says: the
+    # report shows the other two healthy runs' false alarms.
+    text, report = evaluate(tmp_path, LABELS_CSV, "--model", model, "--config", ITSC_CONFIG)
+    assert report["alerts"]["healthy_with_false_alarm"] == 2
+    assert "false alarms: 2 of 3 healthy recordings raised an alert" in text
 
 
 # --- a fault with a known onset -----------------------------------------------------------

@@ -255,15 +255,26 @@ def fit(
 
 
 def describe_threshold_rule(
-    quantile: float = 0.995, margin: float = 1.5, *, cross_validated: bool = False
+    quantile: float = 0.995,
+    margin: float = 1.5,
+    *,
+    cross_validated: bool = False,
+    folds: str = "recording",
 ) -> str:
-    """The text of :func:`choose_threshold`'s rule, as written to the model card."""
+    """The text of :func:`choose_threshold`'s rule, as written to the model card;
+    ``folds``: what was held out, ``"recording"`` or ``"stretch"`` of the one recording."""
     which = "training and validation windows together"
-    if cross_validated:
+    if cross_validated and folds == "recording":
         which += (
             ", plus every recording's windows scored by a model fitted without that "
             "recording (leave-one-recording-out), so the spread between runs of the motor "
             "counts"
+        )
+    elif cross_validated:
+        which += (
+            ", plus each stretch in time of the one recording scored by a model fitted "
+            "without it and the windows that overlap it, so its drift counts; the spread "
+            "between runs of the motor is unknown"
         )
     return (
         f"threshold = {margin:g} x the {quantile:g} quantile of the healthy anomaly scores "

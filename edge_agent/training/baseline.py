@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,10 +26,12 @@ from edge_agent.training.bundle import sha256_file, write_bundle
 MIN_WINDOWS = 8
 
 
-# Leave-one-recording-out folds are fitted for the threshold when there are this many
-# recordings or more; above MAX_FOLDS, recordings are grouped into that many folds.
-MIN_RECORDINGS_FOR_CV = 3
+# The threshold counts held-out scores: each fold of windows scored by a model fitted
+# without it. The folds are the recordings when there are two or more (above MAX_FOLDS,
+# grouped into that many), else STRETCHES consecutive stretches of the one recording.
 MAX_FOLDS = 5
+STRETCHES = 3
+MIN_FOLD_TRAINING_WINDOWS = 4
 
 
 # A line gets a healthy level in the card when this many analyses of the long window
@@ -116,25 +119,42 @@ def describe_negative_sequence(level: dict | None, config: Config) -> str:
     return said
 
 
-def held_out_scores(base: Baseline, *, epochs: int, seed: int, min_scale: np.ndarray) -> np.ndarray:
-    """Scores of each recording's windows under a model fitted without that recording.
+def folds(base: Baseline) -> tuple[np.ndarray, str]:
+    """The held-out fold of each window, and what a fold is: ``"recording"`` (two or more
+    recordings) or ``"stretch"`` (one recording, cut into ``STRETCHES`` in time)."""
+    n_rec = len(base.sources)
+    if n_rec >= 2:
+        return (np.arange(n_rec) % min(MAX_FOLDS, n_rec))[base.recording], "recording"
+    n = base.X.shape[0]
+    return np.arange(n) * STRETCHES // n, "stretch"
+
+
+def held_out_scores(
+    base: Baseline, *, epochs: int, seed: int, min_scale: np.ndarray, overlap: int = 1
+) -> tuple[np.ndarray, str]:
+    """Scores of each fold's windows (:func:`folds`) under a model fitted without them,
+    and what a fold is.
 
     Windows of one recording overlap and resemble each other far more than two runs of the
-    same motor do, so in-sample scores understate the healthy spread; held-out scores show it.
-    Returns an empty array with fewer than ``MIN_RECORDINGS_FOR_CV`` recordings.
+    same motor do, so in-sample scores understate the healthy spread; held-out scores show
+    it. Between recordings they show the spread between runs; between stretches of one
+    recording only its drift, which is less: better than nothing, and ``train`` says so.
+    ``overlap``: how many windows on each side share samples with a window (1 for 1 s
+    windows every 0.5 s); a stretch's neighbours are left out of its model's training.
     """
-    n_rec = len(base.sources)
-    if n_rec < MIN_RECORDINGS_FOR_CV:
-        return np.empty(0)
-    fold_of = np.arange(n_rec) % min(MAX_FOLDS, n_rec)
+    fold, kind = folds(base)
     out = []
-    for fold in np.unique(fold_of):
-        test = np.isin(base.recording, np.flatnonzero(fold_of == fold))
-        if test.all() or not test.any() or (~test).sum() < 4:
+    for k in np.unique(fold):
+        test = fold == k
+        train = ~test
+        if kind == "stretch":
+            idx = np.flatnonzero(test)
+            train[max(0, idx[0] - overlap) : idx[-1] + overlap + 1] = False
+        if train.sum() < MIN_FOLD_TRAINING_WINDOWS:
             continue
-        r = fit(base.X[~test], epochs=epochs, seed=seed, min_scale=min_scale)
+        r = fit(base.X[train], epochs=epochs, seed=seed, min_scale=min_scale)
         out.append(r.model.score(base.X[test]))
-    return np.concatenate(out) if out else np.empty(0)
+    return (np.concatenate(out) if out else np.empty(0)), kind
 
 
 def collect_features(
@@ -218,7 +238,11 @@ def train_baseline(
     base = collect_features(paths, config, fs=fs, columns=columns)
     floor = np.array([FEATURE_RESOLUTION.get(k, 0.0) for k in MODEL_FEATURES])
     result = fit(base.X, epochs=epochs, seed=seed, min_scale=floor)
-    held = held_out_scores(base, epochs=epochs, seed=seed, min_scale=floor)
+    w = config.windows
+    overlap = max(0, math.ceil(w.length_s / w.hop_s - 1e-9) - 1)
+    held, fold_kind = held_out_scores(
+        base, epochs=epochs, seed=seed, min_scale=floor, overlap=overlap
+    )
     threshold = choose_threshold(np.concatenate([result.train_scores, result.val_scores, held]))
     extra = {
         "held_out": {
@@ -242,9 +266,25 @@ def train_baseline(
         result,
         list(MODEL_FEATURES),
         threshold=threshold,
-        threshold_rule=describe_threshold_rule(cross_validated=held.size > 0),
+        threshold_rule=describe_threshold_rule(cross_validated=held.size > 0, folds=fold_kind),
         sources=base.sources,
         created=created,
         extra=extra,
     )
     return bundle, result, threshold, base
+
+
+def describe_threshold_folds(base: Baseline) -> str | None:
+    """A warning for `train` when the threshold could not see runs of the motor apart."""
+    n_rec = len(base.sources)
+    if n_rec >= 3:
+        return None
+    if n_rec == 2:
+        seen = "two runs of the motor, each scored by a model of the other"
+    else:
+        seen = f"{STRETCHES} stretches of one recording, each scored by a model of the others"
+    return (
+        f"warning: the threshold has seen {seen}; a third run on another day may score "
+        "higher. Train on 3 or more healthy recordings, at the loads the motor sees, "
+        "before trusting its anomaly alerts"
+    )
