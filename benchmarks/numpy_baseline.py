@@ -510,6 +510,12 @@ def _nonadjacent_pairs(m: int) -> np.ndarray:
     return mask
 
 
+def _lags_deg(ref: complex, x: np.ndarray) -> list[float | None]:
+    """Lag of each phasor of ``x`` behind ``ref``, degrees in [0, 360)."""
+    lag = np.mod(np.angle(ref * np.conj(x), deg=True), 360.0)
+    return [float(a) if ref != 0 and v != 0 else None for a, v in zip(lag, x, strict=True)]
+
+
 def _bearing_orders(n: int, d: float, pitch: float, angle_deg: float) -> np.ndarray:
     """Bearing defect frequencies per unit of shaft speed: BPFO, BPFI, BSF, FTF."""
     r = d / pitch * math.cos(math.radians(angle_deg))
@@ -585,6 +591,8 @@ class NumpyExtractor:
         out["i0"] = a0 / math.sqrt(2)
         out["i2_i1"] = a2 / a1 if a1 > 0 else None
         out["i0_i1"] = a0 / a1 if a1 > 0 else None
+        lags = _lags_deg(ph[0], ph[1:3])
+        out["i_angle_b_deg"], out["i_angle_c_deg"] = lags
 
         # Waveform statistics of the currents: central moments about the mean, two passes.
         mean = x.mean(axis=1)
@@ -666,6 +674,10 @@ class NumpyExtractor:
         rms_v = np.sqrt(np.einsum("ij,ij->i", v, v) / v.shape[1])
         for j, p in enumerate(PHASES):
             out[f"rms_v{p}"] = float(rms_v[j])
+        out["v_angle_b_deg"], out["v_angle_c_deg"] = _lags_deg(pv[0], pv[1:])
+        phi = np.angle(pv * pi.conj(), deg=True)  # (-180, 180]: current behind voltage
+        for j, p in enumerate(PHASES):
+            out[f"phi_{p}_deg"] = float(phi[j]) if pv[j] != 0 and pi[j] != 0 else None
         try:
             # A NaN or ±inf sample makes its channel's mean (and mean square) so.
             vi = _vi_features(v, x, self.fs, f, finite=finite_x & np.isfinite(rms_v))

@@ -18,6 +18,7 @@ long window from one complex FFT.
 
 from __future__ import annotations
 
+import cmath
 import logging
 import math
 import time
@@ -101,6 +102,7 @@ FEATURE_RESOLUTION = {
 def _names() -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
     current = [
         "supply_hz", "i1", "i2", "i0", "i2_i1", "i0_i1", "unbalance_nema",
+        "i_angle_b_deg", "i_angle_c_deg",
         *(f"rms_{p}" for p in PHASES),
         *(f"{s}_{p}" for s in ("peak", "crest", "skew", "kurtosis", "dc") for p in PHASES),
         *(f"thd_{p}" for p in PHASES),
@@ -117,6 +119,7 @@ def _names() -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
     rolling = [f"{k}_{s}" for k in ROLLING_FEATURES for s in ("roll", "diff")]
     voltage = [
         "v1", "v2", "v2_v1", "p_w", "q_var", "pf", "z2_ohm",
+        "v_angle_b_deg", "v_angle_c_deg", *(f"phi_{p}_deg" for p in PHASES),
         *(f"rms_v{p}" for p in PHASES),
         *(f"vi_{n}_{p}" for n in VI_FEATURE_NAMES for p in PHASES),
     ]  # fmt: skip
@@ -142,6 +145,13 @@ _EMPTY = {
 
 def empty_features(voltages: bool = False) -> dict[str, float | None]:
     return _EMPTY[bool(voltages)].copy()
+
+
+def lag_deg(ref: complex, x: complex) -> float | None:
+    """How far phasor ``x`` lags ``ref``, degrees in [0, 360); None if either is zero."""
+    if ref == 0 or x == 0:
+        return None
+    return math.degrees(cmath.phase(ref) - cmath.phase(x)) % 360.0
 
 
 def nameplate_slip(i1: float, motor: MotorConfig) -> float:
@@ -249,6 +259,8 @@ class FeatureExtractor:
         out["i0"] = a0 / math.sqrt(2)
         out["i2_i1"] = a2 / a1 if a1 > 0 else None
         out["i0_i1"] = a0 / a1 if a1 > 0 else None
+        # Phase angles behind ia (120°, 240° when wired right: wiring.py reads them).
+        out["i_angle_b_deg"], out["i_angle_c_deg"] = (lag_deg(ph[0], ph[k]) for k in (1, 2))
         stats = waveform_stats(x)
         out.update(zip(_STAT_KEYS, stats.ravel().tolist(), strict=True))
         rms = stats[:, 0].tolist()
@@ -281,6 +293,11 @@ class FeatureExtractor:
         # Below 0.1 % the negative sequence is window leakage, and V2/I2 would be noise.
         out["z2_ohm"] = pq.z2 if (out.get("i2_i1") or 0.0) > 1e-3 else None
         out.update(zip(_RMS_V_KEYS, rms_v.tolist(), strict=True))
+        out["v_angle_b_deg"], out["v_angle_c_deg"] = (lag_deg(ph_v[0], ph_v[k]) for k in (1, 2))
+        for k, p in enumerate(PHASES):
+            # Each phase's current behind its voltage, in (-180, 180]: positive lags.
+            lag = lag_deg(ph_v[k], ph_i[k])
+            out[f"phi_{p}_deg"] = None if lag is None else 180.0 - (180.0 - lag) % 360.0
         try:
             vi = vi_features(v, x, self.fs, f, check_finite=False)
         except ValueError:  # fewer than two whole cycles in the window

@@ -21,6 +21,7 @@ from edge_agent.diagnosis import LONG_WINDOW_FAULTS, AlertTracker, diagnose
 from edge_agent.features import ROLLING_FEATURES, FeatureExtractor, Rolling, empty_features
 from edge_agent.kernels import SpaceVectorDecimator
 from edge_agent.kernels.quality import detect_clipping, fill_gaps
+from edge_agent.wiring import wiring_problems
 
 if TYPE_CHECKING:
     from edge_agent.scoring import Scorer
@@ -40,6 +41,7 @@ class PipelineStats:
     alerts_raised: int = 0
     alerts_cleared: int = 0
     anomalous_windows: int = 0
+    wiring_windows: int = 0  # flagged "wiring" (edge_agent.wiring)
 
 
 class Pipeline:
@@ -131,6 +133,10 @@ class Pipeline:
         self.rolling = Rolling(ROLLING_FEATURES, w.rolling_windows)
         self.tracker = AlertTracker.from_config(config.alerts)
         self.stats = PipelineStats()
+        # What the last window said is miswired, by check (edge_agent.wiring), {} when
+        # nothing is; and the first message of each check since the start.
+        self.wiring: dict[str, str] = {}
+        self.wiring_seen: dict[str, str] = {}
 
     def update(
         self, chunk: np.ndarray, gaps: Iterable[int] = (), lost: Iterable[int] = ()
@@ -322,6 +328,12 @@ class Pipeline:
             features.update(long_features)
             features.update(self.rolling.update(features))
         _clean_all(features)
+        if not has_nan:
+            self.wiring = wiring_problems(features, self.config.motor.rated_current)
+            if self.wiring:
+                flags.append("wiring")
+                for check, said in self.wiring.items():
+                    self.wiring_seen.setdefault(check, said)
         score, threshold, anomalous = None, None, False
         if self.scorer is not None:
             # float32 overflow on absurd input gives inf: no score rather than invalid JSON.
@@ -341,7 +353,9 @@ class Pipeline:
         self.stats.windows += 1
         self.stats.flagged_windows += bool(flags)
         self.stats.anomalous_windows += anomalous
-        blocking = [f for f in flags if f in ("gap", "nan")]
+        self.stats.wiring_windows += "wiring" in flags
+        # A miswired window reads as motor faults (a reversed CT as a stator short).
+        blocking = [f for f in flags if f in ("gap", "nan", "wiring")]
         findings = {} if blocking else diagnose(
             features, score, threshold, self.config.alerts, self.config.motor.rated_current,
             self.scorer.baseline if self.scorer is not None else None,

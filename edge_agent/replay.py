@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
@@ -12,6 +12,7 @@ from edge_agent.config import Config
 from edge_agent.pipeline import Pipeline, PipelineStats
 from edge_agent.publish.sink import RecordSink
 from edge_agent.recording import open_recording
+from edge_agent.wiring import describe_wiring
 
 if TYPE_CHECKING:
     from edge_agent.scoring import Scorer
@@ -23,6 +24,7 @@ class ReplayResult:
     fs: float
     stats: PipelineStats
     wall_s: float
+    wiring: dict[str, str] = field(default_factory=dict)  # Pipeline.wiring_seen
 
     @property
     def signal_s(self) -> float:
@@ -39,7 +41,7 @@ class ReplayResult:
             f"{s.anomalous_windows} anomalous), alerts: {s.alerts_raised} raised, "
             f"{s.alerts_cleared} cleared; {self.signal_s:.1f} s of signal at {self.fs:g} Hz "
             f"in {self.wall_s:.2f} s ({self.realtime_factor:.0f}x real time)"
-        )
+        ) + (f"\n{describe_wiring(s.wiring_windows, self.wiring)}" if self.wiring else "")
 
 
 def replay(
@@ -86,4 +88,6 @@ def replay(
                 on_progress(rec.bytes_read, rec.size)
         if sink is not out:
             sink.close()
-        return ReplayResult(Path(path), rec.fs, pipe.stats, time.perf_counter() - t_wall)
+        return ReplayResult(
+            Path(path), rec.fs, pipe.stats, time.perf_counter() - t_wall, pipe.wiring_seen
+        )

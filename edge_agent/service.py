@@ -21,8 +21,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from edge_agent.acquisition.ring import RingStats, SampleRing
@@ -35,6 +35,7 @@ from edge_agent.publish.sink import RecordSink
 from edge_agent.recording import NpyWriter
 from edge_agent.snapshot import RawHistory
 from edge_agent.systemd import Notifier
+from edge_agent.wiring import describe_wiring
 
 if TYPE_CHECKING:
     from edge_agent.scoring import Scorer
@@ -71,6 +72,7 @@ class RunResult:
     source_stats: SourceStats
     ring: RingStats
     wall_s: float
+    wiring: dict[str, str] = field(default_factory=dict)  # Pipeline.wiring_seen
 
     def summary(self) -> str:
         p, s, r = self.pipeline, self.source_stats, self.ring
@@ -91,6 +93,8 @@ class RunResult:
             parts.append(f"lines: {s.bad_lines} bad")
         if s.reconnects:
             parts.append(f"reconnects: {s.reconnects} ({s.disconnected_s:.1f} s disconnected)")
+        if self.wiring:
+            parts.append(describe_wiring(p.wiring_windows, self.wiring))
         return "; ".join(parts)
 
 
@@ -197,6 +201,8 @@ def run(
         )
         if publisher is not None:
             text += f"; MQTT {'connected' if publisher.connected else 'disconnected'}"
+        if pipe.wiring:
+            text += "; WIRING: " + "; ".join(pipe.wiring.values())
         return text
 
     def reload_on_signal() -> None:
@@ -224,8 +230,10 @@ def run(
                     record.write(chunk.data)
                 if history.capacity:
                     history.push(chunk.data, time.time())
+                before = set(pipe.wiring)
                 records = pipe.update(chunk.data, chunk.gaps, chunk.gap_lost)
                 sink.write(records, sum(max(0, n) for n in chunk.gap_lost))
+                log_wiring(before, pipe.wiring)
             elif ring.closed:
                 break
             sink.poll()
@@ -248,5 +256,14 @@ def run(
         raise failure[0]
     return RunResult(
         source.name, source.fs, pipe.stats, source.stats, ring.stats,
-        time.perf_counter() - t_wall,
+        time.perf_counter() - t_wall, pipe.wiring_seen,
     )  # fmt: skip
+
+
+def log_wiring(before: set[str], now: Mapping[str, str]) -> None:
+    """Log a wiring problem when a window first shows it, and when the windows read right
+    again (edge_agent.wiring); not at every window."""
+    for check in now.keys() - before:
+        log.warning("wiring: %s (windows flagged 'wiring', no faults diagnosed)", now[check])
+    if before and not now:
+        log.info("wiring: no longer seen (the windows read right, or the motor stopped)")

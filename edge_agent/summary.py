@@ -35,6 +35,7 @@ class _Period:
     k: int  # index of the slot: the period starts at k * interval_s
     windows: int = 0
     flagged: int = 0
+    wiring: int = 0
     anomalous: int = 0
     raised: int = 0
     cleared: int = 0
@@ -146,6 +147,7 @@ class Summarizer:
             "t_end": t_end,
             "windows": p.windows,
             "flagged_windows": p.flagged,
+            "wiring_windows": p.wiring,
             "anomalous_windows": p.anomalous,
             "alerts_raised": p.raised,
             "alerts_cleared": p.cleared,
@@ -175,6 +177,7 @@ class Summarizer:
 def _add_window(p: _Period, rec: Mapping[str, Any]) -> None:
     p.windows += 1
     p.flagged += bool(rec.get("flags"))
+    p.wiring += "wiring" in (rec.get("flags") or ())
     p.anomalous += bool(rec.get("anomalous"))
     features = rec.get("features") or {}
     for name in MEAN_FEATURES:

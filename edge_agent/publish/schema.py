@@ -140,6 +140,12 @@ class SummaryPayload(_Payload):
     )
     windows: int = Field(ge=0, description="analysis windows that ended in the period")
     flagged_windows: int = Field(ge=0, description="windows with a data-quality flag")
+    wiring_windows: int = Field(
+        0,
+        ge=0,
+        description="of those, windows flagged 'wiring': the sensors look miswired, and no "
+        "fault was diagnosed from them (0 in summaries queued before this field existed)",
+    )
     anomalous_windows: int = Field(ge=0, description="windows scored above the threshold")
     alerts_raised: int = Field(ge=0, description="alerts raised in the period")
     alerts_cleared: int = Field(ge=0, description="alerts cleared in the period")
@@ -415,7 +421,8 @@ def summary_payload(
 
     ``t_start``, ``t_end`` and ``ts`` (= ``t_end``) become UNIX seconds by adding ``t0``.
     """
-    fields = {n: finite_json(record[n]) for n in _SUMMARY_FIELDS}
+    # A summary queued in the outbox by an older version lacks the newer fields.
+    fields = {n: finite_json(record[n]) for n in _SUMMARY_FIELDS if n in record}
     fields["t_start"] = t0 + float(record["t_start"])
     fields["t_end"] = t0 + float(record["t_end"])
     return _build(SummaryPayload, {"ts": fields["t_end"], "site": site, "asset": asset, **fields})

@@ -22,6 +22,7 @@ from edge_agent.training.autoencoder import (
     fit,
 )
 from edge_agent.training.bundle import sha256_file, write_bundle
+from edge_agent.wiring import describe_wiring
 
 MIN_WINDOWS = 8
 
@@ -171,6 +172,7 @@ def collect_features(
     line_names = [n for names in BASELINE_LINES.values() for n in names]
     lines: dict[str, list[float]] = {n: [] for n in line_names}
     negative: list[tuple[float, float]] = []
+    miswired: list[tuple[str | Path, int, dict[str, str]]] = []
     sources = []
     rate = None
     for path in paths:
@@ -205,10 +207,14 @@ def collect_features(
                 which.append(len(sources))
                 n += 1
         sources.append({"path": Path(path).name, "sha256": sha256_file(path), "windows": n})
+        if pipe.wiring_seen:
+            miswired.append((path, pipe.stats.wiring_windows, pipe.wiring_seen))
     if len(rows) < MIN_WINDOWS:
+        why = "".join(f"; {path}: {describe_wiring(n, seen)}" for path, n, seen in miswired)
         raise InputDataError(
             f"{', '.join(str(p) for p in paths)}: {len(rows)} clean windows; a baseline needs "
-            f"at least {MIN_WINDOWS} (about {MIN_WINDOWS * config.windows.hop_s:g} s of signal)"
+            f"at least {MIN_WINDOWS} (about {MIN_WINDOWS * config.windows.hop_s:g} s of "
+            f"signal){why}"
         )
     return Baseline(
         np.asarray(rows, dtype=np.float64), float(rate), sources, np.asarray(which, dtype=int),

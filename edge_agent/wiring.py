@@ -1,0 +1,143 @@
+"""Wiring checks: what a miswired installation looks like in a window's features.
+
+The commonest faults of a new current-signature installation are in its wiring, not in
+the motor: a CT clipped on the wrong way round, two leads swapped, a CT left open, the
+voltages taken in another order than the currents. Each reads as a motor fault (a
+reversed CT gives i2/i1 = 2, a stator-short alarm), and each makes the analysis wrong,
+so a window that shows one is flagged ``wiring`` and diagnosed no further; the daemon
+logs what to check, and ``replay`` and ``train`` say it.
+
+The checks need a running motor (a phase's current at ``RUNNING_CURRENT`` of the
+nameplate current or more). Currents, on a 3-wire motor, whose three currents sum to zero:
+
+- ``missing``: one phase reads under ``DEAD_SHARE`` of the largest: its CT is open,
+  unplugged or on the wrong input.
+- ``sequence``: the negative sequence exceeds the positive (i2/i1 > 1): the currents
+  rotate a-c-b. Two current channels are swapped, or the motor runs backwards; swap two
+  of ``ia, ib, ic`` in the roles either way, as the analysis reads a forward rotation.
+- ``reversed``: a zero-sequence current over ``MAX_I0`` of the larger of i1 and i2 (one
+  CT reversed gives 1; sensor mismatch 0.01-0.1): a CT is reversed, or on the wrong
+  conductor. The phase angles of ``ib`` and ``ic`` behind ``ia`` (120° and 240° when
+  right) say which: 300° and 60° is ``ia`` reversed, 300° and 240° ``ib``, 120° and 60°
+  ``ic``.
+
+Voltages, when wired:
+
+- ``voltage_sequence``: v2 > v1: two voltage channels are swapped.
+- ``pairing`` (both sets in sequence): a phase's current lags its voltage by an angle
+  outside ``PHI_DEG``, -30° to 95° (a motor's lags by 10-85°; one paired with another
+  phase's voltage is 120° off, a reversed CT 180°): that phase's CT is reversed, or
+  ``ia, ib, ic`` are not the phases of ``va, vb, vc`` in that order. A motor that
+  generates (an overhauling load, a crane lowering) shows so too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from edge_agent.diagnosis import RUNNING_CURRENT
+from edge_agent.features import PHASES
+
+DEAD_SHARE = 0.1
+MAX_I0 = 0.3  # i0 over the larger of i1, i2
+# A motoring induction motor draws its current 10-85° behind its voltage (less than 90°:
+# it takes power); a phase paired with another's voltage is 120° off, a reversed CT 180°.
+PHI_DEG = (-30.0, 95.0)
+# Angles of ib and ic behind ia (degrees) with each CT reversed in turn, and right.
+_REVERSED = {"ia": (300.0, 60.0), "ib": (300.0, 240.0), "ic": (120.0, 60.0)}
+_MATCH_DEG = 30.0
+
+__all__ = ["describe_wiring", "wiring_problems"]
+
+
+def describe_wiring(windows: int, seen: Mapping[str, str]) -> str:
+    """A line for a run's summary: how many windows were flagged, and what to check."""
+    return f"wiring: {windows} windows flagged; " + "; ".join(seen.values())
+
+
+def _apart(a: float, b: float) -> float:
+    """Distance between two angles, degrees (0-180)."""
+    return abs((a - b + 180.0) % 360.0 - 180.0)
+
+
+def wiring_problems(features: Mapping[str, float | None], rated_current: float) -> dict[str, str]:
+    """What the window's features say is miswired, by check name (module docstring), each
+    with what to do; empty when nothing is, or the motor is not running."""
+    rms = [features.get(f"rms_{p}") for p in PHASES]
+    if any(r is None for r in rms) or max(rms) < RUNNING_CURRENT * rated_current:
+        return {}
+    found: dict[str, str] = {}
+    top = max(rms)
+    dead = [f"i{p}" for p, r in zip(PHASES, rms, strict=True) if r < DEAD_SHARE * top]
+    if dead:
+        found["missing"] = (
+            f"{', '.join(dead)} read{'s' if len(dead) == 1 else ''} under "
+            f"{DEAD_SHARE:.0%} of the largest phase current ({top:.3g} A rms): a CT open, "
+            "unplugged or on the wrong input"
+        )
+        return found  # the sequence checks read nothing sensible without a phase
+    i0, i1, i2 = (features.get(k) for k in ("i0", "i1", "i2"))
+    i2_i1 = features.get("i2_i1")
+    # A reversed CT gives i2/i1 = 2 as well, but a swap no zero sequence: i0 first, over
+    # the larger sequence (a swap leaves i1 next to nothing).
+    zero = i0 / max(i1, i2) if None not in (i0, i1, i2) and max(i1, i2) > 0 else None
+    if zero is not None and zero > MAX_I0:
+        found["reversed"] = (
+            f"the three currents do not sum to zero (i0 = {i0:.3g} A, {zero:.2f} of the larger "
+            f"sequence current; a 3-wire motor draws none): {_which_reversed(features)}"
+        )
+    elif i2_i1 is not None and i2_i1 > 1.0:
+        found["sequence"] = (
+            f"the currents rotate a-c-b (i2/i1 = {i2_i1:.3g}): two of ia, ib, ic are "
+            "swapped, or the motor runs backwards; swap two of them in the roles "
+            "(--columns) either way"
+        )
+    v2_v1 = features.get("v2_v1")
+    if v2_v1 is not None and v2_v1 > 1.0:
+        found["voltage_sequence"] = (
+            f"the voltages rotate a-c-b (v2/v1 = {v2_v1:.3g}): two of va, vb, vc are swapped"
+        )
+    if found:
+        return found  # pairing presumes both sets in sequence
+    phis = {p: features.get(f"phi_{p}_deg") for p in PHASES}
+    off = {
+        p: phi for p, phi in phis.items() if phi is not None and not PHI_DEG[0] <= phi <= PHI_DEG[1]
+    }
+    if off:
+        said = ", ".join(
+            f"i{p} {'lags' if phi >= 0 else 'leads'} v{p} by {abs(phi):.0f}°"
+            for p, phi in off.items()
+        )
+        found["pairing"] = (
+            f"{said} (a motor's current lags its voltage by 10-85°): " + _which_pairing(off)
+        )
+    return found
+
+
+def _which_reversed(features: Mapping[str, float | None]) -> str:
+    b, c = features.get("i_angle_b_deg"), features.get("i_angle_c_deg")
+    if b is not None and c is not None:
+        for name, (want_b, want_c) in _REVERSED.items():
+            if _apart(b, want_b) < _MATCH_DEG and _apart(c, want_c) < _MATCH_DEG:
+                return (
+                    f"the CT of {name} is reversed (ib, ic lag ia by {b:.0f}°, {c:.0f}°; "
+                    "120°, 240° when right): turn it round, or swap its two leads"
+                )
+        angles = f" (ib, ic lag ia by {b:.0f}°, {c:.0f}°; 120°, 240° when right)"
+    else:
+        angles = ""
+    return f"a CT is reversed or on the wrong conductor{angles}"
+
+
+def _which_pairing(off: Mapping[str, float]) -> str:
+    """What a set of displacement angles out of range says about the pairing."""
+    if len(off) == 3:
+        # All three 120° off: the voltage channels hold the phases in another order.
+        for turn, held in ((120.0, "vb, vc, va"), (-120.0, "vc, va, vb")):
+            if all(PHI_DEG[0] <= (phi + turn + 180.0) % 360.0 - 180.0 <= PHI_DEG[1]
+                   for phi in off.values()):  # fmt: skip
+                return (
+                    f"the channels read as va, vb, vc hold {held}: give them those roles "
+                    "(or move the currents' to match)"
+                )
+    return "a CT reversed, or ia, ib, ic not the phases of va, vb, vc in that order"
