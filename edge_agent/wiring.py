@@ -46,6 +46,7 @@ PHI_DEG = (-30.0, 95.0)
 # Angles of ib and ic behind ia (degrees) with each CT reversed in turn, and right.
 _REVERSED = {"ia": (300.0, 60.0), "ib": (300.0, 240.0), "ic": (120.0, 60.0)}
 _MATCH_DEG = 30.0
+_PHI = tuple((p, f"phi_{p}_deg") for p in PHASES)
 
 __all__ = ["describe_wiring", "wiring_problems"]
 
@@ -63,8 +64,9 @@ def _apart(a: float, b: float) -> float:
 def wiring_problems(features: Mapping[str, float | None], rated_current: float) -> dict[str, str]:
     """What the window's features say is miswired, by check name (module docstring), each
     with what to do; empty when nothing is, or the motor is not running."""
-    rms = [features.get(f"rms_{p}") for p in PHASES]
-    if any(r is None for r in rms) or max(rms) < RUNNING_CURRENT * rated_current:
+    get = features.get  # this runs at every window: plain lookups, no generators
+    rms = [get("rms_a"), get("rms_b"), get("rms_c")]
+    if None in rms or max(rms) < RUNNING_CURRENT * rated_current:
         return {}
     found: dict[str, str] = {}
     top = max(rms)
@@ -76,11 +78,12 @@ def wiring_problems(features: Mapping[str, float | None], rated_current: float) 
             "unplugged or on the wrong input"
         )
         return found  # the sequence checks read nothing sensible without a phase
-    i0, i1, i2 = (features.get(k) for k in ("i0", "i1", "i2"))
-    i2_i1 = features.get("i2_i1")
+    i0, i1, i2, i2_i1 = get("i0"), get("i1"), get("i2"), get("i2_i1")
     # A reversed CT gives i2/i1 = 2 as well, but a swap no zero sequence: i0 first, over
     # the larger sequence (a swap leaves i1 next to nothing).
-    zero = i0 / max(i1, i2) if None not in (i0, i1, i2) and max(i1, i2) > 0 else None
+    zero = None
+    if i0 is not None and i1 is not None and i2 is not None and max(i1, i2) > 0:
+        zero = i0 / max(i1, i2)
     if zero is not None and zero > MAX_I0:
         found["reversed"] = (
             f"the three currents do not sum to zero (i0 = {i0:.3g} A, {zero:.2f} of the larger "
@@ -92,17 +95,19 @@ def wiring_problems(features: Mapping[str, float | None], rated_current: float) 
             "swapped, or the motor runs backwards; swap two of them in the roles "
             "(--columns) either way"
         )
-    v2_v1 = features.get("v2_v1")
+    v2_v1 = get("v2_v1")
     if v2_v1 is not None and v2_v1 > 1.0:
         found["voltage_sequence"] = (
             f"the voltages rotate a-c-b (v2/v1 = {v2_v1:.3g}): two of va, vb, vc are swapped"
         )
     if found:
         return found  # pairing presumes both sets in sequence
-    phis = {p: features.get(f"phi_{p}_deg") for p in PHASES}
-    off = {
-        p: phi for p, phi in phis.items() if phi is not None and not PHI_DEG[0] <= phi <= PHI_DEG[1]
-    }
+    lo, hi = PHI_DEG
+    off = {}
+    for p, key in _PHI:
+        phi = get(key)
+        if phi is not None and not lo <= phi <= hi:
+            off[p] = phi
     if off:
         said = ", ".join(
             f"i{p} {'lags' if phi >= 0 else 'leads'} v{p} by {abs(phi):.0f}°"
