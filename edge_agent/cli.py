@@ -614,6 +614,7 @@ def train(
         describe_threshold_folds,
         train_baseline,
     )
+    from edge_agent.wiring import describe_wiring
 
     cfg = _config(config_path)
     bundle, result, threshold, base = train_baseline(
@@ -630,6 +631,8 @@ def train(
     warning = describe_threshold_folds(base)
     if warning:
         click.echo(warning, err=True)
+    for path, n, seen in base.miswired:
+        click.echo(f"warning: {path}: {describe_wiring(n, seen)}; left out", err=True)
 
 
 @main.command()

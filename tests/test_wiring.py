@@ -166,6 +166,18 @@ def test_replay_and_train_say_which_ct_to_turn(reversed_ct, tmp_path):
     res = run("train", reversed_ct, "--fs", "15000", "--out", tmp_path / "m")
     assert res.exit_code == 65
     assert "0 clean windows" in res.output and "the CT of ib is reversed" in res.output
+    # Beside a well-wired run, the miswired one's windows are left out, and train says so.
+    good = tmp_path / "good.npy"
+    np.save(good, simulate(SimulationSpec(duration_s=6.0, seed=2), Config().motor)[1])
+    res = run("train", good, reversed_ct, "--fs", "15000", "--out", tmp_path / "m")
+    assert res.exit_code == 0, res.output
+    assert "reversed.npy: wiring: 11 windows flagged; " in res.output
+    assert "left out" in res.output
+    card = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert [s["windows"] for s in card["training"]["sources"]] == [11, 0]
+    # One recording gave windows: the threshold comes from its stretches.
+    assert "stretch" in card["threshold_rule"]
+    assert "warning: the threshold has seen 3 stretches of one recording" in res.output
 
 
 def test_the_daemon_logs_a_miswiring_once_and_counts_its_windows(reversed_ct, tmp_path):

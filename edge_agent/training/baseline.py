@@ -51,6 +51,8 @@ class Baseline:
     lines: dict[str, list[float]] = field(default_factory=dict)
     # (i2, i1), A, of each clean window of a running motor.
     negative_sequence: list[tuple[float, float]] = field(default_factory=list)
+    # Recordings with windows flagged "wiring" (left out): (path, windows, what was seen).
+    miswired: list[tuple[str | Path, int, dict[str, str]]] = field(default_factory=list)
 
     def line_levels(self) -> dict[str, dict[str, float | int]]:
         """The card's "baseline": median and 95th percentile (dB) of each line that enough
@@ -123,9 +125,10 @@ def describe_negative_sequence(level: dict | None, config: Config) -> str:
 def folds(base: Baseline) -> tuple[np.ndarray, str]:
     """The held-out fold of each window, and what a fold is: ``"recording"`` (two or more
     recordings) or ``"stretch"`` (one recording, cut into ``STRETCHES`` in time)."""
-    n_rec = len(base.sources)
-    if n_rec >= 2:
-        return (np.arange(n_rec) % min(MAX_FOLDS, n_rec))[base.recording], "recording"
+    # Recordings whose windows were all flagged give none: count those that did.
+    present, which = np.unique(base.recording, return_inverse=True)
+    if present.size >= 2:
+        return which % min(MAX_FOLDS, present.size), "recording"
     n = base.X.shape[0]
     return np.arange(n) * STRETCHES // n, "stretch"
 
@@ -218,7 +221,7 @@ def collect_features(
         )
     return Baseline(
         np.asarray(rows, dtype=np.float64), float(rate), sources, np.asarray(which, dtype=int),
-        lines, negative,
+        lines, negative, miswired,
     )  # fmt: skip
 
 
@@ -282,7 +285,7 @@ def train_baseline(
 
 def describe_threshold_folds(base: Baseline) -> str | None:
     """A warning for `train` when the threshold could not see runs of the motor apart."""
-    n_rec = len(base.sources)
+    n_rec = np.unique(base.recording).size  # recordings that gave windows
     if n_rec >= 3:
         return None
     if n_rec == 2:
