@@ -233,7 +233,7 @@ def run(
                 before = set(pipe.wiring)
                 records = pipe.update(chunk.data, chunk.gaps, chunk.gap_lost)
                 sink.write(records, sum(max(0, n) for n in chunk.gap_lost))
-                log_wiring(before, pipe.wiring)
+                report_wiring(before, pipe.wiring, sink)
             elif ring.closed:
                 break
             sink.poll()
@@ -260,10 +260,11 @@ def run(
     )  # fmt: skip
 
 
-def log_wiring(before: set[str], now: Mapping[str, str]) -> None:
-    """Log a wiring problem when a window first shows it, and when the windows read right
-    again (edge_agent.wiring); not at every window."""
+def report_wiring(before: set[str], now: Mapping[str, str], sink: RecordSink) -> None:
+    """Log a wiring problem, and tell the plant on /event, when a window first shows it;
+    log when the windows read right again (edge_agent.wiring). Not at every window."""
     for check in now.keys() - before:
         log.warning("wiring: %s (windows flagged 'wiring', no faults diagnosed)", now[check])
+        sink.report(f"wiring: {now[check]}", {"source": "wiring", "check": check})
     if before and not now:
         log.info("wiring: no longer seen (the windows read right, or the motor stopped)")

@@ -301,3 +301,26 @@ def test_replay_with_the_broker_unreachable_keeps_the_messages_and_exits_75(
     assert proc.returncode == 75, err
     assert "not yet acknowledged" in err and "refused" in err.lower()
     assert len(outbox_ids(db)) == 9  # one alert and eight summaries, kept for the next run
+
+
+def test_the_daemon_tells_the_plant_of_a_reversed_ct_once(broker, make_subscriber, tmp_path):
+    # A healthy motor with ib's CT turned round: a stator-short alarm before the wiring
+    # checks; now one /event error that says which CT, and no alert.
+    rec = tmp_path / "reversed.npy"
+    write_recording(rec, SimulationSpec(duration_s=8.0, seed=1), MotorConfig())
+    x = np.load(rec)
+    x[:, 1] *= -1
+    np.save(rec, x)
+    sub = make_subscriber(broker, f"{ROOT}/#")
+    db, out = tmp_path / "agent.db", tmp_path / "ev.jsonl"
+    env = agent_env(db, broker.url, EDGE_AGENT_ACQUISITION__REPLAY__SPEED="0")
+    proc = agent("run", "--source", "replay", "--recording", rec, "--out", out, env=env)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    sub.wait_for(lambda ms: any(m.topic.endswith("/event") for m in ms), 30, "an event")
+    (event,) = payloads(sub, "event")
+    assert event["event"] == "error" and event["ok"] is False
+    assert event["detail"] == {"source": "wiring", "check": "reversed"}
+    assert "the CT of ib is reversed" in event["error"]
+    assert payloads(sub, "alert") == []
+    assert sum(p["wiring_windows"] for p in payloads(sub, "summary")) == 15

@@ -199,7 +199,10 @@ class EventPayload(_Payload):
     command: str | None = Field(description="the command replied to, e.g. 'label'; else null")
     ok: bool = Field(description="whether the command succeeded")
     error: str | None = Field(description="what went wrong, for a person to read; else null")
-    detail: dict[str, Any] = Field(description="command-specific result")
+    detail: dict[str, Any] = Field(
+        description="command-specific result; for an error, what it concerns, e.g. "
+        "{'source': 'wiring', 'check': 'reversed'}"
+    )
     request_id: str | None = Field(
         description="the command's own 'id', echoed so the sender can match the reply"
     )

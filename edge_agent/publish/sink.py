@@ -19,7 +19,7 @@ import json
 import logging
 import queue
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import IO, TYPE_CHECKING, Any
 
@@ -316,18 +316,25 @@ class RecordSink:
         if error is not None:
             self.stats.command_errors += 1
             log.warning("command %s: %s", command, error)
-        if self.outbox is None:
-            return
-        payload = schema.event_payload(
-            site=self.site,
-            asset=self.asset,
-            ts=time.time(),
-            event="command",
+        self._event(
+            "command",
             command=command,
             ok=error is None,
             error=error,
             detail=detail or {},
             request_id=request_id,
+        )
+
+    def report(self, error: str, detail: Mapping[str, Any]) -> None:
+        """Tell the plant of a problem on ``/event`` (``event: "error"``), through the
+        outbox like every record: e.g. a miswiring the daemon has just seen."""
+        self._event("error", ok=False, error=error, detail=dict(detail))
+
+    def _event(self, event: str, **fields: Any) -> None:
+        if self.outbox is None:
+            return
+        payload = schema.event_payload(
+            event, site=self.site, asset=self.asset, ts=time.time(), **fields
         )
         self.outbox.put("event", "event", payload)
         if self.publisher is not None:
