@@ -3,7 +3,10 @@
 Six kinds of finding per window, one per fault name.
 
 - ``anomaly``: the autoencoder's score is above the model's threshold. Severity grows
-  with score / threshold: below 2 ``watch``, below 5 ``warning``, else ``alarm``.
+  with score / threshold: below 2 ``watch``, below 5 ``warning``, else ``alarm``. The
+  evidence's ``furthest`` lists the three model features furthest from the training
+  windows' mean (value, healthy mean, and deviation in units of the model's scale): what
+  changed, for the engineer to read.
 - ``broken_rotor_bar``: the lower sideband (1 - 2s)f stands out of the noise of its
   search band by ``SIDEBAND_PROMINENCE_DB`` and is above ``brb_watch_db``. Severity follows the
   usual MCSA bands (Thomson & Fenger 2001): 48-42 dB below the fundamental ``watch``,
@@ -126,6 +129,7 @@ def diagnose(
     rated_current: float = 0.0,
     baseline: Mapping[str, float] | None = None,
     negative_sequence: float | None = None,
+    furthest: list[dict] | None = None,
 ) -> dict[str, Finding]:
     """Findings of one window, by fault name; an absent fault is a normal window for it.
 
@@ -135,14 +139,15 @@ def diagnose(
     :data:`BASELINE_LINES` (``Scorer.baseline``); without it there are no eccentricity or
     bearing findings. ``negative_sequence`` is the motor's healthy negative-sequence
     current, A (``Scorer.negative_sequence``), which the stator rule judges by without
-    voltages.
+    voltages. ``furthest`` (``Scorer.furthest``) goes into an anomaly's evidence: the
+    features furthest from the healthy training windows, which say what changed.
     """
     found: dict[str, Finding] = {}
     if score is not None and threshold is not None and score > threshold:
         found["anomaly"] = Finding(
             "anomaly",
             anomaly_severity(score, threshold),
-            {"score": score, "threshold": threshold},
+            {"score": score, "threshold": threshold, "furthest": furthest or []},
         )
     lsb = features.get("brb_lsb_db")
     prominence = features.get("brb_prominence_db")

@@ -360,6 +360,7 @@ class Pipeline:
             features, score, threshold, self.config.alerts, self.config.motor.rated_current,
             self.scorer.baseline if self.scorer is not None else None,
             self.scorer.negative_sequence if self.scorer is not None else None,
+            self.scorer.furthest(features) if anomalous else None,
         )  # fmt: skip
         alerts = self.tracker.update(
             t_end, findings, score, LONG_WINDOW_FAULTS if repeated else frozenset()

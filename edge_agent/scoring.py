@@ -111,6 +111,22 @@ def _check_negative_sequence(card: dict, where: str) -> float | None:
     return float(i2)
 
 
+def _check_normalisation(card: dict, names: list[str], where: str) -> np.ndarray | None:
+    """The card's "normalisation" as rows (mean, scale), one column per feature; None when
+    the card has none (a hand-made bundle: anomaly alerts then name no features)."""
+    norm = card.get("normalisation")
+    if norm is None:
+        return None
+    expected = f'expected {{"mean": [...], "scale": [...]}}, {len(names)} finite numbers each'
+    try:
+        rows = np.array([norm["mean"], norm["scale"]], dtype=np.float64)
+    except (TypeError, KeyError, ValueError):
+        raise InputDataError(f"{where}: 'normalisation' is {norm!r}; {expected}") from None
+    if rows.shape != (2, len(names)) or not np.isfinite(rows).all() or (rows[1] <= 0).any():
+        raise InputDataError(f"{where}: 'normalisation' is {norm!r}; {expected}, scales > 0")
+    return rows
+
+
 class Scorer:
     """Scores feature vectors with a model bundle; higher scores are more anomalous.
 
@@ -131,6 +147,7 @@ class Scorer:
         # The healthy negative-sequence current (A) the stator rule judges by without
         # voltages.
         self.negative_sequence = _check_negative_sequence(card, str(path / _CARD))
+        self._normalisation = _check_normalisation(card, self.feature_names, str(path / _CARD))
 
     @classmethod
     def load(cls, path: str | Path | Traversable | None = None) -> Scorer:
@@ -231,6 +248,22 @@ class Scorer:
                 return None
             row[i] = value
         return float(self.score(row)[0])
+
+    def furthest(self, features: Mapping[str, float | None], n: int = 3) -> list[dict]:
+        """The ``n`` model features furthest from the training windows' mean, in units of
+        the model's scale (their healthy spread, or the sensors' resolution where that is
+        larger): what an anomaly alert names as its evidence. Empty without a
+        normalisation in the card."""
+        if self._normalisation is None:
+            return []
+        out = []
+        for name, mean, scale in zip(self.feature_names, *self._normalisation, strict=True):
+            value = features.get(name)
+            if value is not None and math.isfinite(value):
+                out.append({"feature": name, "value": value, "healthy_mean": float(mean),
+                            "deviation": (value - mean) / scale})  # fmt: skip
+        out.sort(key=lambda d: -abs(d["deviation"]))
+        return out[:n]
 
     def is_anomalous(self, score: float | None) -> bool:
         """True if ``score`` exceeds the threshold; a missing score is never anomalous."""

@@ -147,6 +147,22 @@ def test_itsc_shorts_raise_alerts_and_healthy_runs_do_not(itsc_model, tmp_path, 
     assert (peak > 0.15) is expect_alert
 
 
+@pytest.mark.parametrize("name", ["SC_A0_B0_C1_002", "SC_A0_B0_C3_001"])  # 10 %, 30 % short
+def test_an_anomaly_alert_names_what_changed(itsc_model, tmp_path, name):
+    out = tmp_path / "ev.jsonl"
+    res = run("replay", ITSC / f"{name}.csv", "--model", itsc_model, "--config", ITSC_CONFIG,
+              "--out", out)  # fmt: skip
+    assert res.exit_code == 0, res.output
+    (anomaly,) = [a for a in alerts(records(out)) if a["fault"] == "anomaly"]
+    furthest = anomaly["evidence"]["furthest"]
+    # The shorted winding's negative sequence, many healthy spreads above its mean.
+    assert furthest[0]["feature"] == "i2_i1" and len(furthest) == 3
+    top = furthest[0]
+    assert top["value"] > 0.1 and top["healthy_mean"] == pytest.approx(0.031, abs=0.002)
+    assert top["deviation"] > 10
+    assert abs(top["deviation"]) >= abs(furthest[1]["deviation"]) >= abs(furthest[2]["deviation"])
+
+
 # --- bad input: message and exit code --------------------------------------------------
 
 

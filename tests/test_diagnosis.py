@@ -350,7 +350,9 @@ def test_own_model_names_eccentricity_and_bearing_and_not_the_healthy_run(own_mo
     ("key", "value", "said"),
     [("baseline", {"ecc_lsb_db": {"p95": "loud"}}, "'baseline' entry 'ecc_lsb_db'"),
      ("negative_sequence", {"i2_i1": 0.02}, "'negative_sequence' is"),
-     ("negative_sequence", {"i2": -0.1}, "with 0 <= i2")],
+     ("negative_sequence", {"i2": -0.1}, "with 0 <= i2"),
+     ("normalisation", {"mean": [1.0], "scale": [1.0]}, "'normalisation' is"),
+     ("normalisation", {"mean": [0.0] * 9, "scale": [0.0] * 9}, "scales > 0")],
 )  # fmt: skip
 def test_a_broken_motor_baseline_in_the_card_is_refused(own_model, tmp_path, key, value, said):
     d, _ = own_model

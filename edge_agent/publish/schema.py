@@ -118,7 +118,8 @@ class AlertPayload(_Payload):
     )
     evidence: dict[str, Any] = Field(
         description="what the rule saw, e.g. brb_lsb_db (dB), slip (0-1), supply_hz (Hz), "
-        "score and threshold, consecutive_windows"
+        "score and threshold, furthest (an anomaly's three features furthest from the "
+        "healthy mean), consecutive_windows"
     )
     model: str | None = Field(
         description="id of the model that scored the windows (event store model id); "
