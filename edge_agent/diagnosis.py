@@ -22,7 +22,8 @@ Six kinds of finding per window, one per fault name.
   - *Voltages wired*: a motor's negative-sequence impedance is about its locked-rotor
     impedance, whatever the load (Kersting 2001), so the supply drives i2 of about
     ``i2_per_v2`` (6, the locked-rotor current over rated) times v2/v1 times the rated
-    current: i2/i1 of ``i2_per_v2`` · v2/v1 · rated_current / i1, more at light load.
+    current: i2/i1 of ``i2_per_v2`` · v2/v1 · rated_current / i1, more at light load
+    (and never less than ``i2_per_v2`` · v2/v1, in case the nameplate current is too low).
     The excess i2/i1 is graded 0.08 ``watch``, 0.15 ``warning``, 0.25 ``alarm``.
   - *Currents only, with a model of the motor*: ``edge-agent train`` keeps the motor's
     healthy negative-sequence current i2 (A, the median over the training windows) in the
@@ -200,8 +201,10 @@ def _stator(
     evidence: dict[str, Any] = {"i2_i1": i2_i1, "v2_v1": v2_v1}
     i2 = features.get("i2")
     if v2_v1 is not None:
-        # The supply drives i2 ≈ i2_per_v2 · v2/v1 · rated current at any load.
-        load = rated_current / i1 if rated_current > 0 else 1.0
+        # The supply drives i2 ≈ i2_per_v2 · v2/v1 · rated current at any load. Never
+        # less than at rated load: above it, a nameplate current set too low (the default
+        # left in place) would make a supply unbalance read as a short.
+        load = max(1.0, rated_current / i1) if rated_current > 0 else 1.0
         from_supply = cfg.i2_per_v2 * v2_v1 * load
         severity = cfg.severity("stator_short", i2_i1 - from_supply)
         evidence["i2_i1_from_supply"] = from_supply
