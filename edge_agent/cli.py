@@ -610,6 +610,7 @@ def train(
     from edge_agent.recording import parse_columns
     from edge_agent.training.baseline import (
         describe_line_baseline,
+        describe_nameplate,
         describe_negative_sequence,
         describe_threshold_folds,
         train_baseline,
@@ -628,9 +629,9 @@ def train(
     )
     click.echo(describe_line_baseline(base.line_levels(), cfg), err=True)
     click.echo(describe_negative_sequence(base.negative_sequence_level(), cfg), err=True)
-    warning = describe_threshold_folds(base)
-    if warning:
-        click.echo(warning, err=True)
+    for warning in (describe_threshold_folds(base), describe_nameplate(base, cfg)):
+        if warning:
+            click.echo(warning, err=True)
     for path, n, seen in base.miswired:
         click.echo(f"warning: {path}: {describe_wiring(n, seen)}; left out", err=True)
 

@@ -35,7 +35,7 @@ from edge_agent.publish.sink import RecordSink
 from edge_agent.recording import NpyWriter
 from edge_agent.snapshot import RawHistory
 from edge_agent.systemd import Notifier
-from edge_agent.wiring import describe_wiring
+from edge_agent.wiring import describe_wiring, nameplate_warning
 
 if TYPE_CHECKING:
     from edge_agent.scoring import Scorer
@@ -219,6 +219,7 @@ def run(
 
     sink.attach(handlers={"snapshot": snapshot, "reload": reload_command}, status_extra=counters)
     publisher = sink.publisher
+    overloaded = False  # said so since the current last fell back under the nameplate's
     producer = threading.Thread(target=produce, name="edge-acq", daemon=True)
     producer.start()
     try:
@@ -234,6 +235,7 @@ def run(
                 records = pipe.update(chunk.data, chunk.gaps, chunk.gap_lost)
                 sink.write(records, sum(max(0, n) for n in chunk.gap_lost))
                 report_wiring(before, pipe.wiring, sink)
+                overloaded = report_nameplate(overloaded, records, config, sink)
             elif ring.closed:
                 break
             sink.poll()
@@ -268,3 +270,24 @@ def report_wiring(before: set[str], now: Mapping[str, str], sink: RecordSink) ->
         sink.report(f"wiring: {now[check]}", {"source": "wiring", "check": check})
     if before and not now:
         log.info("wiring: no longer seen (the windows read right, or the motor stopped)")
+
+
+def report_nameplate(
+    overloaded: bool, records: list[dict[str, Any]], config: Config, sink: RecordSink
+) -> bool:
+    """Log, and tell the plant, when the motor's current (its rolling mean over the last
+    windows) goes over wiring.OVERLOAD x the nameplate current; once, until it has fallen
+    back under the nameplate current. Returns whether it is over."""
+    rated = config.motor.rated_current
+    for rec in records:
+        if rec["type"] != "window":
+            continue
+        i1 = rec["features"].get("i1_roll")
+        said = nameplate_warning(i1, rated)
+        if said is not None and not overloaded:
+            log.warning("nameplate: %s", said)
+            sink.report(f"nameplate: {said}", {"source": "nameplate", "i1": i1})
+            overloaded = True
+        elif overloaded and i1 is not None and i1 <= rated:
+            overloaded = False
+    return overloaded

@@ -48,7 +48,24 @@ _REVERSED = {"ia": (300.0, 60.0), "ib": (300.0, 240.0), "ic": (120.0, 60.0)}
 _MATCH_DEG = 30.0
 _PHI = tuple((p, f"phi_{p}_deg") for p in PHASES)
 
-__all__ = ["describe_wiring", "wiring_problems"]
+# A motor's current above this share of the nameplate's, held, says the motor is
+# overloaded (past any service factor) or the nameplate is not this motor's.
+OVERLOAD = 1.3
+
+__all__ = ["OVERLOAD", "describe_wiring", "nameplate_warning", "wiring_problems"]
+
+
+def nameplate_warning(i1: float | None, rated_current: float) -> str | None:
+    """What to say when the motor's current ``i1`` (A rms, held a while: a rolling or a
+    median value) is over ``OVERLOAD`` x the nameplate current; None otherwise. The stator
+    and wiring checks and the slip from the load read the nameplate current."""
+    if i1 is None or rated_current <= 0 or i1 <= OVERLOAD * rated_current:
+        return None
+    return (
+        f"the motor draws {i1:.3g} A, {i1 / rated_current:.1f} x the nameplate's "
+        f"rated_current ({rated_current:g} A): it is overloaded, or [motor] rated_current "
+        "is not this motor's (the stator and wiring checks and the slip read it)"
+    )
 
 
 def describe_wiring(windows: int, seen: Mapping[str, str]) -> str:

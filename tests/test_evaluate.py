@@ -106,6 +106,8 @@ def test_two_recordings_set_the_threshold_by_scoring_each_with_a_model_of_the_ot
     # 5 s runs are shorter than the 8 s long window: train says what that leaves out.
     assert "no healthy line levels, so no eccentricity or bearing alerts" in res.output
     assert "warning: the threshold has seen two runs of the motor" in res.output
+    # The recordings' current scale is not calibrated: i1 reads 4.5 A on a 3 A nameplate.
+    assert "x the nameplate's rated_current (3 A): it is overloaded, or" in res.output
     card = json.loads((model / "model.json").read_text())
     assert "leave-one-recording-out" in card["threshold_rule"]
     assert card["held_out"]["windows"] == 18

@@ -203,3 +203,24 @@ def test_a_summary_queued_before_the_wiring_count_still_publishes():
            "score_p95": None, "score_max": None}  # fmt: skip
     payload = summary_payload(old, site="s", asset="a", t0=1.7e9)
     assert payload["wiring_windows"] == 0 and payload["windows"] == 119
+
+
+def test_a_nameplate_current_that_is_not_this_motors_is_said_once(tmp_path):
+    # The simulated motor draws 8.4 A; a nameplate of 4 A is wrong, or the motor overloaded.
+    rec = tmp_path / "healthy.npy"
+    np.save(rec, simulate(SimulationSpec(duration_s=8.0, seed=1), Config().motor)[1])
+    env = {**os.environ, "EDGE_AGENT_ACQUISITION__REPLAY__SPEED": "0",
+           "EDGE_AGENT_MOTOR__RATED_CURRENT": "4"}  # fmt: skip
+    res = subprocess.run(
+        [sys.executable, "-m", "edge_agent", "run", "--source", "replay", "--recording",
+         str(rec), "--no-model", "--out", str(tmp_path / "run.jsonl")],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    said = [line for line in res.stderr.splitlines() if "nameplate: the motor draws" in line]
+    assert len(said) == 1, res.stderr
+    assert "2.1 x the nameplate's rated_current (4 A)" in said[0]
+    res = run("train", rec, "--fs", "15000", "--out", tmp_path / "m",
+              env={"EDGE_AGENT_MOTOR__RATED_CURRENT": "4"})  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "warning: the motor draws 8.3" in res.output

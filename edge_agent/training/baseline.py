@@ -22,7 +22,7 @@ from edge_agent.training.autoencoder import (
     fit,
 )
 from edge_agent.training.bundle import sha256_file, write_bundle
-from edge_agent.wiring import describe_wiring
+from edge_agent.wiring import describe_wiring, nameplate_warning
 
 MIN_WINDOWS = 8
 
@@ -281,6 +281,16 @@ def train_baseline(
         extra=extra,
     )
     return bundle, result, threshold, base
+
+
+def describe_nameplate(base: Baseline, config: Config) -> str | None:
+    """A warning for `train` when the training windows' median i1 is over the nameplate
+    current by more than an overload would last (wiring.OVERLOAD)."""
+    if not base.negative_sequence:
+        return None
+    i1 = float(np.median([i1 for _, i1 in base.negative_sequence]))
+    said = nameplate_warning(i1, config.motor.rated_current)
+    return None if said is None else f"warning: {said}"
 
 
 def describe_threshold_folds(base: Baseline) -> str | None:
