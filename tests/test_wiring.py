@@ -180,17 +180,23 @@ def test_replay_and_train_say_which_ct_to_turn(reversed_ct, tmp_path):
     assert "warning: the threshold has seen 3 stretches of one recording" in res.output
 
 
-def test_the_daemon_logs_a_miswiring_once_and_counts_its_windows(reversed_ct, tmp_path):
-    env = {**os.environ, "EDGE_AGENT_ACQUISITION__REPLAY__SPEED": "0"}
+def daemon_log(recording, tmp_path, **env: str) -> list[str]:
+    """The stderr lines (the journal, under systemd) of `run` over ``recording``."""
+    env = {**os.environ, "EDGE_AGENT_ACQUISITION__REPLAY__SPEED": "0", **env}
     res = subprocess.run(
         [sys.executable, "-m", "edge_agent", "run", "--source", "replay", "--recording",
-         str(reversed_ct), "--no-model", "--out", str(tmp_path / "run.jsonl")],
+         str(recording), "--no-model", "--out", str(tmp_path / "run.jsonl")],
         capture_output=True, text=True, env=env, timeout=300,
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
-    warnings = [line for line in res.stderr.splitlines() if "the CT of ib is reversed" in line]
+    return res.stderr.splitlines()
+
+
+def test_the_daemon_logs_a_miswiring_once_and_counts_its_windows(reversed_ct, tmp_path):
+    lines = daemon_log(reversed_ct, tmp_path)
+    warnings = [line for line in lines if "the CT of ib is reversed" in line]
     # One log line when it first shows, and the run's summary at the end.
-    assert len(warnings) == 2, res.stderr
+    assert len(warnings) == 2, lines
     assert "wiring: 11 windows flagged" in warnings[-1]
 
 
@@ -209,16 +215,9 @@ def test_a_nameplate_current_that_is_not_this_motors_is_said_once(tmp_path):
     # The simulated motor draws 8.4 A; a nameplate of 4 A is wrong, or the motor overloaded.
     rec = tmp_path / "healthy.npy"
     np.save(rec, simulate(SimulationSpec(duration_s=8.0, seed=1), Config().motor)[1])
-    env = {**os.environ, "EDGE_AGENT_ACQUISITION__REPLAY__SPEED": "0",
-           "EDGE_AGENT_MOTOR__RATED_CURRENT": "4"}  # fmt: skip
-    res = subprocess.run(
-        [sys.executable, "-m", "edge_agent", "run", "--source", "replay", "--recording",
-         str(rec), "--no-model", "--out", str(tmp_path / "run.jsonl")],
-        capture_output=True, text=True, env=env, timeout=300,
-    )  # fmt: skip
-    assert res.returncode == 0, res.stderr
-    said = [line for line in res.stderr.splitlines() if "nameplate: the motor draws" in line]
-    assert len(said) == 1, res.stderr
+    lines = daemon_log(rec, tmp_path, EDGE_AGENT_MOTOR__RATED_CURRENT="4")
+    said = [line for line in lines if "nameplate: the motor draws" in line]
+    assert len(said) == 1, lines
     assert "2.1 x the nameplate's rated_current (4 A)" in said[0]
     res = run("train", rec, "--fs", "15000", "--out", tmp_path / "m",
               env={"EDGE_AGENT_MOTOR__RATED_CURRENT": "4"})  # fmt: skip
