@@ -237,8 +237,8 @@ class AlertConfig(_Model):
         0.05,
         gt=0,
         le=1,
-        description="without voltages, with a model of the motor: change of i2/i1 (as a "
-        "phasor) from the motor's healthy negative sequence",
+        description="without voltages, with a model of the motor: rise of i2 over the "
+        "motor's healthy i2 (the model card's negative_sequence), over i1",
     )
     stator_i2_change_warning: float = Field(0.12, gt=0, le=1)
     stator_i2_change_alarm: float = Field(0.22, gt=0, le=1)
