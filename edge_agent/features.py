@@ -148,6 +148,11 @@ def empty_features(voltages: bool = False) -> dict[str, float | None]:
     return _EMPTY[bool(voltages)].copy()
 
 
+def wrap_deg(angle: float) -> float:
+    """``angle`` in degrees, brought into (-180, 180]."""
+    return 180.0 - (180.0 - angle) % 360.0
+
+
 def lag_deg(ref: complex, x: complex) -> float | None:
     """How far phasor ``x`` lags ``ref``, degrees in [0, 360); None if either is zero."""
     if ref == 0 or x == 0:
@@ -300,7 +305,7 @@ class FeatureExtractor:
         for key, v_k, i_k in zip(_PHI_KEYS, pv, pi, strict=True):
             # Each phase's current behind its voltage, in (-180, 180]: positive lags.
             lag = lag_deg(v_k, i_k)
-            out[key] = None if lag is None else 180.0 - (180.0 - lag) % 360.0
+            out[key] = None if lag is None else wrap_deg(lag)
         try:
             vi = vi_features(v, x, self.fs, f, check_finite=False)
         except ValueError:  # fewer than two whole cycles in the window

@@ -1,4 +1,5 @@
-"""Wiring checks: what a miswired installation looks like in a window's features.
+"""Wiring checks: what a miswired installation looks like in a window's features; and
+:func:`nameplate_warning`, for a nameplate current that is not the motor's.
 
 The commonest faults of a new current-signature installation are in its wiring, not in
 the motor: a CT clipped on the wrong way round, two leads swapped, a CT left open, the
@@ -36,7 +37,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from edge_agent.diagnosis import RUNNING_CURRENT
-from edge_agent.features import PHASES
+from edge_agent.features import PHASES, wrap_deg
 
 DEAD_SHARE = 0.1
 MAX_I0 = 0.3  # i0 over the larger of i1, i2
@@ -71,11 +72,6 @@ def nameplate_warning(i1: float | None, rated_current: float) -> str | None:
 def describe_wiring(windows: int, seen: Mapping[str, str]) -> str:
     """A line for a run's summary: how many windows were flagged, and what to check."""
     return f"wiring: {windows} windows flagged; " + "; ".join(seen.values())
-
-
-def _apart(a: float, b: float) -> float:
-    """Distance between two angles, degrees (0-180)."""
-    return abs((a - b + 180.0) % 360.0 - 180.0)
 
 
 def wiring_problems(features: Mapping[str, float | None], rated_current: float) -> dict[str, str]:
@@ -140,7 +136,7 @@ def _which_reversed(features: Mapping[str, float | None]) -> str:
     b, c = features.get("i_angle_b_deg"), features.get("i_angle_c_deg")
     if b is not None and c is not None:
         for name, (want_b, want_c) in _REVERSED.items():
-            if _apart(b, want_b) < _MATCH_DEG and _apart(c, want_c) < _MATCH_DEG:
+            if abs(wrap_deg(b - want_b)) < _MATCH_DEG and abs(wrap_deg(c - want_c)) < _MATCH_DEG:
                 return (
                     f"the CT of {name} is reversed (ib, ic lag ia by {b:.0f}°, {c:.0f}°; "
                     "120°, 240° when right): turn it round, or swap its two leads"
@@ -156,8 +152,7 @@ def _which_pairing(off: Mapping[str, float]) -> str:
     if len(off) == 3:
         # All three 120° off: the voltage channels hold the phases in another order.
         for turn, held in ((120.0, "vb, vc, va"), (-120.0, "vc, va, vb")):
-            if all(PHI_DEG[0] <= (phi + turn + 180.0) % 360.0 - 180.0 <= PHI_DEG[1]
-                   for phi in off.values()):  # fmt: skip
+            if all(PHI_DEG[0] <= wrap_deg(phi + turn) <= PHI_DEG[1] for phi in off.values()):
                 return (
                     f"the channels read as va, vb, vc hold {held}: give them those roles "
                     "(or move the currents' to match)"
