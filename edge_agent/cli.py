@@ -604,8 +604,12 @@ def train(
 ) -> None:
     """Learn a motor's healthy baseline from recordings and write a model bundle.
 
-    Every clean window of the FILES (recordings of the motor running healthy) becomes a
-    training vector; the threshold is set from the scores of these healthy windows.
+    Every clean window of the FILES (recordings of the motor running healthy; windows
+    flagged for data quality or wiring are left out) becomes a training vector. The
+    threshold is set from the scores of these healthy windows, each recording also scored
+    by a model fitted without it (one recording: each of three stretches of it); use three
+    or more recordings. The card also keeps the motor's healthy line levels and
+    negative-sequence current, which the diagnosis judges later windows by.
     """
     from edge_agent.recording import parse_columns
     from edge_agent.training.baseline import (
