@@ -248,13 +248,14 @@ def mqtt_option(default: str):
 
 
 def _make_sink(cfg: Config, stream, scorer, *, ts_offset: float, daemon: bool):
-    """The daemon keeps the event store always; a replay only when it publishes."""
+    """The daemon keeps the event store always, and logs its alerts; a replay keeps the
+    store only when it publishes."""
     from edge_agent.publish.sink import RecordSink
 
     publish = bool(cfg.mqtt.url)
     return RecordSink(
         cfg, stream, ts_offset=ts_offset, scorer=scorer, publish=publish,
-        store=daemon or publish, resume=daemon, presence=daemon,
+        store=daemon or publish, resume=daemon, presence=daemon, log_alerts=daemon,
     )  # fmt: skip
 
 
@@ -638,6 +639,126 @@ def train(
             click.echo(warning, err=True)
     for path, n, seen in base.miswired:
         click.echo(f"warning: {path}: {describe_wiring(n, seen)}; left out", err=True)
+
+
+store_option = click.option(
+    "--store",
+    type=click.Path(path_type=Path),
+    help="The event store (SQLite file). Default: [store] path, else the service's "
+    "/var/lib/edge-agent/edge-agent.db when there is one, else the one `run` keeps for "
+    "this user.",
+)
+
+
+@main.command()
+@click.argument("alert_id", required=False)
+@click.option("--open", "open_only", is_flag=True, help="Only alerts not yet cleared.")
+@click.option("--since", help="Raised since an age (30m, 12h, 7d, 2w) or a local date.")
+@click.option(
+    "--fault",
+    help="Only alerts of this fault: anomaly, broken_rotor_bar, eccentricity, bearing, "
+    "stator_short or supply_unbalance.",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=0),
+    default=20,
+    show_default=True,
+    help="Show at most this many, the newest (0: all).",
+)
+@click.option("--json", "as_json", is_flag=True, help="A JSON object per alert, for scripts.")
+@store_option
+@config_option
+def alerts(
+    alert_id: str | None,
+    open_only: bool,
+    since: str | None,
+    fault: str | None,
+    limit: int,
+    as_json: bool,
+    store: Path | None,
+    config_path: Path | None,
+) -> None:
+    """The alerts the daemon has raised, from its event store, newest first.
+
+    A line per alert (when raised, fault, severity, open or how long it lasted, its label
+    and id) and a line of what its evidence says. With ALERT_ID (its first 4 or more
+    characters will do), that alert whole, with its evidence. Reads the store while the daemon runs.
+    Exits 66 when there is no store, 77 when it is not yours to read (sudo), 65 for an
+    id that fits no alert or several.
+    """
+    import time
+
+    from edge_agent import history
+    from edge_agent.publish.schema import FAULTS
+
+    if fault is not None and fault not in FAULTS:
+        raise click.BadParameter(
+            f"{fault!r} is not one of {', '.join(FAULTS)}", param_hint="--fault"
+        )
+    cfg = _config(config_path)
+    path = history.locate_store(cfg, store)
+    now = time.time()
+    try:
+        since_ts = None if since is None else history.parse_since(since, now)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from None
+    with history.open_store(path) as db:
+        if alert_id is not None:
+            one = history.find_alert(db, alert_id)
+            text = history.as_json(one) if as_json else history.format_alert(one, now)
+            click.echo(text, nl=as_json)
+            return
+        found = db.alerts(since=since_ts, open_only=open_only, fault=fault, limit=(limit or None))
+    if as_json:
+        for a in found:
+            click.echo(history.as_json(a))
+        return
+    limited = bool(limit) and len(found) == limit
+    click.echo(history.format_alerts(found, path, now, limited=limited), nl=False)
+
+
+@main.command()
+@click.argument("alert_id")
+@click.argument("verdict", type=click.Choice(["true_positive", "false_positive"]))
+@click.option("--by", help="Who says so (kept with the label; at most 200 characters).")
+@click.option("--note", help="What was found (at most 4000 characters).")
+@store_option
+@config_option
+def label(
+    alert_id: str,
+    verdict: str,
+    by: str | None,
+    note: str | None,
+    store: Path | None,
+    config_path: Path | None,
+) -> None:
+    """Say whether an alert was right: VERDICT is true_positive or false_positive.
+
+    Kept with the alert in the event store, as the MQTT label command keeps it; a new
+    label replaces the one before. ALERT_ID: its first 4 or more characters will do
+    (`edge-agent alerts` lists them). Exits 66 when there is no store, 77 when it is not
+    yours to write (sudo), 65 for an id that fits no alert or several.
+    """
+    from pydantic import ValidationError
+
+    from edge_agent import history
+    from edge_agent.publish.schema import CommandLabel
+
+    try:  # the limits of the MQTT label command
+        CommandLabel(alert_id=alert_id, label=verdict, by=by, note=note)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise click.BadParameter(err["msg"], param_hint=f"--{err['loc'][0]}") from None
+    cfg = _config(config_path)
+    path = history.locate_store(cfg, store)
+    with history.open_store(path) as db:
+        found = history.find_alert(db, alert_id)
+        db.label(found["alert_id"], verdict, by=by, note=note)
+    click.echo(
+        f"{found['alert_id']} ({found['fault']} {found['severity']}, raised "
+        f"{history.when(found['raised_ts'])}): labelled {verdict}"
+    )
 
 
 @main.command()

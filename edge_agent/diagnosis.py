@@ -106,6 +106,7 @@ __all__ = [
     "AlertTracker",
     "Finding",
     "anomaly_severity",
+    "describe_alert",
     "diagnose",
 ]
 
@@ -371,3 +372,49 @@ def _alert(
         "score": score,
         "evidence": evidence,
     }
+
+
+def describe_alert(fault: str, evidence: Mapping[str, Any]) -> str:
+    """What a raised alert's ``evidence`` says, in one line for a person: the daemon's log
+    (the journal) and ``edge-agent alerts``. Empty when the evidence holds nothing to say."""
+    e = {k: v for k, v in evidence.items() if v is not None}
+    parts: list[str] = []
+    if fault == "anomaly" and "score" in e and "threshold" in e:
+        parts.append(f"score {e['score']:.3g} over the threshold {e['threshold']:.3g}")
+        far = [f"{d['feature']} {d['deviation']:+.1f}" for d in e.get("furthest", [])]
+        if far:
+            parts.append("furthest from healthy (in healthy spreads): " + ", ".join(far))
+    elif fault == "broken_rotor_bar" and "brb_lsb_db" in e:
+        text = f"lower sideband {e['brb_lsb_db']:.1f} dB"
+        if "brb_usb_db" in e:
+            text += f", upper {e['brb_usb_db']:.1f} dB"
+        parts.append(text + " re the fundamental")
+        if "slip" in e:
+            parts.append(f"slip {e['slip']:.3f}")
+    elif fault == "supply_unbalance" and "v2_v1" in e:
+        parts.append(f"voltage unbalance v2/v1 {100 * e['v2_v1']:.1f} %")
+        if "i2_i1" in e:
+            parts.append(f"current i2/i1 {e['i2_i1']:.3f}")
+    elif fault == "stator_short" and "i2_i1" in e:
+        if "i2_i1_change" in e:
+            parts.append(
+                f"i2 {e['i2']:.3g} A against a healthy {e['i2_healthy']:.3g} A: a rise of "
+                f"{e['i2_i1_change']:.3f} of i1"
+            )
+        elif "i2_i1_from_supply" in e:
+            parts.append(
+                f"i2/i1 {e['i2_i1']:.3f}, of which the supply's unbalance "
+                f"({100 * e.get('v2_v1', 0.0):.1f} %) explains {e['i2_i1_from_supply']:.3f}"
+            )
+        else:
+            parts.append(f"i2/i1 {e['i2_i1']:.3f} (no voltages and no model of this motor)")
+        if "i1" in e:
+            parts.append(f"i1 {e['i1']:.3g} A")
+    elif fault in BASELINE_LINES and "line" in e:
+        parts.append(
+            f"{e['line']} {e['level_db']:.1f} dB, {e['rise_db']:.1f} dB over its healthy "
+            f"{e['healthy_p95_db']:.1f} dB"
+        )
+    if "previous_severity" in e:
+        parts.append(f"escalated from {e['previous_severity']} (alert {e.get('escalated_from')})")
+    return "; ".join(parts)

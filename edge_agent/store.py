@@ -354,12 +354,15 @@ class EventStore:
         asset: str | None = None,
         since: float | None = None,
         open_only: bool = False,
+        fault: str | None = None,
+        id_prefix: str | None = None,
         limit: int | None = 100,
     ) -> list[dict[str, Any]]:
         """Alerts raised at or after ``since`` (UNIX s), newest first, at most ``limit``.
 
-        ``open_only`` keeps those not cleared. Each is a dict of the columns, with
-        ``evidence`` parsed.
+        ``open_only`` keeps those not cleared, ``fault`` those of one fault, ``id_prefix``
+        those whose id starts so (a person types the first few characters). Each is a dict
+        of the columns, with ``evidence`` parsed.
         """
         where, args = _filters(site=site, asset=asset)
         if since is not None:
@@ -367,6 +370,13 @@ class EventStore:
             args.append(since)
         if open_only:
             where.append("cleared_ts IS NULL")
+        if fault is not None:
+            where.append("fault = ?")
+            args.append(fault)
+        if id_prefix is not None:
+            # substr, not LIKE: an id holds no wildcards, but a prefix typed may.
+            where.append("substr(alert_id, 1, ?) = ?")
+            args += [len(id_prefix), id_prefix]
         sql = f"SELECT {_ALERT_COLUMNS} FROM alerts"
         rows = self._select(sql, where, args, "raised_ts DESC, alert_id", limit)
         return [_alert_dict(r) for r in rows]

@@ -60,6 +60,24 @@ class SinkStats:
 Handler = Callable[[Any], dict[str, Any]]
 
 
+def log_alert(record: Mapping[str, Any]) -> None:
+    """Log an alert record: raised as a warning with what its evidence says, cleared as
+    info with why."""
+    from edge_agent.diagnosis import describe_alert
+
+    fault, severity, evidence = record["fault"], record["severity"], record["evidence"]
+    if record["state"] == "raised":
+        said = describe_alert(fault, evidence)
+        log.warning("alert raised: %s %s%s (id %s)", fault, severity, f": {said}" if said else "",
+                    record["id"])  # fmt: skip
+        return
+    if "superseded_by" in evidence:
+        why = f"now {evidence['severity_now']}, as alert {evidence['superseded_by']}"
+    else:
+        why = evidence.get("reason", "the windows read normal again")
+    log.info("alert cleared: %s %s: %s (id %s)", fault, severity, why, record["id"])
+
+
 class RecordSink:
     """JSON Lines, event store, outbox and MQTT behind one ``write``.
 
@@ -78,6 +96,8 @@ class RecordSink:
         cleared (their evidence says so), since the new run's tracker knows nothing of them
     presence : announce the agent on ``/status`` (birth, Last Will) and take commands; a
         replay publishes its records without, so as not to speak for the asset's daemon
+    log_alerts : log every alert raised (warning) and cleared (info), with what its
+        evidence says: the daemon's journal then tells the story without a broker
     """
 
     def __init__(
@@ -93,6 +113,7 @@ class RecordSink:
         status_extra: Callable[[], dict[str, Any]] | None = None,
         resume: bool = False,
         presence: bool = True,
+        log_alerts: bool = False,
     ) -> None:
         self.config = config
         self.out = out
@@ -108,6 +129,7 @@ class RecordSink:
         self.outbox: Outbox | None = None
         self.publisher: MqttPublisher | None = None
         self.model_id: str | None = None
+        self.log_alerts = log_alerts
         self._next_prune = 0.0
         if publish and not config.mqtt.url:
             raise ValueError("publish=True needs config.mqtt.url")
@@ -216,6 +238,8 @@ class RecordSink:
             self.publisher.notify()
 
     def _alert(self, record: dict[str, Any]) -> None:
+        if self.log_alerts:
+            log_alert(record)
         common = {"site": self.site, "asset": self.asset, "t0": self.ts_offset}
         if self.store is not None:
             self.store.record_alert(record, model_id=self.model_id, **common)
@@ -247,7 +271,9 @@ class RecordSink:
                 "t": now - self.ts_offset, "fault": a["fault"], "severity": a["severity"],
                 "score": None, "evidence": {"reason": "agent restarted"},
             })  # fmt: skip
-            log.info("alert %s (%s) left open by the last run: cleared", a["alert_id"], a["fault"])
+            if not self.log_alerts:  # else _emit logs it
+                log.info("alert %s (%s) left open by the last run: cleared", a["alert_id"],
+                         a["fault"])  # fmt: skip
         self._emit(records)
 
     def set_model(self, scorer: Scorer | None) -> None:

@@ -1,0 +1,197 @@
+"""The event store's alerts for a person at the machine: ``edge-agent alerts`` and
+``edge-agent label``.
+
+The daemon keeps every alert it raises in the event store (:mod:`edge_agent.store`),
+with its evidence and, once someone has said so, whether it was right. Over MQTT the
+plant sees them and labels them (``/cmd/label``); these commands do the same on the
+machine itself, for a site without a broker or an engineer with a terminal in the
+cabinet. They read the store while the daemon writes it: SQLite's WAL lets a reader in
+beside the writer, and a label waits for the daemon's write lock (``busy_timeout``).
+Run as root on the service's store, SQLite gives the files it makes (``-wal``, ``-shm``)
+to the database's owner, so the daemon can still open them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from edge_agent.config import Config
+from edge_agent.diagnosis import describe_alert
+from edge_agent.errors import AccessDeniedError, InputDataError, InputMissingError
+from edge_agent.store import EventStore
+
+__all__ = [
+    "SERVICE_STORE",
+    "as_json",
+    "find_alert",
+    "format_alert",
+    "format_alerts",
+    "locate_store",
+    "open_store",
+    "parse_since",
+    "when",
+]
+
+# Where the systemd unit's daemon keeps its store (StateDirectory=edge-agent).
+SERVICE_STORE = Path("/var/lib/edge-agent/edge-agent.db")
+
+_UNITS = {"m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0}
+_TIME = "%Y-%m-%d %H:%M:%S"
+
+
+def locate_store(config: Config, given: Path | None = None) -> Path:
+    """The event store to read: ``given`` (``--store``), else the config's ``[store] path``
+    or ``$STATE_DIRECTORY``'s, else the service's (:data:`SERVICE_STORE`) when there is
+    one, else this user's (where ``edge-agent run`` keeps it).
+
+    Raises InputMissingError (66) naming the places looked in when there is none, and
+    AccessDeniedError (77) when this user may not see it (the service's is root's).
+    """
+    if given is not None:
+        candidates = [given]
+    elif config.store.path is not None or os.environ.get("STATE_DIRECTORY"):
+        candidates = [config.store.resolved_path]
+    else:
+        candidates = [SERVICE_STORE, config.store.resolved_path]
+    for path in candidates:
+        try:
+            path.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except PermissionError:
+            raise AccessDeniedError(
+                f"{path}: cannot read the event store: permission denied (the service's "
+                "store is for root to read: run this with sudo)"
+            ) from None
+        return path
+    looked = " or ".join(str(p) for p in candidates)
+    raise InputMissingError(
+        f"no event store at {looked}: `edge-agent run` makes one when it starts; name "
+        "another with --store FILE or [store] path"
+    )
+
+
+def open_store(path: Path) -> EventStore:
+    """The store at ``path``, which must exist (an EventStore would make a new one)."""
+    if path.is_dir():
+        raise InputDataError(f"{path}: is a folder; expected the event store's SQLite file")
+    return EventStore(path)
+
+
+def parse_since(text: str, now: float) -> float:
+    """UNIX time from ``--since``: an age (``30m``, ``12h``, ``7d``, ``2w``) or a local
+    date and time (``2026-12-01``, ``2026-12-01 08:00``, ``2026-12-01T08:00:00``)."""
+    text = text.strip()
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([mhdw])", text)
+    if m:
+        return now - float(m.group(1)) * _UNITS[m.group(2)]
+    for fmt in ("%Y-%m-%d", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", _TIME, "%Y-%m-%dT%H:%M:%S"):
+        try:
+            return time.mktime(time.strptime(text, fmt))
+        except ValueError:
+            continue
+    raise ValueError(
+        f"--since {text!r}: expected an age such as 30m, 12h, 7d or 2w, or a local date "
+        "such as 2026-12-01 or 2026-12-01 08:00"
+    )
+
+
+def find_alert(store: EventStore, prefix: str) -> dict[str, Any]:
+    """The one alert whose id starts with ``prefix`` (at least 4 characters).
+
+    Raises InputDataError (65) when none does, or more than one (naming them)."""
+    prefix = prefix.strip().lower()
+    if len(prefix) < 4:
+        raise InputDataError(f"alert id {prefix!r}: give at least its first 4 characters")
+    found = store.alerts(id_prefix=prefix, limit=10)
+    if not found:
+        raise InputDataError(f"{store.path}: no alert has an id starting {prefix!r}")
+    if len(found) > 1:
+        ids = ", ".join(a["alert_id"] for a in found)
+        raise InputDataError(
+            f"alert id {prefix!r} fits {len(found)} alerts ({ids}): give more of it"
+        )
+    return found[0]
+
+
+def when(ts: float | None) -> str:
+    """Local date and time of UNIX ``ts`` to the second; empty for None."""
+    return time.strftime(_TIME, time.localtime(ts)) if ts is not None else ""
+
+
+def _lasted(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"
+
+
+def _state(alert: Mapping[str, Any], now: float) -> str:
+    if alert["cleared_ts"] is None:
+        return f"open for {_lasted(max(0.0, now - alert['raised_ts']))}"
+    return f"cleared after {_lasted(max(0.0, alert['cleared_ts'] - alert['raised_ts']))}"
+
+
+def format_alerts(
+    alerts: Sequence[Mapping[str, Any]], path: Path, now: float, *, limited: bool
+) -> str:
+    """The listing of ``edge-agent alerts``: a line per alert, and one of what its
+    evidence says."""
+    zone = time.strftime("%Z", time.localtime(now))
+    open_ = sum(a["cleared_ts"] is None for a in alerts)
+    n = len(alerts)
+    newest = " (the newest)" if limited else ""
+    head = f"{path}: {n} alert{'' if n == 1 else 's'}{newest}, {open_} open"
+    if not alerts:
+        return head + "\n"
+    lines = [f"{head}; times in {zone}, newest first", ""]
+    for a in alerts:
+        label = a["label"] or "unlabelled"
+        lines.append(
+            f"{when(a['raised_ts'])}  {a['fault']:<16} {a['severity']:<7}  "
+            f"{_state(a, now):<22} {label:<14} {a['alert_id']}"
+        )
+        said = describe_alert(a["fault"], a["evidence"])
+        if said:
+            lines.append(f"    {said}")
+    return "\n".join(lines) + "\n"
+
+
+def format_alert(alert: Mapping[str, Any], now: float) -> str:
+    """One alert whole, for ``edge-agent alerts ID``."""
+    rows = [
+        ("id", alert["alert_id"]),
+        ("fault", f"{alert['fault']} {alert['severity']}"),
+        ("motor", f"{alert['site']}/{alert['asset']}"),
+        ("raised", when(alert["raised_ts"])),
+        ("cleared", when(alert["cleared_ts"]) or "not yet"),
+        ("state", _state(alert, now)),
+        ("score", "none" if alert["score"] is None else f"{alert['score']:.4g}"),
+        ("model", alert["model_id"] or "none"),
+        ("says", describe_alert(alert["fault"], alert["evidence"]) or "-"),
+    ]
+    if alert["label"]:
+        by = f" by {alert['labelled_by']}" if alert["labelled_by"] else ""
+        rows.append(("label", f"{alert['label']}{by} at {when(alert['labelled_ts'])}"))
+        if alert["label_note"]:
+            rows.append(("note", alert["label_note"]))
+    else:
+        rows.append(("label", "none (edge-agent label ID true_positive|false_positive)"))
+    width = max(len(k) for k, _ in rows)
+    text = "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+    evidence = json.dumps(alert["evidence"], indent=2, sort_keys=True, allow_nan=False)
+    return f"{text}\nevidence:\n{evidence}\n"
+
+
+def as_json(alert: Mapping[str, Any]) -> str:
+    """One alert as a JSON line (``--json``), times as UNIX seconds."""
+    return json.dumps(dict(alert), separators=(",", ":"), allow_nan=False)

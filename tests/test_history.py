@@ -1,0 +1,353 @@
+"""The alerts a person reads on the machine: the daemon's log, `edge-agent alerts` and
+`edge-agent label` on the real SQLite event store."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edge_agent import history
+from edge_agent.cli import main
+from edge_agent.config import AlertConfig, Config, MotorConfig
+from edge_agent.diagnosis import AlertTracker, describe_alert, diagnose
+from edge_agent.simulate import SimulationSpec, simulate
+from edge_agent.store import EventStore
+
+NOBODY = 65534
+
+
+def cli(*args: str, env: dict[str, str] | None = None):
+    return CliRunner().invoke(main, [str(a) for a in args], env=env, catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory) -> tuple[Path, list[str]]:
+    """`run` over 12 s of a broken bar (-45 dB) and then 24 s of the healthy motor, with
+    its event store; returns the store and the daemon's log lines (its journal)."""
+    folder = tmp_path_factory.mktemp("daemon")
+    motor = MotorConfig()
+    _, faulty = simulate(SimulationSpec(duration_s=12.0, fault="broken-bar", severity=45.0), motor)
+    _, healthy = simulate(SimulationSpec(duration_s=24.0), motor)
+    np.save(folder / "bb-then-healthy.npy", np.concatenate([faulty, healthy]))
+    store = folder / "edge-agent.db"
+    env = {**os.environ, "EDGE_AGENT_ACQUISITION__REPLAY__SPEED": "0",
+           "EDGE_AGENT_STORE__PATH": str(store)}  # fmt: skip
+    res = subprocess.run(
+        [sys.executable, "-m", "edge_agent", "run", "--source", "replay", "--recording",
+         str(folder / "bb-then-healthy.npy"), "--no-model", "--out", str(folder / "run.jsonl")],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    return store, res.stderr.splitlines()
+
+
+# --- the daemon's log -------------------------------------------------------------------
+
+
+def test_the_daemon_logs_each_alert_with_what_its_evidence_says(daemon):
+    _, lines = daemon
+    raised = [line for line in lines if "alert raised" in line]
+    cleared = [line for line in lines if "alert cleared" in line]
+    assert len(raised) == 1 and len(cleared) == 1, lines
+    assert " WARNING " in raised[0] and " INFO " in cleared[0]
+    assert "alert raised: broken_rotor_bar watch: lower sideband -45." in raised[0]
+    assert "re the fundamental; slip 0.0" in raised[0]
+    assert "alert cleared: broken_rotor_bar watch: the windows read normal again" in cleared[0]
+    # Both name the same alert, by the id the store and MQTT know it by.
+    ident = raised[0].rsplit("(id ", 1)[1].rstrip(")")
+    assert cleared[0].endswith(f"(id {ident})")
+
+
+def test_an_alert_a_stopped_daemon_left_open_is_logged_as_cleared_at_the_next_start(tmp_path):
+    store = tmp_path / "edge-agent.db"
+    with EventStore(store) as db:
+        db.record_alert(
+            {"id": "0b9e7f52-left", "state": "raised", "t": time.time() - 60, "fault": "bearing",
+             "severity": "alarm", "score": None, "evidence": {}},
+            site="site", asset="motor", t0=0.0, model_id=None,
+        )  # fmt: skip
+    rec = tmp_path / "healthy.npy"
+    np.save(rec, simulate(SimulationSpec(duration_s=2.0), MotorConfig())[1])
+    env = {**os.environ, "EDGE_AGENT_ACQUISITION__REPLAY__SPEED": "0",
+           "EDGE_AGENT_STORE__PATH": str(store)}  # fmt: skip
+    res = subprocess.run(
+        [sys.executable, "-m", "edge_agent", "run", "--source", "replay", "--recording",
+         str(rec), "--no-model", "--out", os.devnull],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    said = [line for line in res.stderr.splitlines() if "0b9e7f52-left" in line]
+    assert len(said) == 1, res.stderr
+    assert "alert cleared: bearing alarm: agent restarted (id 0b9e7f52-left)" in said[0]
+
+
+# --- what an alert says -----------------------------------------------------------------
+
+CFG = AlertConfig()
+
+
+def said(features, **kwargs) -> dict[str, str]:
+    return {
+        fault: describe_alert(fault, f.evidence)
+        for fault, f in diagnose(features, cfg=CFG, **kwargs).items()
+    }
+
+
+def test_each_fault_says_what_it_saw_in_one_line():
+    brb = said({"brb_lsb_db": -40.04, "brb_usb_db": -41.26, "brb_prominence_db": 25.0,
+                "slip": 0.0321, "supply_hz": 50.0}, score=None, threshold=None)  # fmt: skip
+    assert brb == {"broken_rotor_bar": "lower sideband -40.0 dB, upper -41.3 dB re the "
+                   "fundamental; slip 0.032"}  # fmt: skip
+    supply = said({"v2_v1": 0.031, "i2_i1": 0.19, "i1": 8.0, "i2": 1.5}, score=None,
+                  threshold=None, rated_current=10.0)  # fmt: skip
+    assert supply == {"supply_unbalance": "voltage unbalance v2/v1 3.1 %; current i2/i1 0.190"}
+    # The stator rule's three ways of taking the supply's share out: each says which.
+    with_v = said({"v2_v1": 0.01, "i2_i1": 0.35, "i1": 8.0, "i2": 2.8}, score=None,
+                  threshold=None, rated_current=10.0)  # fmt: skip
+    assert with_v["stator_short"] == (
+        "i2/i1 0.350, of which the supply's unbalance (1.0 %) explains 0.075; i1 8 A"
+    )
+    no_v = said({"i2_i1": 0.12, "i1": 8.0, "i2": 0.96}, score=None, threshold=None,
+                rated_current=10.0)  # fmt: skip
+    assert no_v["stator_short"] == "i2/i1 0.120 (no voltages and no model of this motor); i1 8 A"
+    model = said({"i2_i1": 0.12, "i1": 8.0, "i2": 0.96}, score=None, threshold=None,
+                 rated_current=10.0, negative_sequence=0.2)  # fmt: skip
+    assert model["stator_short"] == (
+        "i2 0.96 A against a healthy 0.2 A: a rise of 0.095 of i1; i1 8 A"
+    )
+    line = said({"ecc_lsb_db": -40.0, "ecc_lsb_floor_db": -70.0, "supply_hz": 50.0},
+                score=None, threshold=None, baseline={"ecc_lsb_db": -52.5})  # fmt: skip
+    assert line == {"eccentricity": "ecc_lsb_db -40.0 dB, 12.5 dB over its healthy -52.5 dB"}
+    furthest = [
+        {"feature": "i2_i1", "value": 0.105, "healthy_mean": 0.031, "deviation": 12.6},
+        {"feature": "rms_a", "value": 4.9, "healthy_mean": 4.5, "deviation": -6.7},
+    ]
+    anomaly = said({}, score=3.2, threshold=1.1, furthest=furthest)
+    assert anomaly == {"anomaly": "score 3.2 over the threshold 1.1; furthest from healthy (in "
+                       "healthy spreads): i2_i1 +12.6, rms_a -6.7"}  # fmt: skip
+
+
+def test_an_escalated_alert_names_the_one_it_replaces():
+    tracker = AlertTracker(raise_after=1)
+    brb = {"brb_lsb_db": -45.0, "brb_prominence_db": 25.0}
+    (first,) = tracker.update(0.0, diagnose(brb, None, None, CFG), None)
+    worse = diagnose({**brb, "brb_lsb_db": -35.0}, None, None, CFG)
+    _, successor = tracker.update(1.0, worse, None)
+    text = describe_alert("broken_rotor_bar", successor["evidence"])
+    assert text.endswith(f"; escalated from watch (alert {first['id']})")
+
+
+def test_evidence_an_older_version_wrote_still_reads():
+    # Alerts in a store outlive versions: missing or null entries say less, never fail.
+    assert describe_alert("stator_short", {"i2_i1": 0.2, "v2_v1": None}) == (
+        "i2/i1 0.200 (no voltages and no model of this motor)"
+    )
+    assert describe_alert("bearing", {}) == ""
+    assert describe_alert("anomaly", {"score": 2.0, "threshold": 1.0}) == (
+        "score 2 over the threshold 1"
+    )
+
+
+# --- edge-agent alerts and edge-agent label ---------------------------------------------
+
+
+def test_alerts_lists_what_the_daemon_raised_and_label_marks_it(daemon, tmp_path):
+    store, _ = daemon
+    res = cli("alerts", "--store", store)
+    assert res.exit_code == 0, res.output
+    head, blank, row, evidence = res.output.splitlines()
+    assert blank == ""
+    assert head.startswith(f"{store}: 1 alert, 0 open; times in ")
+    assert "broken_rotor_bar watch" in row and "cleared after " in row
+    assert row.split()[-2:-1] == ["unlabelled"]
+    ident = row.split()[-1]
+    assert evidence.startswith("    lower sideband -45.")
+
+    res = cli("label", ident[:8], "true_positive", "--by", "ana", "--note", "bar cracked",
+              "--store", store)  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert res.output.startswith(f"{ident} (broken_rotor_bar watch, raised 20")
+    assert res.output.rstrip().endswith("labelled true_positive")
+    # Kept where the MQTT label command keeps it.
+    with EventStore(store) as db:
+        kept = db.alert(ident)
+    assert (kept["label"], kept["labelled_by"], kept["label_note"]) == (
+        "true_positive", "ana", "bar cracked"
+    )  # fmt: skip
+    assert "true_positive" in cli("alerts", "--store", store).output
+
+    whole = cli("alerts", ident[:6], "--store", store).output
+    assert f"id       {ident}" in whole
+    assert "label    true_positive by ana at 20" in whole and "note     bar cracked" in whole
+    assert json.loads(whole.split("evidence:\n", 1)[1])["consecutive_windows"] == 3
+
+    (line,) = cli("alerts", "--json", "--store", store).output.splitlines()
+    assert json.loads(line)["alert_id"] == ident and json.loads(line)["label"] == "true_positive"
+
+
+@pytest.fixture
+def store3(tmp_path) -> Path:
+    """A store with three alerts: a bearing alarm raised 3 days ago and still open, a
+    broken bar of 2 hours ago cleared, and an anomaly of 10 minutes ago still open."""
+    path = tmp_path / "edge-agent.db"
+    now = time.time()
+    alerts = [
+        ("aaaa1111-bearing", now - 3 * 86400, "bearing", "alarm", None),
+        ("aaaa2222-brb", now - 7200, "broken_rotor_bar", "warning", now - 3600),
+        ("bbbb3333-anomaly", now - 600, "anomaly", "watch", None),
+    ]
+    with EventStore(path) as db:
+        for ident, t, fault, severity, cleared in alerts:
+            rec = {"id": ident, "state": "raised", "t": t, "fault": fault,
+                   "severity": severity, "score": None, "evidence": {}}  # fmt: skip
+            db.record_alert(rec, site="s", asset="m", t0=0.0, model_id=None)
+            if cleared is not None:
+                rec = {**rec, "state": "cleared", "t": cleared}
+                db.record_alert(rec, site="s", asset="m", t0=0.0, model_id=None)
+    return path
+
+
+def ids(output: str) -> list[str]:
+    return [line.split()[-1] for line in output.splitlines()[2:] if not line.startswith(" ")]
+
+
+def test_alerts_filters_by_state_fault_age_and_count(store3):
+    everything = cli("alerts", "--store", store3).output
+    assert everything.startswith(f"{store3}: 3 alerts, 2 open")
+    assert ids(everything) == ["bbbb3333-anomaly", "aaaa2222-brb", "aaaa1111-bearing"]
+    assert "open for 3.0 d" in everything and "cleared after 60 min" in everything
+    assert ids(cli("alerts", "--open", "--store", store3).output) == [
+        "bbbb3333-anomaly", "aaaa1111-bearing"
+    ]  # fmt: skip
+    assert ids(cli("alerts", "--fault", "bearing", "--store", store3).output) == [
+        "aaaa1111-bearing"
+    ]
+    assert ids(cli("alerts", "--since", "1d", "--store", store3).output) == [
+        "bbbb3333-anomaly", "aaaa2222-brb"
+    ]  # fmt: skip
+    limited = cli("alerts", "--limit", "1", "--store", store3).output
+    assert limited.startswith(f"{store3}: 1 alert (the newest), 1 open")
+    assert cli("alerts", "--since", "2099-01-01", "--store", store3).output == (
+        f"{store3}: 0 alerts, 0 open\n"
+    )
+
+
+def test_an_id_must_name_one_alert(store3):
+    res = cli("alerts", "aaaa", "--store", store3)
+    assert res.exit_code == 65
+    assert "alert id 'aaaa' fits 2 alerts (aaaa2222-brb, aaaa1111-bearing): give more" in res.output
+    res = cli("label", "cccc", "false_positive", "--store", store3)
+    assert res.exit_code == 65 and f"{store3}: no alert has an id starting 'cccc'" in res.output
+    res = cli("label", "aa", "false_positive", "--store", store3)
+    assert res.exit_code == 65 and "give at least its first 4 characters" in res.output
+    assert cli("label", "AAAA1111", "false_positive", "--store", store3).exit_code == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["alerts", "--since", "yesterday"], "expected an age such as 30m, 12h, 7d or 2w"),
+        (["alerts", "--fault", "overheating"], "'overheating' is not one of anomaly, "),
+        (["label", "aaaa1111", "maybe"], "'maybe' is not one of 'true_positive'"),
+        (["label", "aaaa1111", "true_positive", "--by", "x" * 201], "at most 200 characters"),
+    ],
+)
+def test_a_wrong_option_is_a_usage_error_that_says_what_was_expected(store3, args, message):
+    res = cli(*args, "--store", store3)
+    assert res.exit_code == 2 and message in res.output, res.output
+    with EventStore(store3) as db:
+        assert db.alert("aaaa1111-bearing")["label"] is None  # nothing written
+
+
+def test_a_missing_or_broken_store_is_a_clear_error(tmp_path):
+    res = cli("alerts", "--store", tmp_path / "none.db")
+    assert res.exit_code == 66
+    assert f"no event store at {tmp_path / 'none.db'}: `edge-agent run` makes one" in res.output
+    assert not (tmp_path / "none.db").exists()  # looking made none
+    (tmp_path / "notes.db").write_text("not a database\n" * 100)
+    res = cli("alerts", "--store", tmp_path / "notes.db")
+    assert res.exit_code == 65 and "not a usable SQLite database" in res.output
+
+
+def test_without_store_given_the_services_store_is_read(store3, tmp_path, monkeypatch):
+    monkeypatch.setattr(history, "SERVICE_STORE", store3)
+    assert history.locate_store(Config()) == store3
+    # The config's [store] path, and the service's own $STATE_DIRECTORY, come first.
+    mine = tmp_path / "mine.db"
+    EventStore(mine).close()
+    assert history.locate_store(Config(store={"path": mine})) == mine
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
+    with pytest.raises(history.InputMissingError, match=str(tmp_path / "state" / "edge-agent")):
+        history.locate_store(Config())
+    # Neither there: both places are named.
+    monkeypatch.delenv("STATE_DIRECTORY")
+    monkeypatch.setattr(history, "SERVICE_STORE", tmp_path / "no" / "edge-agent.db")
+    looked = r"no event store at .*/no/edge-agent.db or .*/edge-agent.db: "
+    with pytest.raises(history.InputMissingError, match=looked):
+        history.locate_store(Config())
+
+
+def as_nobody(fn) -> int:
+    """Run ``fn`` in a forked child as 'nobody'; its exit code."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through its exit code
+        code = 3
+        try:
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            code = fn()
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+@pytest.fixture
+def open_tmp():
+    """A temporary folder that other users may enter (pytest's own are root's only)."""
+    path = Path(tempfile.mkdtemp(prefix="edge-agent-history-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
+def test_the_services_store_is_for_root_and_root_leaves_it_the_services(open_tmp, store3):
+    tmp_path = open_tmp
+    # As under systemd's DynamicUser: the store's folder is the service user's, mode 700.
+    folder = tmp_path / "private"
+    folder.mkdir(mode=0o700)
+    db = folder / "edge-agent.db"
+    db.write_bytes(store3.read_bytes())
+    os.chown(folder, NOBODY, NOBODY)
+    os.chown(db, NOBODY, NOBODY)
+    # Another user may not see it: told to use sudo.
+    private = tmp_path / "root-only"
+    private.mkdir(mode=0o700)
+    (private / "edge-agent.db").write_bytes(store3.read_bytes())
+
+    def denied() -> int:
+        res = CliRunner().invoke(main, ["alerts", "--store", str(private / "edge-agent.db")])
+        return 0 if res.exit_code == 77 and "run this with sudo" in res.output else 2
+
+    assert as_nobody(denied) == 0
+    # Root labels it; every file SQLite leaves is still the service user's.
+    assert cli("label", "bbbb3333", "false_positive", "--store", db).exit_code == 0
+    owners = {p.name: p.stat().st_uid for p in folder.iterdir()}
+    assert "edge-agent.db" in owners and set(owners.values()) == {NOBODY}, owners
+
+    def reads() -> int:
+        with EventStore(db) as store:
+            return 0 if store.alert("bbbb3333-anomaly")["label"] == "false_positive" else 2
+
+    assert as_nobody(reads) == 0
