@@ -762,6 +762,74 @@ def label(
 
 
 @main.command()
+@click.argument("names", nargs=-1)
+@click.option(
+    "--since",
+    default="30d",
+    show_default=True,
+    help="From an age (12h, 7d, 2w) or a local date on.",
+)
+@click.option(
+    "--every",
+    default="1d",
+    show_default=True,
+    help="A line per span of 1h, 2h, 3h, 4h, 6h, 8h, 12h, 1d or 1w (on the local clock).",
+)
+@click.option("--json", "as_json", is_flag=True, help="A JSON object per span, for scripts.")
+@store_option
+@config_option
+def trend(
+    names: tuple[str, ...],
+    since: str,
+    every: str,
+    as_json: bool,
+    store: Path | None,
+    config_path: Path | None,
+) -> None:
+    """How the motor has gone, span by span, from the summaries the daemon kept.
+
+    A line per day (--every) from the day 30 days ago (--since), a column per NAME: a field of
+    the summaries (docs/mqtt.md), averaged over the span's summaries; counts such as
+    anomalous_windows are summed and i2_i1_max and score_max take their greatest. By
+    default the motor's current and the diagnosis's lines that have data: i1, i2_i1,
+    epva_2f_db, brb_lsb_db, ecc_lsb_db, bearing_outer_db, bearing_inner_db, v2_v1,
+    score_p95 and anomalous_windows. The event store keeps the summaries hour by hour
+    for store.retention_days. Exits 66 when there is no store, 77 when it is not yours
+    to read (sudo).
+    """
+    import json
+    import time
+
+    from edge_agent import history
+
+    try:
+        history.check_names(names)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="NAMES") from None
+    try:
+        since_ts = history.parse_since(since, time.time())
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from None
+    try:
+        span = history.parse_every(every)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--every") from None
+    cfg = _config(config_path)
+    path = history.locate_store(cfg, store)
+    with history.open_store(path) as db:  # from the start of the span holding --since
+        hours = db.trend(since=history.span_start(since_ts, span))
+    chosen = list(names or history.TREND_DEFAULT)
+    rows = history.trend_rows(hours, span, chosen)
+    if not names:  # the defaults this motor has data for
+        chosen = [n for n in chosen if any(r[n] is not None for r in rows)]
+    if as_json:
+        for r in rows:
+            click.echo(json.dumps({k: r[k] for k in ("start", "summaries", "windows", *chosen)}))
+        return
+    click.echo(history.format_trend(rows, chosen, span, path), nl=False)
+
+
+@main.command()
 @click.argument("labels", type=click.Path(path_type=Path))
 @click.option(
     "--model",

@@ -1,11 +1,13 @@
-"""The event store's alerts for a person at the machine: ``edge-agent alerts`` and
-``edge-agent label``.
+"""The event store for a person at the machine: ``edge-agent alerts``, ``edge-agent
+label`` and ``edge-agent trend``.
 
 The daemon keeps every alert it raises in the event store (:mod:`edge_agent.store`),
 with its evidence and, once someone has said so, whether it was right. Over MQTT the
 plant sees them and labels them (``/cmd/label``); these commands do the same on the
 machine itself, for a site without a broker or an engineer with a terminal in the
-cabinet. They read the store while the daemon writes it: SQLite's WAL lets a reader in
+cabinet; and the store keeps every summary hour by hour, which ``trend`` shows over days
+and weeks, so a fault's line can be seen growing without a historian. They read the
+store while the daemon writes it: SQLite's WAL lets a reader in
 beside the writer, and a label waits for the daemon's write lock (``busy_timeout``).
 Run as root on the service's store, SQLite gives the files it makes (``-wal``, ``-shm``)
 to the database's owner, so the daemon can still open them.
@@ -25,18 +27,32 @@ from edge_agent.config import Config
 from edge_agent.diagnosis import describe_alert
 from edge_agent.errors import AccessDeniedError, InputDataError, InputMissingError
 from edge_agent.store import EventStore
+from edge_agent.summary import COUNT_FIELDS, MAX_FIELDS, TREND_FIELDS
 
 __all__ = [
     "SERVICE_STORE",
+    "TREND_DEFAULT",
     "as_json",
+    "check_names",
     "find_alert",
     "format_alert",
     "format_alerts",
+    "format_trend",
     "locate_store",
     "open_store",
+    "parse_every",
     "parse_since",
+    "span_start",
+    "trend_rows",
     "when",
 ]
+
+# What `edge-agent trend` shows when not told: the motor's load and the diagnosis's lines
+# (those with data), then the anomaly score.
+TREND_DEFAULT = (
+    "i1", "i2_i1", "epva_2f_db", "brb_lsb_db", "ecc_lsb_db", "bearing_outer_db",
+    "bearing_inner_db", "v2_v1", "score_p95", "anomalous_windows",
+)  # fmt: skip
 
 # Where the systemd unit's daemon keeps its store (StateDirectory=edge-agent).
 SERVICE_STORE = Path("/var/lib/edge-agent/edge-agent.db")
@@ -195,3 +211,115 @@ def format_alert(alert: Mapping[str, Any], now: float) -> str:
 def as_json(alert: Mapping[str, Any]) -> str:
     """One alert as a JSON line (``--json``), times as UNIX seconds."""
     return json.dumps(dict(alert), separators=(",", ":"), allow_nan=False)
+
+
+def parse_every(text: str) -> float:
+    """Seconds of a ``--every`` span: ``Nh`` with N dividing 24, ``1d`` or ``1w``."""
+    m = re.fullmatch(r"(\d+)\s*([hdw])", text.strip())
+    if m and m.group(2) == "h" and int(m.group(1)) in (1, 2, 3, 4, 6, 8, 12, 24):
+        return int(m.group(1)) * 3600.0
+    if m and m.group(1) == "1" and m.group(2) in "dw":
+        return _UNITS[m.group(2)]
+    raise ValueError(f"--every {text!r}: expected 1h, 2h, 3h, 4h, 6h, 8h, 12h, 1d or 1w")
+
+
+def span_start(hour: float, every: float) -> float:
+    """Start of the span of ``every`` s holding ``hour``, on the local clock: spans of
+    hours from local midnight, days at local midnight, weeks on Monday."""
+    t = time.localtime(hour)
+    midnight = time.mktime((t.tm_year, t.tm_mon, t.tm_mday, 0, 0, 0, 0, 0, -1))
+    if every < _UNITS["d"]:
+        n = int(every // 3600)
+        return time.mktime((t.tm_year, t.tm_mon, t.tm_mday, t.tm_hour // n * n, 0, 0, 0, 0, -1))
+    if every == _UNITS["d"]:
+        return midnight
+    monday = time.localtime(midnight - t.tm_wday * _UNITS["d"] + 43200)  # noon: DST-safe
+    return time.mktime((monday.tm_year, monday.tm_mon, monday.tm_mday, 0, 0, 0, 0, 0, -1))
+
+
+def trend_rows(
+    hours: Sequence[Mapping[str, Any]], every: float, names: Sequence[str]
+) -> list[dict[str, Any]]:
+    """The store's hourly trend rows gathered into spans of ``every`` s: per span its
+    ``start`` (UNIX s), ``summaries``, ``windows`` and each name's value (counts summed,
+    greatest values their greatest, the rest averaged over the summaries; None without
+    data)."""
+    spans: dict[float, dict[str, list[float]]] = {}
+    counts: dict[float, int] = {}
+    for row in hours:
+        start = span_start(row["hour"], every)
+        acc = spans.setdefault(start, {})
+        counts[start] = counts.get(start, 0) + row["summaries"]
+        for name, (total, n, lo, hi) in row["stats"].items():
+            a = acc.get(name)
+            acc[name] = [total, n, lo, hi] if a is None else [
+                a[0] + total, a[1] + n, min(a[2], lo), max(a[3], hi)
+            ]  # fmt: skip
+    out = []
+    for start in sorted(spans):
+        acc = spans[start]
+        row: dict[str, Any] = {"start": start, "summaries": counts[start]}
+        for name in ("windows", *names):
+            a = acc.get(name)
+            if a is None or a[1] == 0:
+                row[name] = None
+            elif name in COUNT_FIELDS:
+                row[name] = int(a[0])
+            elif name in MAX_FIELDS:
+                row[name] = a[3]
+            else:
+                row[name] = a[0] / a[1]
+        out.append(row)
+    return out
+
+
+def _number(name: str, v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, int):
+        return str(v)
+    if name.endswith("_db"):
+        return f"{v:.1f}"
+    return f"{v:.4g}"
+
+
+def _cells(cells: Sequence[str], widths: Sequence[int]) -> str:
+    """A table line: the first cell left-aligned, the others right-aligned."""
+    out = [c.rjust(w) for c, w in zip(cells, widths, strict=True)]
+    out[0] = cells[0].ljust(widths[0])
+    return "  ".join(out)
+
+
+def format_trend(
+    rows: Sequence[Mapping[str, Any]], names: Sequence[str], every: float, path: Path
+) -> str:
+    """The table of ``edge-agent trend``: a line per span, a column per name."""
+    zone = time.strftime("%Z", time.localtime(rows[0]["start"] if rows else None))
+    head = f"{path}: {len(rows)} span{'' if len(rows) == 1 else 's'} of summaries"
+    if not rows:
+        return head + "\n"
+    fmt = "%Y-%m-%d %H:%M" if every < _UNITS["d"] else "%Y-%m-%d"
+    columns = ["from", "windows", *names]
+    table = [
+        [time.strftime(fmt, time.localtime(r["start"]))]
+        + [_number(n, r[n]) for n in ("windows", *names)]
+        for r in rows
+    ]
+    widths = [max(len(c), *(len(t[i]) for t in table)) for i, c in enumerate(columns)]
+    lines = [
+        f"{head}, oldest first; times in {zone}; means over each span's summaries "
+        "(counts summed, *_max their greatest)",
+        "",
+        _cells(columns, widths),
+        *(_cells(t, widths) for t in table),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def check_names(names: Sequence[str]) -> None:
+    """Raise ValueError naming any name that is not a summary's field."""
+    unknown = [n for n in names if n not in TREND_FIELDS]
+    if unknown:
+        raise ValueError(
+            f"{', '.join(unknown)}: not kept in the trend; it keeps {', '.join(TREND_FIELDS)}"
+        )

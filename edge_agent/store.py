@@ -1,11 +1,18 @@
-"""The event store: assets, models, alerts with their labels, and counters, in SQLite.
+"""The event store: assets, models, alerts with their labels, counters and the hourly
+trend, in SQLite.
 
 The database file is shared: the MQTT outbox (:mod:`edge_agent.publish.outbox`) keeps its
 tables (``outbox``, ``outbox_counters``) in the same file through its own connection. This
 module therefore touches only its own tables (``store_meta``, ``assets``, ``models``,
-``alerts``, ``counters``), waits for the other writer (``busy_timeout``) instead of
+``alerts``, ``counters``, ``trend``), waits for the other writer (``busy_timeout``) instead of
 failing, and takes the write lock at the start of each transaction (``BEGIN IMMEDIATE``)
 so that two writers never deadlock on a lock upgrade.
+
+The ``trend`` table keeps the summaries hour by hour (sum, count, least and greatest of
+each value), so that a year of them takes some 36 MB and ``edge-agent trend`` can show a
+fault's lines growing over weeks. It came without a new :data:`STORE_VERSION`: opening
+an older file makes it (``CREATE TABLE IF NOT EXISTS``), and an older edge-agent leaves
+it alone.
 
 Times are UNIX seconds. Thread-safety: one connection guarded by a lock; the daemon calls
 the store from the processing thread (alerts, counters) and the MQTT thread (labels).
@@ -85,6 +92,14 @@ CREATE TABLE IF NOT EXISTS counters (
     counters TEXT NOT NULL             -- JSON object: name -> number
 );
 CREATE INDEX IF NOT EXISTS counters_ts ON counters (ts);
+CREATE TABLE IF NOT EXISTS trend (
+    site      TEXT NOT NULL,
+    asset     TEXT NOT NULL,
+    hour      REAL NOT NULL,           -- start of the hour, UNIX s (a multiple of 3600)
+    summaries INTEGER NOT NULL,        -- summaries added into the row
+    stats     TEXT NOT NULL,           -- JSON: name -> [sum, n, min, max] of their values
+    PRIMARY KEY (site, asset, hour)
+);
 """
 
 
@@ -441,6 +456,56 @@ class EventStore:
         ]
 
     # ----------------------------------------------------------------------------------
+    # Trend: the summaries hour by hour
+
+    def add_trend(
+        self, site: str, asset: str, ts: float, values: Mapping[str, float | None]
+    ) -> None:
+        """Add one summary's ``values`` (None and non-finite ones are skipped) to the row
+        of the hour holding ``ts`` (its period's start)."""
+        hour = math.floor(float(ts) / 3600.0) * 3600.0
+        with self._tx() as c:
+            row = c.execute(
+                "SELECT summaries, stats FROM trend WHERE site = ? AND asset = ? AND hour = ?",
+                (site, asset, hour),
+            ).fetchone()
+            count, stats = (0, {}) if row is None else (row[0], json.loads(row[1]))
+            for name, v in values.items():
+                v = _finite(v)
+                if v is None:
+                    continue
+                s = stats.get(name)
+                stats[name] = [v, 1, v, v] if s is None else [
+                    s[0] + v, s[1] + 1, min(s[2], v), max(s[3], v)
+                ]  # fmt: skip
+            c.execute(
+                "INSERT OR REPLACE INTO trend (site, asset, hour, summaries, stats) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (site, asset, hour, count + 1, _json(stats)),
+            )
+
+    def trend(
+        self,
+        *,
+        site: str | None = None,
+        asset: str | None = None,
+        since: float | None = None,
+    ) -> list[dict[str, Any]]:
+        """Hourly rows with ``hour >= since`` less an hour (the hour holding ``since``),
+        oldest first: each ``{"site", "asset", "hour", "summaries", "stats": {name: [sum,
+        n, min, max]}}``."""
+        where, args = _filters(site=site, asset=asset)
+        if since is not None:
+            where.append("hour > ?")
+            args.append(float(since) - 3600.0)
+        sql = "SELECT site, asset, hour, summaries, stats FROM trend"
+        rows = self._select(sql, where, args, "hour, site, asset", None)
+        return [
+            {"site": s, "asset": a, "hour": h, "summaries": n, "stats": json.loads(v)}
+            for s, a, h, n, v in rows
+        ]
+
+    # ----------------------------------------------------------------------------------
     # Retention
 
     def prune(
@@ -449,20 +514,23 @@ class EventStore:
         """Apply the retention policy (``store.retention_days``, ``store.max_mb``).
 
         1. By age: delete counter sets with ``ts`` older than ``retention_days`` before
-           ``now``, and *closed* alerts cleared before then (with their labels).
+           ``now``, hours of trend that ended before then, and *closed* alerts cleared
+           before then (with their labels).
         2. By size: while the database holds more than ``max_mb`` MiB of live pages,
-           delete the oldest counter sets; when none are left, the closed alerts cleared
-           longest ago. Open alerts are never deleted, nor are other modules' tables (the
-           outbox, which counts towards the size but is bounded by its own caps): the
-           store may stay above ``max_mb`` when only those remain.
+           delete the oldest counter sets; when none are left, the oldest hours of
+           trend; then the closed alerts cleared longest ago. Open alerts are never
+           deleted, nor are other modules' tables (the outbox, which counts towards the
+           size but is bounded by its own caps): the store may stay above ``max_mb`` when
+           only those remain.
         3. Return the freed pages to the file system: ``PRAGMA incremental_vacuum`` when
            the file was created with incremental auto-vacuum (this module does so for a
            new file), else one ``VACUUM`` that also switches the file to incremental
            auto-vacuum for next time. Then the WAL is checkpointed and truncated.
 
         Returns the counts deleted (``alerts_by_age``, ``counters_by_age``,
-        ``alerts_by_size``, ``counters_by_size``), the ``vacuum`` done (``"incremental"``,
-        ``"full"`` or None) and the resulting ``size_mb`` (main file plus WAL).
+        ``trend_by_age``, ``alerts_by_size``, ``counters_by_size``, ``trend_by_size``), the
+        ``vacuum`` done (``"incremental"``, ``"full"`` or None) and the resulting
+        ``size_mb`` (main file plus WAL).
 
         Run it from one thread at a time, e.g. hourly from the processing thread; a full
         VACUUM rewrites the file and holds the write lock while it does.
@@ -476,14 +544,19 @@ class EventStore:
         result: dict[str, Any] = {
             "alerts_by_age": 0,
             "counters_by_age": 0,
+            "trend_by_age": 0,
             "alerts_by_size": 0,
             "counters_by_size": 0,
+            "trend_by_size": 0,
             "vacuum": None,
             "size_mb": 0.0,
         }
         with self._tx() as c:
             result["counters_by_age"] = c.execute(
                 "DELETE FROM counters WHERE ts < ?", (cutoff,)
+            ).rowcount
+            result["trend_by_age"] = c.execute(
+                "DELETE FROM trend WHERE hour + 3600 <= ?", (cutoff,)
             ).rowcount
             result["alerts_by_age"] = c.execute(
                 "DELETE FROM alerts WHERE cleared_ts IS NOT NULL AND cleared_ts < ?", (cutoff,)
@@ -495,6 +568,10 @@ class EventStore:
                 "counters_by_size",
                 "DELETE FROM counters WHERE id IN "
                 "(SELECT id FROM counters ORDER BY ts, id LIMIT ?)",
+            ),
+            (
+                "trend_by_size",
+                "DELETE FROM trend WHERE rowid IN (SELECT rowid FROM trend ORDER BY hour LIMIT ?)",
             ),
             (
                 "alerts_by_size",

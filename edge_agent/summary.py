@@ -24,10 +24,30 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MEAN_FEATURES", "Summarizer"]
+__all__ = ["COUNT_FIELDS", "MAX_FIELDS", "MEAN_FEATURES", "TREND_FIELDS", "Summarizer"]
 
-# Features averaged over a period; each gives the summary field of the same name.
-MEAN_FEATURES = ("rms_a", "rms_b", "rms_c", "i2_i1", "supply_hz", "slip")
+# Features averaged over a period; each gives the summary field of the same name. The
+# first six from the start; then what the diagnosis judges, so that the plant's historian
+# (and `edge-agent trend`) can follow a fault growing over weeks: the currents' sequence
+# and distortion, the Park's vector 2f line, the broken-bar, eccentricity and bearing
+# lines (from the long window: between its analyses, windows repeat its last values), and
+# the supply's voltage and unbalance when voltages are wired.
+MEAN_FEATURES = (
+    "rms_a", "rms_b", "rms_c", "i2_i1", "supply_hz", "slip",
+    "i1", "i2", "thd_a", "thd_b", "thd_c", "epva_2f_db",
+    "brb_lsb_db", "brb_usb_db", "ecc_lsb_db", "ecc_usb_db",
+    "bearing_outer_db", "bearing_inner_db", "bearing_ball_db", "bearing_cage_db",
+    "v1", "v2_v1",
+)  # fmt: skip
+# The numbers of a summary: counts of its period (summed over longer spans), greatest
+# values (their greatest), and the rest, means and percentiles (averaged over them). The
+# event store keeps them all hour by hour, for `edge-agent trend`.
+COUNT_FIELDS = (
+    "windows", "flagged_windows", "wiring_windows", "anomalous_windows", "alerts_raised",
+    "alerts_cleared", "lost_samples",
+)  # fmt: skip
+MAX_FIELDS = ("i2_i1_max", "score_max")
+TREND_FIELDS = (*COUNT_FIELDS, *MEAN_FEATURES, "i2_i1_max", "score_p50", "score_p95", "score_max")
 
 
 @dataclass

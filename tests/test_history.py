@@ -351,3 +351,122 @@ def test_the_services_store_is_for_root_and_root_leaves_it_the_services(open_tmp
             return 0 if store.alert("bbbb3333-anomaly")["label"] == "false_positive" else 2
 
     assert as_nobody(reads) == 0
+
+
+# --- edge-agent trend -------------------------------------------------------------------
+
+
+def test_summaries_carry_the_diagnosis_lines_and_the_daemon_keeps_them_by_the_hour(daemon):
+    store, _ = daemon
+    records = [json.loads(line) for line in (store.parent / "run.jsonl").read_text().splitlines()]
+    windows = [r["features"] for r in records if r["type"] == "window"]
+    summaries = [r for r in records if r["type"] == "summary"]
+    # The 36 s run makes one or two minutes' summaries (live times: it depends on the
+    # second it started). Each has the mean of its windows' broken-bar sideband: -45 dB
+    # while faulty, lower once the healthy motor has filled the long window.
+    assert len(summaries) in (1, 2) and sum(s["windows"] for s in summaries) == len(windows)
+    brb = [w["brb_lsb_db"] for w in windows if w["brb_lsb_db"] is not None]
+    assert min(brb) < -60.0 and max(brb) == pytest.approx(-45.0, abs=0.5)
+    for s in summaries:
+        assert min(brb) <= s["brb_lsb_db"] <= max(brb)
+    # The store keeps what the summaries said, hour by hour; trend gives it back.
+    res = cli("trend", "--store", store, "--every", "1h", "--json")
+    spans = [json.loads(line) for line in res.output.splitlines()]
+    assert sum(s["windows"] for s in spans) == len(windows)
+    assert sum(s["summaries"] for s in spans) == len(summaries)
+    mean = sum(s["brb_lsb_db"] for s in summaries) / len(summaries)
+    got = sum(s["brb_lsb_db"] * s["summaries"] for s in spans) / len(summaries)
+    assert got == pytest.approx(mean, rel=1e-12)
+    # Without voltages or a model, those columns are left out.
+    assert all("v2_v1" not in s and "score_p95" not in s and "i1" in s for s in spans)
+
+
+DAY = 86400.0
+
+
+@pytest.fixture
+def weeks(tmp_path) -> Path:
+    """Three weeks of summaries, one every 10 minutes, of a broken bar growing 1 dB a day
+    from -60 dB, up to midnight (local time) last night."""
+    path = tmp_path / "edge-agent.db"
+    t = time.localtime()
+    midnight = time.mktime((t.tm_year, t.tm_mon, t.tm_mday, 0, 0, 0, 0, 0, -1))
+    with EventStore(path) as db:
+        for day in range(21):
+            start = midnight - (21 - day) * DAY
+            for k in range(144):
+                db.add_trend("site", "motor", start + 600 * k, {
+                    "windows": 1200, "anomalous_windows": 1 if k == 0 else 0,
+                    "i1": 8.0, "brb_lsb_db": -60.0 + day, "score_max": 0.1 * day,
+                    "i2_i1": None, "slip": float("nan"),
+                })  # fmt: skip
+    return path
+
+
+def test_trend_shows_a_fault_growing_day_by_day(weeks):
+    res = cli("trend", "--store", weeks, "--since", "7d")
+    assert res.exit_code == 0, res.output
+    head, _, columns, *rows = res.output.splitlines()
+    assert head.startswith(f"{weeks}: 7 spans of summaries, oldest first")
+    assert columns.split() == ["from", "windows", "i1", "brb_lsb_db", "anomalous_windows"]
+    assert [row.split()[3] for row in rows] == [f"{x:.1f}" for x in range(-46, -39)]
+    assert {row.split()[1] for row in rows} == {str(144 * 1200)}
+    assert {row.split()[4] for row in rows} == {"1"}
+    # By week (Monday to Monday), a chosen column, and the greatest of a *_max field.
+    weekly = [json.loads(line) for line in
+              cli("trend", "brb_lsb_db", "score_max", "--every", "1w", "--since", "30d",
+                  "--json", "--store", weeks).output.splitlines()]  # fmt: skip
+    assert sum(w["summaries"] for w in weekly) == 21 * 144
+    assert [time.localtime(w["start"]).tm_wday for w in weekly] == [0] * len(weekly)
+    assert weekly[-1]["score_max"] == pytest.approx(2.0)
+    # Yesterday (a local date), by 6 hours.
+    yesterday = time.strftime("%Y-%m-%d", time.localtime(time.time() - DAY))
+    hourly = cli("trend", "--every", "6h", "--since", yesterday, "--store", weeks).output
+    assert hourly.splitlines()[0].startswith(f"{weeks}: 4 spans")
+    assert [line.split()[1] for line in hourly.splitlines()[3:]] == [
+        "00:00", "06:00", "12:00", "18:00"
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["brb_db"], "brb_db: not kept in the trend; it keeps windows, "),
+        (["--every", "5h"], "expected 1h, 2h, 3h, 4h, 6h, 8h, 12h, 1d or 1w"),
+        (["--since", "last week"], "expected an age such as 30m"),
+    ],
+)
+def test_trend_says_what_it_expected(weeks, args, message):
+    res = cli("trend", *args, "--store", weeks)
+    assert res.exit_code == 2 and message in res.output, res.output
+
+
+def test_spans_follow_the_local_clock_across_a_daylight_saving_change(monkeypatch):
+    monkeypatch.setenv("TZ", "Europe/Berlin")
+    time.tzset()
+    try:
+        # 2026-03-29: clocks go from 02:00 to 03:00, a day of 23 hours.
+        day = time.mktime((2026, 3, 29, 0, 0, 0, 0, 0, -1))
+        hours = [{"hour": day + 3600 * h, "summaries": 1, "stats": {"windows": [1, 1, 1, 1]}}
+                 for h in range(-1, 25)]  # fmt: skip
+        days = history.trend_rows(hours, DAY, [])
+        assert [time.strftime("%d %H:%M", time.localtime(d["start"])) for d in days] == [
+            "28 00:00", "29 00:00", "30 00:00"
+        ]  # fmt: skip
+        assert [d["windows"] for d in days] == [1, 23, 2]
+        weeks = history.trend_rows(hours, 7 * DAY, [])
+        assert [time.strftime("%a %d", time.localtime(w["start"])) for w in weeks] == [
+            "Mon 23", "Mon 30"
+        ]  # fmt: skip
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_old_hours_of_trend_go_with_the_retention(weeks):
+    t = time.localtime()
+    midnight = time.mktime((t.tm_year, t.tm_mon, t.tm_mday, 0, 0, 0, 0, 0, -1))
+    with EventStore(weeks) as db:
+        deleted = db.prune(retention_days=7.0, max_mb=256.0, now=midnight)
+        assert deleted["trend_by_age"] == 14 * 24
+        assert len(db.trend()) == 7 * 24

@@ -201,14 +201,16 @@ def test_the_daemon_logs_a_miswiring_once_and_counts_its_windows(reversed_ct, tm
 
 
 def test_a_summary_queued_before_the_wiring_count_still_publishes():
-    # An outbox written by an older version holds summaries without wiring_windows.
+    # An outbox written by an older version holds summaries without wiring_windows (nor
+    # the diagnosis's means, added after it).
     old = {"type": "summary", "t_start": 0.0, "t_end": 60.0, "windows": 119,
            "flagged_windows": 0, "anomalous_windows": 0, "alerts_raised": 0,
            "alerts_cleared": 0, "active_alerts": [], "lost_samples": 0,
-           **dict.fromkeys(MEAN_FEATURES), "i2_i1_max": None, "score_p50": None,
+           **dict.fromkeys(MEAN_FEATURES[:6]), "i2_i1_max": None, "score_p50": None,
            "score_p95": None, "score_max": None}  # fmt: skip
     payload = summary_payload(old, site="s", asset="a", t0=1.7e9)
     assert payload["wiring_windows"] == 0 and payload["windows"] == 119
+    assert payload["brb_lsb_db"] is None and payload["i1"] is None
 
 
 def test_a_nameplate_current_that_is_not_this_motors_is_said_once(tmp_path):

@@ -164,6 +164,41 @@ class SummaryPayload(_Payload):
     score_p50: float | None = Field(description="median anomaly score")
     score_p95: float | None = Field(description="95th percentile anomaly score (linear)")
     score_max: float | None = Field(description="largest anomaly score")
+    # Added later: None in summaries queued before them, so those still publish.
+    i1: float | None = Field(None, description="mean positive-sequence current, A rms")
+    i2: float | None = Field(None, description="mean negative-sequence current, A rms")
+    thd_a: float | None = Field(None, description="mean THD of phase a's current, ratio")
+    thd_b: float | None = Field(None, description="mean THD of phase b's current, ratio")
+    thd_c: float | None = Field(None, description="mean THD of phase c's current, ratio")
+    epva_2f_db: float | None = Field(
+        None, description="mean Park's vector modulus line at 2f, dB re its mean"
+    )
+    brb_lsb_db: float | None = Field(
+        None, description="mean broken-bar lower sideband (1-2s)f, dB re the fundamental"
+    )
+    brb_usb_db: float | None = Field(
+        None, description="mean broken-bar upper sideband (1+2s)f, dB re the fundamental"
+    )
+    ecc_lsb_db: float | None = Field(
+        None, description="mean eccentricity line f - f_r, dB re the fundamental"
+    )
+    ecc_usb_db: float | None = Field(
+        None, description="mean eccentricity line f + f_r, dB re the fundamental"
+    )
+    bearing_outer_db: float | None = Field(
+        None, description="mean strongest outer-race line, dB re the fundamental"
+    )
+    bearing_inner_db: float | None = Field(
+        None, description="mean strongest inner-race line, dB re the fundamental"
+    )
+    bearing_ball_db: float | None = Field(
+        None, description="mean strongest ball line, dB re the fundamental"
+    )
+    bearing_cage_db: float | None = Field(
+        None, description="mean strongest cage line, dB re the fundamental"
+    )
+    v1: float | None = Field(None, description="mean positive-sequence voltage, V rms")
+    v2_v1: float | None = Field(None, description="mean voltage unbalance v2/v1, ratio")
 
 
 class StatusPayload(_Payload):

@@ -3,7 +3,8 @@
 A :class:`RecordSink` takes the pipeline's window and alert records and
 
 - writes them, and the summaries it makes from them, as JSON Lines (``--out``, stdout);
-- keeps the alerts, the motor, the model and the summary counters in the event store;
+- keeps the alerts, the motor, the model, the summary counters and the summaries hour by
+  hour (the trend) in the event store;
 - puts each alert and summary in the outbox, from which the MQTT publisher sends it; and
 - carries out the commands the plant sends on ``{root}/cmd/...``, on the processing
   thread, between two chunks of samples.
@@ -27,7 +28,7 @@ from edge_agent.config import Config
 from edge_agent.errors import EdgeAgentError
 from edge_agent.publish import schema
 from edge_agent.store import EventStore, model_id
-from edge_agent.summary import Summarizer
+from edge_agent.summary import TREND_FIELDS, Summarizer
 
 if TYPE_CHECKING:
     from edge_agent.publish.mqtt import MqttPublisher
@@ -256,6 +257,8 @@ class RecordSink:
             }  # fmt: skip
             ts = self.ts_offset + record["t_end"]
             self.store.add_counters(self.site, self.asset, ts, counters)
+            trend = {k: record[k] for k in TREND_FIELDS if k in record}
+            self.store.add_trend(self.site, self.asset, self.ts_offset + record["t_start"], trend)
         if self.outbox is not None:
             payload = schema.summary_payload(
                 record, site=self.site, asset=self.asset, t0=self.ts_offset
