@@ -641,6 +641,14 @@ def train(
         click.echo(f"warning: {path}: {describe_wiring(n, seen)}; left out", err=True)
 
 
+def _parsed(hint: str, parse, *args: Any) -> Any:
+    """``parse(*args)``, its ValueError a usage error (exit 2) naming the option."""
+    try:
+        return parse(*args)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=hint) from None
+
+
 store_option = click.option(
     "--store",
     type=click.Path(path_type=Path),
@@ -683,9 +691,9 @@ def alerts(
 
     A line per alert (when raised, fault, severity, open or how long it lasted, its label
     and id) and a line of what its evidence says. With ALERT_ID (its first 4 or more
-    characters will do), that alert whole, with its evidence. Reads the store while the daemon runs.
-    Exits 66 when there is no store, 77 when it is not yours to read (sudo), 65 for an
-    id that fits no alert or several.
+    characters will do), that alert whole, with its evidence. Reads the store while the
+    daemon runs. Exits 66 when there is no store, 77 when it is not yours to read (sudo),
+    65 for an id that fits no alert or several.
     """
     import time
 
@@ -696,13 +704,10 @@ def alerts(
         raise click.BadParameter(
             f"{fault!r} is not one of {', '.join(FAULTS)}", param_hint="--fault"
         )
+    now = time.time()
+    since_ts = None if since is None else _parsed("--since", history.parse_since, since, now)
     cfg = _config(config_path)
     path = history.locate_store(cfg, store)
-    now = time.time()
-    try:
-        since_ts = None if since is None else history.parse_since(since, now)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--since") from None
     with history.open_store(path) as db:
         if alert_id is not None:
             one = history.find_alert(db, alert_id)
@@ -788,32 +793,23 @@ def trend(
 ) -> None:
     """How the motor has gone, span by span, from the summaries the daemon kept.
 
-    A line per day (--every) from the day 30 days ago (--since), a column per NAME: a field of
-    the summaries (docs/mqtt.md), averaged over the span's summaries; counts such as
-    anomalous_windows are summed and i2_i1_max and score_max take their greatest. By
-    default the motor's current and the diagnosis's lines that have data: i1, i2_i1,
-    epva_2f_db, brb_lsb_db, ecc_lsb_db, bearing_outer_db, bearing_inner_db, v2_v1,
-    score_p95 and anomalous_windows. The event store keeps the summaries hour by hour
-    for store.retention_days. Exits 66 when there is no store, 77 when it is not yours
-    to read (sudo).
+    A line per day (--every) from the day 30 days ago (--since), a column per NAME: a
+    field of the summaries (docs/mqtt.md), averaged over the span's summaries; counts
+    such as anomalous_windows are summed, and i2_i1_max and score_max take their
+    greatest. By default the motor's current and the diagnosis's lines that have data:
+    i1, i2_i1, epva_2f_db, brb_lsb_db, ecc_lsb_db, bearing_outer_db, bearing_inner_db,
+    v2_v1, score_p95 and anomalous_windows. The event store keeps the summaries hour by
+    hour for store.retention_days. Exits 66 when there is no store, 77 when it is not
+    yours to read (sudo).
     """
     import json
     import time
 
     from edge_agent import history
 
-    try:
-        history.check_names(names)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="NAMES") from None
-    try:
-        since_ts = history.parse_since(since, time.time())
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--since") from None
-    try:
-        span = history.parse_every(every)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--every") from None
+    _parsed("NAMES", history.check_names, names)
+    since_ts = _parsed("--since", history.parse_since, since, time.time())
+    span = _parsed("--every", history.parse_every, every)
     cfg = _config(config_path)
     path = history.locate_store(cfg, store)
     with history.open_store(path) as db:  # from the start of the span holding --since

@@ -5,12 +5,13 @@ The daemon keeps every alert it raises in the event store (:mod:`edge_agent.stor
 with its evidence and, once someone has said so, whether it was right. Over MQTT the
 plant sees them and labels them (``/cmd/label``); these commands do the same on the
 machine itself, for a site without a broker or an engineer with a terminal in the
-cabinet; and the store keeps every summary hour by hour, which ``trend`` shows over days
-and weeks, so a fault's line can be seen growing without a historian. They read the
-store while the daemon writes it: SQLite's WAL lets a reader in
-beside the writer, and a label waits for the daemon's write lock (``busy_timeout``).
-Run as root on the service's store, SQLite gives the files it makes (``-wal``, ``-shm``)
-to the database's owner, so the daemon can still open them.
+cabinet. The store also keeps every summary hour by hour, which ``trend`` shows over
+days and weeks, so that a fault's line can be seen growing without a historian.
+
+They read the store while the daemon writes it: SQLite's WAL lets a reader in beside the
+writer, and a label waits for the daemon's write lock (``busy_timeout``). Run as root on
+the service's store, SQLite gives the files it makes (``-wal``, ``-shm``) to the
+database's owner, so the daemon can still open them.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def locate_store(config: Config, given: Path | None = None) -> Path:
         except PermissionError:
             raise AccessDeniedError(
                 f"{path}: cannot read the event store: permission denied (the service's "
-                "store is for root to read: run this with sudo)"
+                "store is for root to read: run this with sudo, or name another with --store)"
             ) from None
         return path
     looked = " or ".join(str(p) for p in candidates)
