@@ -1,7 +1,8 @@
 """Command line: ``edge-agent COMMAND``. Thin: parse, call, print.
 
-Exit codes (ARCHITECTURE.md): 0 ok, 1 runtime failure, 2 usage error, 65 bad input data,
-66 input file missing, 75 messages left undelivered in the outbox, 77 permission denied,
+Exit codes (ARCHITECTURE.md): 0 ok, 1 runtime failure, 2 usage error, 65 bad input data
+(check-wiring: something to fix), 66 input file missing, 75 messages left undelivered in
+the outbox (check-wiring: the motor not running, try again), 77 permission denied,
 78 bad configuration.
 """
 
@@ -379,6 +380,70 @@ def run(
         if writer is not None:
             writer.close()
     click.echo(result.summary(), err=True)
+
+
+@main.command("check-wiring")
+@click.option(
+    "--source",
+    type=click.Choice(["serial", "tcp", "replay", "simulator"]),
+    help="Where samples come from (default: the config's [acquisition] source).",
+)
+@click.option("--device", help="Serial device path or pyserial URL to read.")
+@click.option(
+    "--recording",
+    type=click.Path(path_type=Path),
+    help="With --source replay: a .csv or .npy file to check instead.",
+)
+@click.option(
+    "--seconds",
+    type=click.FloatRange(min=1.0, max=600.0),
+    default=10.0,
+    show_default=True,
+    help="Signal to analyse.",
+)
+@config_option
+@click.pass_context
+def check_wiring(
+    ctx: click.Context,
+    source: str | None,
+    device: str | None,
+    recording: Path | None,
+    seconds: float,
+    config_path: Path | None,
+) -> None:
+    """Check the sensors' wiring on the running motor, before starting the service.
+
+    Reads the source as `run` does for --seconds and prints what the sensors read: the
+    supply frequency, each phase's current and its angle behind ia, the sequence
+    currents, and with voltages wired, the voltages and each phase's displacement
+    angle. Then what to fix: a CT reversed, open or on the wrong input, two leads
+    swapped, the voltages in another order than the currents, a signal clipping the
+    ADC, or a nameplate current that is not this motor's. Stop the service first
+    (`systemctl stop edge-agent`): it holds the serial port. Exits 0 when the wiring
+    reads right, 65 when something is to fix, 75 when the motor is not running (start
+    it and check again); 66 for a missing device, 77 for one this user may not open.
+    """
+    from edge_agent.acquisition.sources import make_source
+    from edge_agent.commission import check_wiring as check
+    from edge_agent.commission import format_report
+
+    cfg = _config(
+        config_path,
+        **{
+            "acquisition.source": source,
+            "acquisition.serial.device": device,
+            "acquisition.replay.path": str(recording) if recording else None,
+        },
+    )
+    src = make_source(cfg)
+
+    def on_ready() -> None:
+        click.echo(f"edge-agent check-wiring: reading {src.name} for {seconds:g} s", err=True)
+
+    report = check(cfg, src, seconds, on_ready)
+    click.echo(format_report(report, cfg), nl=False)
+    if not report.ok:
+        ctx.exit(65 if report.problems else 75)
 
 
 @main.command("adc-emulate")

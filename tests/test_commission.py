@@ -1,0 +1,183 @@
+"""`edge-agent check-wiring`: the installer's report, on recordings of a right and of
+miswired installations, and live from an emulated ADC on a pseudo-terminal."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edge_agent.acquisition.emulator import Emulator, to_counts
+from edge_agent.acquisition.framing import Scaling
+from edge_agent.cli import main
+from edge_agent.config import Config
+from edge_agent.simulate import SimulationSpec, simulate
+from tests.test_acquisition import FRAME, ROLES6, Pty
+
+FS = 15000.0
+FAST = {"EDGE_AGENT_ACQUISITION__REPLAY__SPEED": "0"}  # as fast as the analysis goes
+
+
+def recording(tmp_path: Path, name: str, *, voltages: bool = True, load: float = 0.8,
+              change=None) -> Path:  # fmt: skip
+    """6 s of a healthy motor (seed 1), changed by ``change(x)`` in place, as .npy."""
+    spec = SimulationSpec(duration_s=6.0, voltages=voltages, load=load, seed=1)
+    x = simulate(spec, Config().motor)[1]
+    if change is not None:
+        change(x)
+    path = tmp_path / f"{name}.npy"
+    np.save(path, x)
+    return path
+
+
+def check(path: Path, *args: str, env: dict[str, str] | None = None):
+    return CliRunner().invoke(
+        main,
+        ["check-wiring", "--source", "replay", "--recording", str(path), "--seconds", "4", *args],
+        env={**FAST, **(env or {})},
+        catch_exceptions=False,
+    )
+
+
+def line(output: str, head: str) -> str:
+    (found,) = [x for x in output.splitlines() if x.startswith(head)]
+    return found
+
+
+def test_a_right_installation_reads_right_and_says_what_it_read(tmp_path):
+    res = check(recording(tmp_path, "right"))
+    assert res.exit_code == 0, res.output
+    assert float(line(res.output, "supply ").split()[1]) == pytest.approx(50.0, abs=0.02)
+    assert "(83 % of the nameplate's 10 A)" in line(res.output, "currents ")
+    assert line(res.output, "angles ") == (
+        "angles      ib lags ia by 120.0°, ic by 240.0° (120°, 240° when right)"
+    )
+    assert "vb lags va by 120.0°, vc by 240.0°" in line(res.output, "voltages ")
+    pairing = line(res.output, "pairing ")
+    assert all(f"i{p} lags v{p} by 3" in pairing or f"i{p} lags v{p} by 2" in pairing
+               for p in "abc"), pairing  # fmt: skip
+    assert line(res.output, "data ") == (
+        "data        0 samples lost, 0 windows clipped, 0 flagged (0 for wiring)"
+    )
+    assert res.output.rstrip().endswith("`systemctl enable --now edge-agent` next")
+    assert "problem" not in res.output and "warning" not in res.output
+
+
+def reverse_ib(x):
+    x[:, 1] *= -1
+
+
+def swap_ib_ic(x):
+    x[:, [1, 2]] = x[:, [2, 1]]
+
+
+def voltages_turned(x):
+    x[:, 3:] = x[:, [4, 5, 3]]  # the channel read as va holds vb, and so on
+
+
+def open_ic(x):
+    x[:, 2] = 0.002 * np.random.default_rng(0).standard_normal(x.shape[0])
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        (reverse_ib, "the CT of ib is reversed (ib, ic lag ia by 300°, 240°"),
+        (swap_ib_ic, "the currents rotate a-c-b"),
+        (voltages_turned, "the channels read as va, vb, vc hold vb, vc, va"),
+        (open_ic, "ic reads under 10% of the largest phase current"),
+    ],
+    ids=["reversed CT", "swapped leads", "voltages turned", "open CT"],
+)
+def test_a_miswired_installation_is_told_what_to_fix(tmp_path, change, said):
+    res = check(recording(tmp_path, change.__name__, change=change))
+    assert res.exit_code == 65, res.output
+    (problem,) = [x for x in res.output.splitlines() if x.startswith("problem: ")]
+    assert said in problem
+    assert "wiring OK" not in res.output
+
+
+def test_a_stopped_motor_is_not_judged(tmp_path):
+    def stopped(x):
+        x[:, :3] *= 0.01  # 0.08 A: a motor at standstill, its CTs reading noise
+
+    res = check(recording(tmp_path, "stopped", change=stopped))
+    assert res.exit_code == 75, res.output
+    assert "not checked: the motor is not running (its largest phase current is 0.0" in res.output
+    assert "start it and run this again" in res.output and "wiring OK" not in res.output
+
+
+def test_a_clipping_adc_and_a_wrong_nameplate_are_said(tmp_path):
+    def clipped(x):
+        rail = 0.9 * np.abs(x[:, 0]).max()
+        x[:, 0] = np.clip(x[:, 0], -rail, rail)
+
+    res = check(recording(tmp_path, "clipped", voltages=False, change=clipped))
+    assert res.exit_code == 65, res.output
+    assert "windows clipped: a signal reaches the ADC's full scale" in res.output
+    assert "voltages " not in res.output  # none wired
+    res = check(recording(tmp_path, "right", voltages=False),
+                env={"EDGE_AGENT_MOTOR__RATED_CURRENT": "4"})  # fmt: skip
+    assert res.exit_code == 0, res.output  # a warning: the wiring itself reads right
+    assert "warning: the motor draws 8.3" in res.output and "wiring OK" in res.output
+
+
+@pytest.fixture
+def pty(tmp_path):
+    p = Pty(tmp_path / "ttyADC")
+    yield p
+    p.close()
+
+
+def test_the_installer_checks_a_live_adc_on_its_serial_port(pty, tmp_path):
+    # An ADC board at 15 kS/s x 6 channels whose voltage inputs take the phases in the
+    # order vb, vc, va: only the voltages show it.
+    config = tmp_path / "adc.toml"
+    lines = ["[acquisition]", 'source = "serial"', f"channels = {ROLES6}".replace("'", '"')]
+    for ch, gain in zip(ROLES6, [0.001] * 3 + [0.02] * 3, strict=True):
+        lines += [f"[acquisition.scaling.{ch}]", f"gain = {gain}"]
+    config.write_text("\n".join(lines) + "\n")
+    scaling = Scaling(offset=np.zeros(6), gain=np.array([0.001] * 3 + [0.02] * 3))
+    x = simulate(SimulationSpec(duration_s=8.0, voltages=True, seed=1), Config().motor)[1]
+    voltages_turned(x)
+    counts = to_counts(x, scaling)[0]
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge_agent", "check-wiring", "--config", str(config),
+         "--device", str(pty.link), "--seconds", "4"],
+        env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    for said in proc.stderr:  # start-up ends with this line, the port open
+        if "edge-agent check-wiring: reading serial" in said:
+            break
+    assert proc.poll() is None, "check-wiring ended before reading"
+    emu = Emulator(pty.write, FS, 6, frame_samples=FRAME)
+    played: list[float] = []
+
+    def play() -> None:
+        t0 = time.monotonic()
+        emu.play_counts(counts[i : i + 1500] for i in range(0, counts.shape[0], 1500))
+        played.append(time.monotonic() - t0)
+
+    player = threading.Thread(target=play, daemon=True)
+    player.start()
+    out, err = proc.communicate(timeout=120)
+    # The check stops reading after 4 s; the board goes on: drain the line meanwhile.
+    os.set_blocking(pty.slave, False)
+    while player.is_alive():
+        try:
+            os.read(pty.slave, 1 << 16)
+        except BlockingIOError:
+            time.sleep(0.01)
+    assert played[0] >= 0.95 * 8.0  # the real rate
+    assert proc.returncode == 65, out + err
+    assert out.startswith("serial: ")
+    assert line(out, "data ").startswith("data        0 samples lost, 0 windows clipped")
+    assert "problem: " in out and "hold vb, vc, va: give them those roles" in out
