@@ -277,20 +277,34 @@ def _close_sink(sink, drain_timeout: float, *, strict: bool) -> None:
         click.echo(f"edge-agent: {msg}", err=True)
 
 
+def source_options(fn):
+    """--source, --device and --recording, for the commands that read a live source."""
+    fn = click.option(
+        "--recording",
+        type=click.Path(path_type=Path),
+        help="With --source replay: the .csv or .npy file to play as if live.",
+    )(fn)
+    fn = click.option(
+        "--device", help="Serial device path or pyserial URL (socket://, rfc2217://) to read."
+    )(fn)
+    return click.option(
+        "--source",
+        type=click.Choice(["serial", "tcp", "replay", "simulator"]),
+        help="Where samples come from (default: the config's [acquisition] source).",
+    )(fn)
+
+
+def source_overrides(source: str | None, device: str | None, recording: Path | None) -> dict:
+    """The config keys those options override."""
+    return {
+        "acquisition.source": source,
+        "acquisition.serial.device": device,
+        "acquisition.replay.path": str(recording) if recording else None,
+    }
+
+
 @main.command()
-@click.option(
-    "--source",
-    type=click.Choice(["serial", "tcp", "replay", "simulator"]),
-    help="Where samples come from (default: the config's [acquisition] source).",
-)
-@click.option(
-    "--device", help="Serial device path or pyserial URL (socket://, rfc2217://) to read."
-)
-@click.option(
-    "--recording",
-    type=click.Path(path_type=Path),
-    help="With --source replay: the .csv or .npy file to play as if live.",
-)
+@source_options
 @analysis_options
 @click.option(
     "--record",
@@ -330,11 +344,9 @@ def run(
     from edge_agent.service import run as run_service
 
     overrides = {
-        "acquisition.source": source,
+        **source_overrides(source, device, recording),
         "output.path": str(out) if out else None,
         "mqtt.url": mqtt_url,
-        "acquisition.serial.device": device,
-        "acquisition.replay.path": str(recording) if recording else None,
     }
     cfg = _config(config_path, **overrides)
     src = make_source(cfg)
@@ -383,17 +395,7 @@ def run(
 
 
 @main.command("check-wiring")
-@click.option(
-    "--source",
-    type=click.Choice(["serial", "tcp", "replay", "simulator"]),
-    help="Where samples come from (default: the config's [acquisition] source).",
-)
-@click.option("--device", help="Serial device path or pyserial URL to read.")
-@click.option(
-    "--recording",
-    type=click.Path(path_type=Path),
-    help="With --source replay: a .csv or .npy file to check instead.",
-)
+@source_options
 @click.option(
     "--seconds",
     type=click.FloatRange(min=1.0, max=600.0),
@@ -427,14 +429,7 @@ def check_wiring(
     from edge_agent.commission import check_wiring as check
     from edge_agent.commission import format_report
 
-    cfg = _config(
-        config_path,
-        **{
-            "acquisition.source": source,
-            "acquisition.serial.device": device,
-            "acquisition.replay.path": str(recording) if recording else None,
-        },
-    )
+    cfg = _config(config_path, **source_overrides(source, device, recording))
     src = make_source(cfg)
 
     def on_ready() -> None:
