@@ -3,8 +3,11 @@
 # base of 64-bit Raspberry Pi OS; systemd 252) in qemu, set up as the README's "Run it as
 # a service" section says, with the simulator as the source and Mosquitto as the broker.
 # Checks, each printed as ok/FAIL:
+#   - check-wiring reads the source and says the wiring is right;
 #   - the first start waits for READY=1 (kernels compiled into the CacheDirectory), the
 #     status line shows the counters, the daemon runs as its own user in dialout;
+#   - `edge-agent trend` and `alerts`, as root, read the service's event store and leave
+#     its files the service's;
 #   - secrets from /etc/edge-agent/edge-agent.env reach it; summaries reach the broker;
 #   - a reload reads the configuration again in the same process; a restart loads the
 #     compiled kernels; a stopped (hung) daemon is restarted by the watchdog, a killed
@@ -113,6 +116,9 @@ printf '%s\n' EDGE_AGENT_MQTT__URL=mqtt://127.0.0.1:1883 EDGE_AGENT_OUTPUT__ASSE
     EDGE_AGENT_OUTPUT__SUMMARY_INTERVAL_S=5 >/etc/edge-agent/edge-agent.env
 check "check-config accepts the configuration" \
     /opt/edge-agent/bin/edge-agent check-config /etc/edge-agent/edge-agent.toml >/dev/null
+check "check-wiring on the (simulated) running motor says the wiring is right" sh -c \
+    "/opt/edge-agent/bin/edge-agent check-wiring --config /etc/edge-agent/edge-agent.toml \
+     --seconds 3 2>/dev/null | grep -q '^wiring OK'"
 install -m 644 /mnt/host/edge-agent.service /etc/systemd/system/
 systemctl daemon-reload
 systemctl enable edge-agent 2>/dev/null
@@ -140,6 +146,12 @@ echo "   status: $(prop StatusText)"
 check "the event store is in the StateDirectory" test -s /var/lib/edge-agent/edge-agent.db
 check "summaries reach the broker, under the asset named in edge-agent.env" \
     wait_for 60 grep -q '^edge-agent/site/vm-motor/summary ' /root/mqtt.log
+check "edge-agent trend, as root, reads the service's store unasked" sh -c \
+    "/opt/edge-agent/bin/edge-agent trend --every 1h | grep -Eq '^/var/lib/edge-agent/edge-agent.db: [12] spans? of summaries'"
+check "edge-agent alerts reads it too (none raised on the healthy simulator)" sh -c \
+    "/opt/edge-agent/bin/edge-agent alerts | grep -q '^/var/lib/edge-agent/edge-agent.db: 0 alerts, 0 open'"
+check "and leaves every file there the service's" \
+    sh -c "! find /var/lib/private/edge-agent -user root | grep -q ."
 check "no window records in the journal" \
     sh -c "! journalctl -u edge-agent -o cat | grep -q '\"type\":\"window\"'"
 check "no telemetry from onnxruntime (nothing about it in the journal)" \
