@@ -4,9 +4,9 @@ trend, in SQLite.
 The database file is shared: the MQTT outbox (:mod:`edge_agent.publish.outbox`) keeps its
 tables (``outbox``, ``outbox_counters``) in the same file through its own connection. This
 module therefore touches only its own tables (``store_meta``, ``assets``, ``models``,
-``alerts``, ``counters``, ``trend``), waits for the other writer (``busy_timeout``) instead of
-failing, and takes the write lock at the start of each transaction (``BEGIN IMMEDIATE``)
-so that two writers never deadlock on a lock upgrade.
+``alerts``, ``counters``, ``trend``), waits for the other writer (``busy_timeout``)
+instead of failing, and takes the write lock at the start of each transaction (``BEGIN
+IMMEDIATE``) so that two writers never deadlock on a lock upgrade.
 
 The ``trend`` table keeps the summaries hour by hour (sum, count, least and greatest of
 each value), so that a year of them takes some 36 MB and ``edge-agent trend`` can show a
@@ -15,7 +15,8 @@ an older file makes it (``CREATE TABLE IF NOT EXISTS``), and an older edge-agent
 it alone.
 
 Times are UNIX seconds. Thread-safety: one connection guarded by a lock; the daemon calls
-the store from the processing thread (alerts, counters) and the MQTT thread (labels).
+the store from the processing thread (alerts, counters, trend) and the MQTT thread
+(labels); ``edge-agent alerts``, ``trend`` and ``label`` open it from another process.
 """
 
 from __future__ import annotations
@@ -491,9 +492,8 @@ class EventStore:
         asset: str | None = None,
         since: float | None = None,
     ) -> list[dict[str, Any]]:
-        """Hourly rows with ``hour >= since`` less an hour (the hour holding ``since``),
-        oldest first: each ``{"site", "asset", "hour", "summaries", "stats": {name: [sum,
-        n, min, max]}}``."""
+        """The hourly rows from the hour holding ``since`` on, oldest first: each
+        ``{"site", "asset", "hour", "summaries", "stats": {name: [sum, n, min, max]}}``."""
         where, args = _filters(site=site, asset=asset)
         if since is not None:
             where.append("hour > ?")
