@@ -55,10 +55,17 @@ def compile_kernels_apart() -> None:
     board may be months; compiled apart, the daemon only loads them (2.4 s more per start
     here once they are cached). If the child fails, the daemon compiles them itself, as
     before. The child's stdout is not the daemon's: that may be the records' stream.
+
+    ``-P`` (Python 3.11+): the child must import the daemon's edge_agent, not a source
+    tree in the working folder (``python -c`` would put it first on sys.path), e.g. when
+    an installed edge-agent is run from the clone it was installed from.
     """
     code = "from edge_agent import kernels; kernels.warm_up()"
+    safe_path = ["-P"] if sys.version_info >= (3, 11) else []
     rc = subprocess.run(
-        [sys.executable, "-c", code], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL
+        [sys.executable, *safe_path, "-c", code],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
     ).returncode
     if rc != 0:
         log.warning("compiling the kernels in a child process failed (exit %d): compiling here", rc)

@@ -181,3 +181,20 @@ def test_the_installer_checks_a_live_adc_on_its_serial_port(pty, tmp_path):
     assert out.startswith("serial: ")
     assert line(out, "data ").startswith("data        0 samples lost, 0 windows clipped")
     assert "problem: " in out and "hold vb, vc, va: give them those roles" in out
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="python -P is 3.11's")
+def test_run_from_a_source_tree_compiles_the_installed_kernels_apart(tmp_path):
+    # An installed edge-agent started in the clone it came from (as the README's service
+    # section has it): the kernel-compiling child must not import the clone's edge_agent.
+    decoy = tmp_path / "edge_agent"
+    decoy.mkdir()
+    (decoy / "__init__.py").write_text('raise ImportError("the source tree, not the install")\n')
+    res = subprocess.run(
+        [sys.executable, "-P", "-m", "edge_agent", "check-wiring", "--source", "simulator",
+         "--seconds", "2"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert "in a child process failed" not in res.stderr
+    assert "wiring OK" in res.stdout
