@@ -385,9 +385,19 @@ DAY = 86400.0
 
 
 @pytest.fixture
-def weeks(tmp_path) -> Path:
+def utc(monkeypatch):
+    """Local time is UTC: days of 24 hours whatever the machine's zone and the date."""
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.fixture
+def weeks(tmp_path, utc) -> Path:
     """Three weeks of summaries, one every 10 minutes, of a broken bar growing 1 dB a day
-    from -60 dB, up to midnight (local time) last night."""
+    from -60 dB, up to midnight (local time, UTC) last night."""
     path = tmp_path / "edge-agent.db"
     t = time.localtime()
     midnight = time.mktime((t.tm_year, t.tm_mon, t.tm_mday, 0, 0, 0, 0, 0, -1))
