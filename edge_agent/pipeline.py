@@ -21,6 +21,7 @@ from edge_agent.diagnosis import LONG_WINDOW_FAULTS, AlertTracker, diagnose
 from edge_agent.features import ROLLING_FEATURES, FeatureExtractor, Rolling, empty_features
 from edge_agent.kernels import SpaceVectorDecimator
 from edge_agent.kernels.quality import detect_clipping, fill_gaps
+from edge_agent.wiring import running as wiring_running
 from edge_agent.wiring import wiring_problems
 
 if TYPE_CHECKING:
@@ -133,8 +134,10 @@ class Pipeline:
         self.rolling = Rolling(ROLLING_FEATURES, w.rolling_windows)
         self.tracker = AlertTracker.from_config(config.alerts)
         self.stats = PipelineStats()
-        # What the last window said is miswired, by check (edge_agent.wiring), {} when
-        # nothing is; and the first message of each check since the start.
+        # What the last window that could be checked (the motor running) said is miswired,
+        # by check (edge_agent.wiring), {} when nothing is: kept while the motor stands, so
+        # that a stop does not read as mended; and the first message of each check since
+        # the start.
         self.wiring: dict[str, str] = {}
         self.wiring_seen: dict[str, str] = {}
 
@@ -329,11 +332,15 @@ class Pipeline:
             features.update(self.rolling.update(features))
         _clean_all(features)
         if not has_nan:
-            self.wiring = wiring_problems(features, self.config.motor.rated_current)
-            if self.wiring:
+            rated = self.config.motor.rated_current
+            found = wiring_problems(features, rated)
+            if found:
                 flags.append("wiring")
-                for check, said in self.wiring.items():
+                for check, said in found.items():
                     self.wiring_seen.setdefault(check, said)
+                self.wiring = found
+            elif self.wiring and wiring_running(features, rated):
+                self.wiring = found
         score, threshold, anomalous = None, None, False
         if self.scorer is not None:
             # float32 overflow on absurd input gives inf: no score rather than invalid JSON.

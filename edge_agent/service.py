@@ -271,12 +271,14 @@ def run(
 
 def report_wiring(before: set[str], now: Mapping[str, str], sink: RecordSink) -> None:
     """Log a wiring problem, and tell the plant on /event, when a window first shows it;
-    log when the windows read right again (edge_agent.wiring). Not at every window."""
+    and when a window of the running motor no longer does (edge_agent.wiring: a stop
+    changes neither). Not at every window."""
     for check in now.keys() - before:
         log.warning("wiring: %s (windows flagged 'wiring', no faults diagnosed)", now[check])
         sink.report(f"wiring: {now[check]}", {"source": "wiring", "check": check})
-    if before and not now:
-        log.info("wiring: no longer seen (the windows read right, or the motor stopped)")
+    for check in sorted(before - now.keys()):
+        log.info("wiring: %s no longer seen: the windows of the running motor read right", check)
+        sink.resolved({"source": "wiring", "check": check})
 
 
 def report_nameplate(

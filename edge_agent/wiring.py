@@ -53,7 +53,7 @@ _PHI = tuple((p, f"phi_{p}_deg") for p in PHASES)
 # overloaded (past any service factor) or the nameplate is not this motor's.
 OVERLOAD = 1.3
 
-__all__ = ["OVERLOAD", "describe_wiring", "nameplate_warning", "wiring_problems"]
+__all__ = ["OVERLOAD", "describe_wiring", "nameplate_warning", "running", "wiring_problems"]
 
 
 def nameplate_warning(i1: float | None, rated_current: float) -> str | None:
@@ -74,12 +74,19 @@ def describe_wiring(windows: int, seen: Mapping[str, str]) -> str:
     return f"wiring: {windows} windows flagged; " + "; ".join(seen.values())
 
 
+def running(features: Mapping[str, float | None], rated_current: float) -> bool:
+    """Whether the window can be checked: a phase carries ``RUNNING_CURRENT`` of the
+    nameplate current or more."""
+    rms = (features.get("rms_a"), features.get("rms_b"), features.get("rms_c"))
+    return None not in rms and max(rms) >= RUNNING_CURRENT * rated_current
+
+
 def wiring_problems(features: Mapping[str, float | None], rated_current: float) -> dict[str, str]:
     """What the window's features say is miswired, by check name (module docstring), each
     with what to do; empty when nothing is, or the motor is not running."""
     get = features.get  # this runs at every window: plain lookups, no generators
     rms = [get("rms_a"), get("rms_b"), get("rms_c")]
-    if None in rms or max(rms) < RUNNING_CURRENT * rated_current:
+    if not running(features, rated_current):
         return {}
     found: dict[str, str] = {}
     top = max(rms)

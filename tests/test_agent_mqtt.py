@@ -303,24 +303,43 @@ def test_replay_with_the_broker_unreachable_keeps_the_messages_and_exits_75(
     assert len(outbox_ids(db)) == 9  # one alert and eight summaries, kept for the next run
 
 
-def test_the_daemon_tells_the_plant_of_a_reversed_ct_once(broker, make_subscriber, tmp_path):
+def test_the_daemon_tells_the_plant_of_a_reversed_ct_once_and_when_it_is_mended(
+    broker, make_subscriber, tmp_path
+):
     # A healthy motor with ib's CT turned round: a stator-short alarm before the wiring
-    # checks; now one /event error that says which CT, and no alert.
+    # checks; now one /event error that says which CT, and no alert. The motor stops for
+    # 3 s and runs again, still miswired: nothing more. Then the CT is turned: one
+    # /event "resolved". (No model: the default model scores a stopped motor's windows as
+    # anomalous, and an anomaly alert would be raised during the stop.)
     rec = tmp_path / "reversed.npy"
     write_recording(rec, SimulationSpec(duration_s=8.0, seed=1), MotorConfig())
-    x = np.load(rec)
+    right = np.load(rec)
+    x = right.copy()
     x[:, 1] *= -1
-    np.save(rec, x)
+    stopped = x[: (3 * 15000)] * [0.01, 0.01, 0.01]
+    np.save(rec, np.concatenate([x, stopped, x[: (4 * 15000)], right]))
     sub = make_subscriber(broker, f"{ROOT}/#")
     db, out = tmp_path / "agent.db", tmp_path / "ev.jsonl"
     env = agent_env(db, broker.url, EDGE_AGENT_ACQUISITION__REPLAY__SPEED="0")
-    proc = agent("run", "--source", "replay", "--recording", rec, "--out", out, env=env)
+    proc = agent("run", "--source", "replay", "--recording", rec, "--no-model", "--out", out,
+                 env=env)  # fmt: skip
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
-    sub.wait_for(lambda ms: any(m.topic.endswith("/event") for m in ms), 30, "an event")
-    (event,) = payloads(sub, "event")
+    sub.wait_for(lambda ms: len([m for m in ms if m.topic.endswith("/event")]) >= 2, 30,
+                 "two events")  # fmt: skip
+    event, mended = payloads(sub, "event")
     assert event["event"] == "error" and event["ok"] is False
     assert event["detail"] == {"source": "wiring", "check": "reversed"}
     assert "the CT of ib is reversed" in event["error"]
+    assert mended["event"] == "resolved" and mended["ok"] is True
+    assert mended["detail"] == event["detail"] and mended["ts"] > event["ts"]
     assert payloads(sub, "alert") == []
-    assert sum(p["wiring_windows"] for p in payloads(sub, "summary")) == 15
+    # Windows (s from the start) of the miswired runs are flagged, not those of the stop
+    # (no check without current) nor those after the CT was turned.
+    windows = [r for r in jsonl(out) if r["type"] == "window"]
+    t0 = windows[0]["t_start"]
+    flagged = {round(r["t_end"] - t0, 1) for r in windows if "wiring" in r["flags"]}
+    assert {1.0, 8.0, 12.0, 15.0} <= flagged
+    assert not flagged & {9.5, 10.5, 17.0, 23.0}
+    assert sum(p["wiring_windows"] for p in payloads(sub, "summary")) == len(flagged)
+    assert err.count("wiring: reversed no longer seen") == 1

@@ -230,7 +230,8 @@ class EventPayload(_Payload):
     event: str = Field(
         min_length=1,
         pattern=r"^[a-z][a-z0-9_]*$",
-        description="kind of event: 'command' (a reply to /cmd/<command>) or 'error'",
+        description="kind of event: 'command' (a reply to /cmd/<command>), 'error', or "
+        "'resolved' (an error's cause is gone; detail as the error's)",
     )
     command: str | None = Field(description="the command replied to, e.g. 'label'; else null")
     ok: bool = Field(description="whether the command succeeded")

@@ -359,6 +359,11 @@ class RecordSink:
         outbox like every record: e.g. a miswiring the daemon has just seen."""
         self._event("error", ok=False, error=error, detail=dict(detail))
 
+    def resolved(self, detail: Mapping[str, Any]) -> None:
+        """Tell the plant on ``/event`` (``event: "resolved"``) that a problem it was told
+        of (``detail`` as then) is gone."""
+        self._event("resolved", ok=True, error=None, detail=dict(detail))
+
     def _event(self, event: str, **fields: Any) -> None:
         if self.outbox is None:
             return
