@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edge_agent.config import CURRENT_CHANNELS, VOLTAGE_CHANNELS, AlertConfig, Config
-from edge_agent.diagnosis import LONG_WINDOW_FAULTS, AlertTracker, diagnose
+from edge_agent.diagnosis import FAULTS, LONG_WINDOW_FAULTS, AlertTracker, diagnose
 from edge_agent.features import ROLLING_FEATURES, FeatureExtractor, Rolling, empty_features
 from edge_agent.kernels import SpaceVectorDecimator
 from edge_agent.kernels.quality import detect_clipping, fill_gaps
@@ -43,6 +43,16 @@ class PipelineStats:
     alerts_cleared: int = 0
     anomalous_windows: int = 0
     wiring_windows: int = 0  # flagged "wiring" (edge_agent.wiring)
+    stopped_windows: int = 0  # flagged "stopped": not counted in flagged_windows
+
+    def describe(self) -> str:
+        """The windows and alerts, for a run's or a replay's summary line."""
+        stopped = f", {self.stopped_windows} with the motor stopped" if self.stopped_windows else ""
+        return (
+            f"{self.windows} windows ({self.flagged_windows} flagged, {self.anomalous_windows} "
+            f"anomalous{stopped}), alerts: {self.alerts_raised} raised, {self.alerts_cleared} "
+            "cleared"
+        )
 
 
 class Pipeline:
@@ -339,10 +349,14 @@ class Pipeline:
                 for check, said in found.items():
                     self.wiring_seen.setdefault(check, said)
                 self.wiring = found
-            elif self.wiring and wiring_running(features, rated):
+            elif not wiring_running(features, rated):
+                # A motor at standstill: its features are of the sensors' noise.
+                flags.append("stopped")
+            elif self.wiring:
                 self.wiring = found
+        stopped = "stopped" in flags
         score, threshold, anomalous = None, None, False
-        if self.scorer is not None:
+        if self.scorer is not None and not stopped:
             # float32 overflow on absurd input gives inf: no score rather than invalid JSON.
             score = _clean(self.scorer.score_features(features))
             threshold = self.scorer.threshold
@@ -358,26 +372,30 @@ class Pipeline:
             "flags": flags,
         }
         self.stats.windows += 1
-        self.stats.flagged_windows += bool(flags)
+        self.stats.flagged_windows += len(flags) > stopped
         self.stats.anomalous_windows += anomalous
         self.stats.wiring_windows += "wiring" in flags
+        self.stats.stopped_windows += stopped
         # A miswired window reads as motor faults (a reversed CT as a stator short).
-        blocking = [f for f in flags if f in ("gap", "nan", "wiring")]
+        blocking = [f for f in flags if f in ("gap", "nan", "wiring", "stopped")]
         findings = {} if blocking else diagnose(
             features, score, threshold, self.config.alerts, self.config.motor.rated_current,
             self.scorer.baseline if self.scorer is not None else None,
             self.scorer.negative_sequence if self.scorer is not None else None,
             self.scorer.furthest(features) if anomalous else None,
         )  # fmt: skip
-        alerts = self.tracker.update(
-            t_end, findings, score, LONG_WINDOW_FAULTS if repeated else frozenset()
-        )
+        # A stop counts neither way: an alert open when the motor stopped stays open.
+        skip = _ALL_FAULTS if stopped else LONG_WINDOW_FAULTS if repeated else frozenset()
+        alerts = self.tracker.update(t_end, findings, score, skip)
         for a in alerts:
             if a["state"] == "raised":
                 self.stats.alerts_raised += 1
             else:
                 self.stats.alerts_cleared += 1
         return [record, *alerts]
+
+
+_ALL_FAULTS = frozenset(FAULTS)
 
 
 def _lost_before_index(shifts: deque[tuple[int, int]], i: int) -> int:

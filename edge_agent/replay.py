@@ -37,9 +37,7 @@ class ReplayResult:
     def summary(self) -> str:
         s = self.stats
         return (
-            f"{self.path.name}: {s.windows} windows ({s.flagged_windows} flagged, "
-            f"{s.anomalous_windows} anomalous), alerts: {s.alerts_raised} raised, "
-            f"{s.alerts_cleared} cleared; {self.signal_s:.1f} s of signal at {self.fs:g} Hz "
+            f"{self.path.name}: {s.describe()}; {self.signal_s:.1f} s of signal at {self.fs:g} Hz "
             f"in {self.wall_s:.2f} s ({self.realtime_factor:.0f}x real time)"
         ) + (f"\n{describe_wiring(s.wiring_windows, self.wiring)}" if self.wiring else "")
 

@@ -84,9 +84,7 @@ class RunResult:
     def summary(self) -> str:
         p, s, r = self.pipeline, self.source_stats, self.ring
         parts = [
-            f"{self.source}: {p.windows} windows ({p.flagged_windows} flagged, "
-            f"{p.anomalous_windows} anomalous), alerts: {p.alerts_raised} raised, "
-            f"{p.alerts_cleared} cleared; {p.samples / self.fs:.1f} s of signal in "
+            f"{self.source}: {p.describe()}; {p.samples / self.fs:.1f} s of signal in "
             f"{self.wall_s:.1f} s",
             f"samples lost: {s.lost_samples} in transit, {r.overwritten} overwritten "
             f"(analysis fell behind)",

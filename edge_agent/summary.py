@@ -43,8 +43,8 @@ MEAN_FEATURES = (
 # values (their greatest), and the rest, means and percentiles (averaged over them). The
 # event store keeps them all hour by hour, for `edge-agent trend`.
 COUNT_FIELDS = (
-    "windows", "flagged_windows", "wiring_windows", "anomalous_windows", "alerts_raised",
-    "alerts_cleared", "lost_samples",
+    "windows", "flagged_windows", "wiring_windows", "stopped_windows", "anomalous_windows",
+    "alerts_raised", "alerts_cleared", "lost_samples",
 )  # fmt: skip
 MAX_FIELDS = ("i2_i1_max", "score_max")
 TREND_FIELDS = (*COUNT_FIELDS, *MEAN_FEATURES, "i2_i1_max", "score_p50", "score_p95", "score_max")
@@ -56,6 +56,7 @@ class _Period:
     windows: int = 0
     flagged: int = 0
     wiring: int = 0
+    stopped: int = 0
     anomalous: int = 0
     raised: int = 0
     cleared: int = 0
@@ -168,6 +169,7 @@ class Summarizer:
             "windows": p.windows,
             "flagged_windows": p.flagged,
             "wiring_windows": p.wiring,
+            "stopped_windows": p.stopped,
             "anomalous_windows": p.anomalous,
             "alerts_raised": p.raised,
             "alerts_cleared": p.cleared,
@@ -196,8 +198,11 @@ class Summarizer:
 
 def _add_window(p: _Period, rec: Mapping[str, Any]) -> None:
     p.windows += 1
-    p.flagged += bool(rec.get("flags"))
-    p.wiring += "wiring" in (rec.get("flags") or ())
+    flags = rec.get("flags") or ()
+    stopped = "stopped" in flags
+    p.flagged += len(flags) > stopped
+    p.wiring += "wiring" in flags
+    p.stopped += stopped
     p.anomalous += bool(rec.get("anomalous"))
     features = rec.get("features") or {}
     for name in MEAN_FEATURES:

@@ -262,3 +262,44 @@ def test_every_fft_a_pipeline_plans_is_one_it_had_measured(signal, monkeypatch):
     used = [(n, kind) for n, kind, backend in fft._local.plans if backend == "fftw"]
     assert len(used) == 3
     assert [fft.tune(n, kind, "fftw") for n, kind in used] == ["known"] * 3
+
+
+def stop_for(x: np.ndarray, start_s: float, seconds: float, fs: float = FS) -> np.ndarray:
+    """``x`` with the motor stood still from ``start_s`` for ``seconds``: its CTs read 1 %
+    of the running current (noise and a little pick-up), as a stopped pump's do."""
+    i, j = int(start_s * fs), int((start_s + seconds) * fs)
+    return np.concatenate([x[:i], 0.01 * x[i:j], x[j:]])
+
+
+def test_a_stopped_motor_is_neither_scored_nor_diagnosed_and_raises_no_alert():
+    from edge_agent.scoring import Scorer
+
+    cfg = Config()
+    x = simulate(SimulationSpec(fs=15000.0, duration_s=20.0, seed=2), cfg.motor)[1]
+    x = stop_for(x, 8.0, 6.0, fs=15000.0)  # a pump stopping for 6 s
+    pipe = Pipeline(cfg, 15000.0, scorer=Scorer.load(cfg.model.path))
+    recs = pipe.update(x)
+    windows = [r for r in recs if r["type"] == "window"]
+    stopped = [r for r in windows if "stopped" in r["flags"]]
+    # The windows wholly inside the stop (8.5 ... 14 s ends): flagged, no score.
+    assert [r["t_end"] for r in stopped] == [t / 2 for t in range(18, 29)]
+    assert all(r["score"] is None and not r["anomalous"] for r in stopped)
+    # The default model took the stop for an anomaly and raised an alert before.
+    assert [r for r in recs if r["type"] == "alert"] == []
+    assert pipe.stats.stopped_windows == 11 and pipe.stats.flagged_windows == 0
+    # (The two windows across the stop's edges, half stood still, score anomalous: too
+    # few in a row to raise an alert.)
+    said = pipe.stats.describe()
+    assert said.startswith("39 windows (0 flagged, ") and "11 with the motor stopped)" in said
+
+
+def test_an_alert_open_when_the_motor_stops_stays_open():
+    x = stop_for(
+        simulate(SimulationSpec(fs=FS, duration_s=30.0, fault="broken-bar", severity=40.0,
+                                seed=3), Config().motor)[1], 14.0, 8.0,
+    )  # fmt: skip
+    recs = Pipeline(Config(), FS).update(x)
+    alerts = [(r["state"], r["t"]) for r in recs if r["type"] == "alert"]
+    assert alerts[0][0] == "raised" and alerts[0][1] < 14.0
+    # Nothing cleared it during the 8 s stop (16 windows, beyond clear_after's 5).
+    assert not [t for state, t in alerts if state == "cleared" and 14.0 < t <= 22.0]

@@ -218,3 +218,11 @@ def run(records, interval, ends):
         out += s.update(records[start:end])
         start = end
     return out + s.flush()
+
+
+def test_a_stopped_motors_windows_are_counted_apart_from_the_flagged():
+    s = Summarizer(60.0)
+    recs = [window(1.0, flags=["stopped"]), window(2.0, flags=["gap", "stopped"]),
+            window(3.0, flags=["wiring"]), window(4.0)]  # fmt: skip
+    (summary,) = s.update(recs) + s.flush()
+    assert (summary["windows"], summary["flagged_windows"], summary["stopped_windows"]) == (4, 2, 2)

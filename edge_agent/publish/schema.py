@@ -147,6 +147,13 @@ class SummaryPayload(_Payload):
         description="of those, windows flagged 'wiring': the sensors look miswired, and no "
         "fault was diagnosed from them (0 in summaries queued before this field existed)",
     )
+    stopped_windows: int = Field(
+        0,
+        ge=0,
+        description="windows of the motor at standstill (every phase under 10 % of the "
+        "nameplate current): not scored, not diagnosed, not counted in flagged_windows (0 in "
+        "summaries queued before this field existed)",
+    )
     anomalous_windows: int = Field(ge=0, description="windows scored above the threshold")
     alerts_raised: int = Field(ge=0, description="alerts raised in the period")
     alerts_cleared: int = Field(ge=0, description="alerts cleared in the period")
