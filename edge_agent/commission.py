@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from edge_agent.diagnosis import RUNNING_CURRENT
 from edge_agent.features import PHASES
 from edge_agent.publish.sink import RecordSink
 from edge_agent.service import RunResult
-from edge_agent.wiring import nameplate_warning
+from edge_agent.wiring import nameplate_warning, running
 
 __all__ = ["CommissionReport", "check_wiring", "format_report"]
 
@@ -92,14 +93,6 @@ def check_wiring(
     return judge(config, result, windows.records, voltages=len(source.roles) > 3)
 
 
-def _median(values: Sequence[float]) -> float | None:
-    if not values:
-        return None
-    s = sorted(values)
-    n = len(s)
-    return s[n // 2] if n % 2 else 0.5 * (s[n // 2 - 1] + s[n // 2])
-
-
 def judge(
     config: Config, result: RunResult, records: Sequence[Mapping[str, Any]], *, voltages: bool
 ) -> CommissionReport:
@@ -108,7 +101,7 @@ def judge(
     clipped = sum("clipped" in r["flags"] for r in records)
     names = {k for r in clean for k, v in r["features"].items() if v is not None}
     median = {
-        k: _median([r["features"][k] for r in clean if r["features"].get(k) is not None])
+        k: statistics.median(r["features"][k] for r in clean if r["features"].get(k) is not None)
         for k in names
     }
     report = CommissionReport(result, len(records), len(clean), clipped, median, voltages)
@@ -129,9 +122,7 @@ def judge(
     lost = result.source_stats.lost_samples + result.ring.overwritten
     if lost:
         report.warnings.append(f"{lost} samples lost on the way (cable, baud rate, USB)")
-    rms = [median.get(f"rms_{p}") for p in PHASES]
-    top = max((r for r in rms if r is not None), default=None)
-    if top is None or top < RUNNING_CURRENT * rated:
+    if not running(median, rated):
         report.running = False
         return report
     said = nameplate_warning(median.get("i1"), rated)

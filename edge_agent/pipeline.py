@@ -342,18 +342,16 @@ class Pipeline:
             features.update(self.rolling.update(features))
         _clean_all(features)
         if not has_nan:
-            rated = self.config.motor.rated_current
-            found = wiring_problems(features, rated)
-            if found:
-                flags.append("wiring")
-                for check, said in found.items():
-                    self.wiring_seen.setdefault(check, said)
-                self.wiring = found
-            elif not wiring_running(features, rated):
-                # A motor at standstill: its features are of the sensors' noise.
+            if not wiring_running(features, self.config.motor.rated_current):
+                # A motor at standstill: its features are of the sensors' noise, and its
+                # wiring cannot be checked (self.wiring stays as the last check left it).
                 flags.append("stopped")
-            elif self.wiring:
-                self.wiring = found
+            else:
+                self.wiring = wiring_problems(features)
+                if self.wiring:
+                    flags.append("wiring")
+                    for check, said in self.wiring.items():
+                        self.wiring_seen.setdefault(check, said)
         stopped = "stopped" in flags
         score, threshold, anomalous = None, None, False
         if self.scorer is not None and not stopped:

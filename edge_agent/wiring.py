@@ -81,12 +81,12 @@ def running(features: Mapping[str, float | None], rated_current: float) -> bool:
     return None not in rms and max(rms) >= RUNNING_CURRENT * rated_current
 
 
-def wiring_problems(features: Mapping[str, float | None], rated_current: float) -> dict[str, str]:
-    """What the window's features say is miswired, by check name (module docstring), each
-    with what to do; empty when nothing is, or the motor is not running."""
+def wiring_problems(features: Mapping[str, float | None]) -> dict[str, str]:
+    """What the features of a running motor's window (:func:`running`) say is miswired, by
+    check name (module docstring), each with what to do; empty when nothing is."""
     get = features.get  # this runs at every window: plain lookups, no generators
     rms = [get("rms_a"), get("rms_b"), get("rms_c")]
-    if not running(features, rated_current):
+    if None in rms:
         return {}
     found: dict[str, str] = {}
     top = max(rms)

@@ -24,7 +24,7 @@ from edge_agent.pipeline import Pipeline
 from edge_agent.publish.schema import summary_payload
 from edge_agent.simulate import SimulationSpec, simulate
 from edge_agent.summary import MEAN_FEATURES
-from edge_agent.wiring import wiring_problems
+from edge_agent.wiring import running, wiring_problems
 from tests.test_cli import ITSC, ITSC_CONFIG, run
 
 FS = 15000.0
@@ -85,9 +85,17 @@ def test_each_miswiring_is_named_and_stops_the_diagnosis(motor, how):
 
 
 def test_a_stopped_motor_is_not_judged():
+    # Under 10 % of the nameplate current the pipeline flags the window "stopped" and does
+    # not check it; the same currents on a smaller motor's nameplate are checked.
     features = {"rms_a": 0.5, "rms_b": 0.0, "rms_c": 0.4, "i0": 0.3, "i1": 0.1, "i2": 0.2}
-    assert wiring_problems(features, rated_current=10.0) == {}
-    assert "missing" in wiring_problems(features, rated_current=1.0)
+    assert not running(features, rated_current=10.0)
+    assert running(features, rated_current=1.0)
+    assert "missing" in wiring_problems(features)
+    x = simulate(SimulationSpec(duration_s=3.0, seed=1), Config().motor)[1] * 0.05
+    x[:, 1] *= -1  # a reversed CT on a motor at standstill
+    pipe = Pipeline(Config(), 15000.0)
+    windows = [r for r in pipe.update(x) if r["type"] == "window"]
+    assert all(w["flags"] == ["stopped"] for w in windows) and pipe.wiring == {}
 
 
 @pytest.mark.parametrize("name", ["SC_HLT_001.csv", "SC_A0_B0_C4_001.csv"])
