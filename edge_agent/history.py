@@ -27,7 +27,7 @@ from typing import Any
 from edge_agent.config import Config
 from edge_agent.diagnosis import describe_alert
 from edge_agent.errors import AccessDeniedError, InputDataError, InputMissingError
-from edge_agent.store import EventStore
+from edge_agent.store import EventStore, merge_stats
 from edge_agent.summary import COUNT_FIELDS, MAX_FIELDS, TREND_FIELDS
 
 __all__ = [
@@ -251,11 +251,8 @@ def trend_rows(
         start = span_start(row["hour"], every)
         acc = spans.setdefault(start, {})
         counts[start] = counts.get(start, 0) + row["summaries"]
-        for name, (total, n, lo, hi) in row["stats"].items():
-            a = acc.get(name)
-            acc[name] = [total, n, lo, hi] if a is None else [
-                a[0] + total, a[1] + n, min(a[2], lo), max(a[3], hi)
-            ]  # fmt: skip
+        for name, stats in row["stats"].items():
+            acc[name] = merge_stats(acc.get(name), stats)
     out = []
     for start in sorted(spans):
         acc = spans[start]

@@ -21,6 +21,7 @@ from edge_agent.diagnosis import FAULTS, LONG_WINDOW_FAULTS, AlertTracker, diagn
 from edge_agent.features import ROLLING_FEATURES, FeatureExtractor, Rolling, empty_features
 from edge_agent.kernels import SpaceVectorDecimator
 from edge_agent.kernels.quality import detect_clipping, fill_gaps
+from edge_agent.summary import flagged
 from edge_agent.wiring import running as wiring_running
 from edge_agent.wiring import wiring_problems
 
@@ -370,7 +371,7 @@ class Pipeline:
             "flags": flags,
         }
         self.stats.windows += 1
-        self.stats.flagged_windows += len(flags) > stopped
+        self.stats.flagged_windows += flagged(flags)
         self.stats.anomalous_windows += anomalous
         self.stats.wiring_windows += "wiring" in flags
         self.stats.stopped_windows += stopped

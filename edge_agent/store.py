@@ -37,7 +37,7 @@ from typing import Any
 from edge_agent.errors import AccessDeniedError, EdgeAgentError, InputDataError
 from edge_agent.publish.schema import finite_json
 
-__all__ = ["LABELS", "STORE_VERSION", "EventStore", "model_id"]
+__all__ = ["LABELS", "STORE_VERSION", "EventStore", "merge_stats", "model_id"]
 
 log = logging.getLogger(__name__)
 
@@ -473,12 +473,8 @@ class EventStore:
             count, stats = (0, {}) if row is None else (row[0], json.loads(row[1]))
             for name, v in values.items():
                 v = _finite(v)
-                if v is None:
-                    continue
-                s = stats.get(name)
-                stats[name] = [v, 1, v, v] if s is None else [
-                    s[0] + v, s[1] + 1, min(s[2], v), max(s[3], v)
-                ]  # fmt: skip
+                if v is not None:
+                    stats[name] = merge_stats(stats.get(name), [v, 1, v, v])
             c.execute(
                 "INSERT OR REPLACE INTO trend (site, asset, hour, summaries, stats) "
                 "VALUES (?, ?, ?, ?, ?)",
@@ -647,6 +643,13 @@ class EventStore:
                 # The WAL holds the moved pages; copy them back and give the space back.
                 c.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
         return done
+
+
+def merge_stats(a: list[float] | None, b: list[float]) -> list[float]:
+    """Two [sum, n, min, max] of a trend's values taken together (``a`` None: none yet)."""
+    if a is None:
+        return list(b)
+    return [a[0] + b[0], a[1] + b[1], min(a[2], b[2]), max(a[3], b[3])]
 
 
 _ALERT_COLUMNS = (

@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-__all__ = ["COUNT_FIELDS", "MAX_FIELDS", "MEAN_FEATURES", "TREND_FIELDS", "Summarizer"]
+__all__ = [
+    "COUNT_FIELDS", "MAX_FIELDS", "MEAN_FEATURES", "TREND_FIELDS", "Summarizer", "flagged",
+]  # fmt: skip
 
 # Features averaged over a period; each gives the summary field of the same name. The
 # first six from the start; then what the diagnosis judges, so that the plant's historian
@@ -199,15 +201,20 @@ class Summarizer:
 def _add_window(p: _Period, rec: Mapping[str, Any]) -> None:
     p.windows += 1
     flags = rec.get("flags") or ()
-    stopped = "stopped" in flags
-    p.flagged += len(flags) > stopped
+    p.flagged += flagged(flags)
     p.wiring += "wiring" in flags
-    p.stopped += stopped
+    p.stopped += "stopped" in flags
     p.anomalous += bool(rec.get("anomalous"))
     features = rec.get("features") or {}
     for name in MEAN_FEATURES:
         _append_finite(p.values[name], features.get(name))
     _append_finite(p.values["score"], rec.get("score"))
+
+
+def flagged(flags: Sequence[str]) -> bool:
+    """Whether a window counts in ``flagged_windows``: any flag but ``stopped`` (a motor
+    at standstill is no problem of the data)."""
+    return any(f != "stopped" for f in flags)
 
 
 def _mean(values: array) -> float | None:
