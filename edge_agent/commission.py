@@ -12,7 +12,6 @@ nameplate current. A miswiring reads as a motor fault, so this is the step befor
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 import threading
@@ -50,30 +49,23 @@ class CommissionReport:
         return self.running and not self.problems
 
 
-class _Windows:
-    """A text stream that keeps the window records the sink writes to it, and sets
-    ``stop`` once they cover ``seconds`` of signal."""
+class _Windows(RecordSink):
+    """A sink with no output that keeps the pipeline's window records, and sets ``stop``
+    once they cover ``seconds`` of signal."""
 
-    def __init__(self, seconds: float, stop: threading.Event) -> None:
+    def __init__(self, config: Config, seconds: float, stop: threading.Event) -> None:
+        super().__init__(config, None)
         self.records: list[dict[str, Any]] = []
         self.seconds = seconds
         self.stop = stop
-        self._start: float | None = None
 
-    def write(self, text: str) -> int:
-        for line in text.splitlines():
-            rec = json.loads(line)
-            if rec["type"] != "window":
-                continue
-            self.records.append(rec)
-            if self._start is None:
-                self._start = rec["t_start"]
-            if rec["t_end"] - self._start >= self.seconds:
-                self.stop.set()
-        return len(text)
-
-    def flush(self) -> None:
-        pass
+    def write(self, records, lost_samples: int = 0, *, final: bool = False) -> None:
+        for rec in records:
+            if rec["type"] == "window":
+                self.records.append(rec)
+                if rec["t_end"] - self.records[0]["t_start"] >= self.seconds:
+                    self.stop.set()
+        super().write(records, lost_samples, final=final)
 
 
 def check_wiring(
@@ -84,13 +76,12 @@ def check_wiring(
     from edge_agent.service import run as run_service
 
     stop = threading.Event()
-    windows = _Windows(seconds, stop)
-    sink = RecordSink(config, windows)
+    sink = _Windows(config, seconds, stop)
     try:
         result = run_service(config, source, sink, scorer=None, stop=stop, on_ready=on_ready)
     finally:
         sink.close()
-    return judge(config, result, windows.records, voltages=len(source.roles) > 3)
+    return judge(config, result, sink.records, voltages=len(source.roles) > 3)
 
 
 def judge(
