@@ -274,10 +274,7 @@ class RecordSink:
                 "t": now - self.ts_offset, "fault": a["fault"], "severity": a["severity"],
                 "score": None, "evidence": {"reason": "agent restarted"},
             })  # fmt: skip
-            if not self.log_alerts:  # else _emit logs it
-                log.info("alert %s (%s) left open by the last run: cleared", a["alert_id"],
-                         a["fault"])  # fmt: skip
-        self._emit(records)
+        self._emit(records)  # logged there, with the other alerts, when log_alerts
 
     def set_model(self, scorer: Scorer | None) -> None:
         """Name ``scorer``'s model in later alerts (and register it in the store)."""
