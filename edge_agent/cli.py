@@ -670,13 +670,16 @@ def train(
     threshold is set from the scores of these healthy windows, each recording also scored
     by a model fitted without it (one recording: each of three stretches of it); use three
     or more recordings. The card also keeps the motor's healthy line levels and
-    negative-sequence current, which the diagnosis judges later windows by.
+    negative-sequence current, which the diagnosis judges later windows by, and the
+    current and supply frequency the windows ran at: a lighter load or another speed
+    raises no anomaly alert ([alerts] baseline_margin).
     """
     from edge_agent.recording import parse_columns
     from edge_agent.training.baseline import (
         describe_line_baseline,
         describe_nameplate,
         describe_negative_sequence,
+        describe_operating_range,
         describe_threshold_folds,
         train_baseline,
     )
@@ -694,6 +697,7 @@ def train(
     )
     click.echo(describe_line_baseline(base.line_levels(), cfg), err=True)
     click.echo(describe_negative_sequence(base.negative_sequence_level(), cfg), err=True)
+    click.echo(describe_operating_range(base.operating_range(), cfg), err=True)
     for warning in (describe_threshold_folds(base), describe_nameplate(base, cfg)):
         if warning:
             click.echo(warning, err=True)

@@ -260,6 +260,14 @@ class AlertConfig(_Model):
     )
     line_rise_warning_db: float = Field(12.0, gt=0, le=60)
     line_rise_alarm_db: float = Field(18.0, gt=0, le=60)
+    baseline_margin: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="anomaly alerts: how far, as a fraction, a window's current may fall "
+        "below the lowest of the model's healthy training windows, and its supply frequency "
+        "stray outside theirs, before its score raises no alert (1 turns this off)",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> AlertConfig:

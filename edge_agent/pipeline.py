@@ -45,10 +45,14 @@ class PipelineStats:
     anomalous_windows: int = 0
     wiring_windows: int = 0  # flagged "wiring" (edge_agent.wiring)
     stopped_windows: int = 0  # flagged "stopped": not counted in flagged_windows
+    # Flagged "outside_baseline" (Scorer.outside): not counted in flagged_windows either.
+    outside_baseline_windows: int = 0
 
     def describe(self) -> str:
         """The windows and alerts, for a run's or a replay's summary line."""
         stopped = f", {self.stopped_windows} with the motor stopped" if self.stopped_windows else ""
+        if self.outside_baseline_windows:
+            stopped += f", {self.outside_baseline_windows} outside the model's baseline"
         return (
             f"{self.windows} windows ({self.flagged_windows} flagged, {self.anomalous_windows} "
             f"anomalous{stopped}), alerts: {self.alerts_raised} raised, {self.alerts_cleared} "
@@ -354,12 +358,18 @@ class Pipeline:
                     for check, said in self.wiring.items():
                         self.wiring_seen.setdefault(check, said)
         stopped = "stopped" in flags
-        score, threshold, anomalous = None, None, False
+        score, threshold, anomalous, outside = None, None, False, False
         if self.scorer is not None and not stopped:
             # float32 overflow on absurd input gives inf: no score rather than invalid JSON.
             score = _clean(self.scorer.score_features(features))
             threshold = self.scorer.threshold
-            anomalous = self.scorer.is_anomalous(score)
+            # A lighter load or another speed than the model learnt: its score is kept but
+            # says nothing of the motor, so it counts neither way for an anomaly alert.
+            margin = self.config.alerts.baseline_margin
+            outside = score is not None and self.scorer.outside(features, margin) is not None
+            if outside:
+                flags.append("outside_baseline")
+            anomalous = not outside and self.scorer.is_anomalous(score)
         t_end = self.t0 + (end + self._lost_before(end)) / self.fs
         record = {
             "type": "window",
@@ -375,6 +385,7 @@ class Pipeline:
         self.stats.anomalous_windows += anomalous
         self.stats.wiring_windows += "wiring" in flags
         self.stats.stopped_windows += stopped
+        self.stats.outside_baseline_windows += outside
         # A miswired window reads as motor faults (a reversed CT as a stator short).
         blocking = [f for f in flags if f in ("gap", "nan", "wiring", "stopped")]
         findings = {} if blocking else diagnose(
@@ -385,6 +396,8 @@ class Pipeline:
         )  # fmt: skip
         # A stop counts neither way: an alert open when the motor stopped stays open.
         skip = _ALL_FAULTS if stopped else LONG_WINDOW_FAULTS if repeated else frozenset()
+        if outside:
+            skip |= _ANOMALY
         alerts = self.tracker.update(t_end, findings, score, skip)
         for a in alerts:
             if a["state"] == "raised":
@@ -395,6 +408,7 @@ class Pipeline:
 
 
 _ALL_FAULTS = frozenset(FAULTS)
+_ANOMALY = frozenset({"anomaly"})
 
 
 def _lost_before_index(shifts: deque[tuple[int, int]], i: int) -> int:

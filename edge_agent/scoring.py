@@ -111,6 +111,28 @@ def _check_negative_sequence(card: dict, where: str) -> float | None:
     return float(i2)
 
 
+def _check_operating_range(card: dict, where: str) -> dict[str, tuple[float, float]] | None:
+    """The card's optional "operating_range": {"i1": [low, high], "supply_hz": [low, high],
+    ...} of the training windows, as {name: (low, high)}; None when the card has none (a
+    bundle from a version before it: every window is judged)."""
+    entry = card.get("operating_range")
+    if entry is None:
+        return None
+    expected = 'expected {"i1": [low, high], "supply_hz": [low, high], ...}, 0 <= low <= high'
+    out = {}
+    for name in ("i1", "supply_hz"):
+        pair = entry.get(name) if isinstance(entry, dict) else None
+        if (
+            not isinstance(pair, list)
+            or len(pair) != 2
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pair)
+            or not 0 <= pair[0] <= pair[1] < math.inf
+        ):
+            raise InputDataError(f"{where}: 'operating_range' is {entry!r}; {expected}")
+        out[name] = (float(pair[0]), float(pair[1]))
+    return out
+
+
 def _check_normalisation(card: dict, names: list[str], where: str) -> np.ndarray | None:
     """The card's "normalisation" as rows (mean, scale), one column per feature; None when
     the card has none (a hand-made bundle: anomaly alerts then name no features)."""
@@ -147,6 +169,8 @@ class Scorer:
         # The healthy negative-sequence current (A) the stator rule judges by without
         # voltages.
         self.negative_sequence = _check_negative_sequence(card, str(path / _CARD))
+        # The current and supply frequency of the training windows (A, Hz), low and high.
+        self.operating_range = _check_operating_range(card, str(path / _CARD))
         self._normalisation = _check_normalisation(card, self.feature_names, str(path / _CARD))
 
     @classmethod
@@ -176,6 +200,7 @@ class Scorer:
         names, _ = _check_card(card, str(card_path))
         _check_baseline(card, str(card_path))
         _check_negative_sequence(card, str(card_path))
+        _check_operating_range(card, str(card_path))
 
         try:
             model_bytes = folder.joinpath(_MODEL).read_bytes()
@@ -264,6 +289,30 @@ class Scorer:
                             "deviation": (value - mean) / scale})  # fmt: skip
         out.sort(key=lambda d: -abs(d["deviation"]))
         return out[:n]
+
+    def outside(self, features: Mapping[str, float | None], margin: float) -> str | None:
+        """Why a window lies outside the operating range the model learnt (the card's
+        ``operating_range``), or None: its current more than ``margin`` (a fraction) under
+        the training windows' lowest, or its supply frequency outside theirs by more than
+        ``margin``. A model knows nothing of a lighter load or another speed, so its score
+        there says nothing of the motor. A heavier load is not outside: a fault can raise
+        the current. None without a range in the card or without the features."""
+        if self.operating_range is None:
+            return None
+        i1, hz = features.get("i1"), features.get("supply_hz")
+        low = self.operating_range["i1"][0]
+        if i1 is not None and i1 < low * (1.0 - margin):
+            return (
+                f"the current, i1 {i1:.3g} A, is under the {low:.3g} A of the lightest "
+                "load in the model's training"
+            )
+        f_low, f_high = self.operating_range["supply_hz"]
+        if hz is not None and not f_low * (1.0 - margin) <= hz <= f_high * (1.0 + margin):
+            return (
+                f"the supply frequency, {hz:.1f} Hz, is outside the {f_low:.1f}-{f_high:.1f} "
+                "Hz of the model's training"
+            )
+        return None
 
     def is_anomalous(self, score: float | None) -> bool:
         """True if ``score`` exceeds the threshold; a missing score is never anomalous."""

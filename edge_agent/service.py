@@ -208,6 +208,8 @@ def run(
             text += f"; MQTT {'connected' if publisher.connected else 'disconnected'}"
         if pipe.wiring:
             text += "; WIRING: " + "; ".join(pipe.wiring.values())
+        if baseline.outside:
+            text += "; outside the model's baseline: no anomaly alerts"
         return text
 
     def reload_on_signal() -> None:
@@ -225,6 +227,7 @@ def run(
     sink.attach(handlers={"snapshot": snapshot, "reload": reload_command}, status_extra=counters)
     publisher = sink.publisher
     overloaded = False  # said so since the current last fell back under the nameplate's
+    baseline = BaselineWatch()
     producer = threading.Thread(target=produce, name="edge-acq", daemon=True)
     producer.start()
     try:
@@ -241,6 +244,7 @@ def run(
                 sink.write(records, sum(max(0, n) for n in chunk.gap_lost))
                 report_wiring(before, pipe.wiring, sink)
                 overloaded = report_nameplate(overloaded, records, config, sink)
+                baseline.update(records, pipe)
             elif ring.closed:
                 break
             sink.poll()
@@ -277,6 +281,43 @@ def report_wiring(before: set[str], now: Mapping[str, str], sink: RecordSink) ->
     for check in sorted(before - now.keys()):
         log.info("wiring: %s no longer seen: the windows of the running motor read right", check)
         sink.resolved({"source": "wiring", "check": check})
+
+
+# Windows in a row within the model's baseline before the daemon says it is back in it.
+INSIDE_AGAIN = 20
+
+
+class BaselineWatch:
+    """Logs when the motor starts to run outside the model's baseline (windows flagged
+    ``outside_baseline``: a lighter load or another supply frequency than the model's
+    training windows, so no anomaly alerts), and when it has run within it again for
+    :data:`INSIDE_AGAIN` scored windows. Not at every window, nor at every wobble across
+    the edge."""
+
+    def __init__(self) -> None:
+        self.outside = False
+        self._inside = 0  # scored windows in a row within the baseline since
+
+    def update(self, records: list[dict[str, Any]], pipe: Pipeline) -> None:
+        for rec in records:
+            if rec["type"] != "window" or rec["score"] is None or pipe.scorer is None:
+                continue
+            if "outside_baseline" not in rec["flags"]:
+                self._inside += 1
+                if self.outside and self._inside >= INSIDE_AGAIN:
+                    self.outside = False
+                    log.info("the motor runs within the model's baseline again: anomaly "
+                             "alerts resume")  # fmt: skip
+                continue
+            self._inside = 0
+            if not self.outside:
+                self.outside = True
+                why = pipe.scorer.outside(rec["features"], pipe.config.alerts.baseline_margin)
+                log.warning(
+                    "no anomaly alerts while %s: the model's score says nothing of the motor "
+                    "there (the other rules still judge it). If the motor runs so for good, "
+                    "record a healthy run (edge-agent run --record) and train again", why,
+                )  # fmt: skip
 
 
 def report_nameplate(

@@ -119,6 +119,9 @@ def test_trained_bundle_has_the_contract_card(itsc_model):
     assert all(len(s["sha256"]) == 64 and s["windows"] == 9 for s in card["training"]["sources"])
     for key in ("normalisation", "hyperparameters", "created", "edge_agent_version"):
         assert key in card
+    # The three healthy runs drew 4.46-4.53 A (uncalibrated: README) at 59.99-60.04 Hz.
+    assert 4.4 < card["operating_range"]["i1"][0] < card["operating_range"]["i1"][1] < 4.6
+    assert 59.9 < card["operating_range"]["supply_hz"][0] <= 60.1
 
 
 @pytest.mark.parametrize(

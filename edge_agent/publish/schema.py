@@ -154,6 +154,14 @@ class SummaryPayload(_Payload):
         "nameplate current): not scored, not diagnosed, not counted in flagged_windows (0 in "
         "summaries queued before this field existed)",
     )
+    outside_baseline_windows: int = Field(
+        0,
+        ge=0,
+        description="windows of the motor running at a lighter load or another supply "
+        "frequency than the model's training windows: scored, but neither anomalous nor in "
+        "the score fields, and not counted in flagged_windows (0 in summaries queued before "
+        "this field existed)",
+    )
     anomalous_windows: int = Field(ge=0, description="windows scored above the threshold")
     alerts_raised: int = Field(ge=0, description="alerts raised in the period")
     alerts_cleared: int = Field(ge=0, description="alerts cleared in the period")
@@ -168,7 +176,9 @@ class SummaryPayload(_Payload):
     i2_i1_max: float | None = Field(description="largest i2/i1 of the period, ratio")
     supply_hz: float | None = Field(description="mean supply frequency, Hz")
     slip: float | None = Field(description="mean slip, 0-1")
-    score_p50: float | None = Field(description="median anomaly score")
+    score_p50: float | None = Field(
+        description="median anomaly score (of the windows within the model's baseline)"
+    )
     score_p95: float | None = Field(description="95th percentile anomaly score (linear)")
     score_max: float | None = Field(description="largest anomaly score")
     # Added later: None in summaries queued before them, so those still publish.

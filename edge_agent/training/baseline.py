@@ -39,6 +39,11 @@ MIN_FOLD_TRAINING_WINDOWS = 4
 # measured it (one every windows.long_hop_s, 2 s, once the window has filled).
 MIN_LINE_ANALYSES = 8
 
+# The operating range in the card spans these quantiles of the training windows.
+OPERATING_QUANTILES = (0.01, 0.99)
+# train warns when the training windows' currents span less than this ratio: one load.
+NARROW_LOAD_SPAN = 1.2
+
 
 @dataclass
 class Baseline:
@@ -53,6 +58,8 @@ class Baseline:
     negative_sequence: list[tuple[float, float]] = field(default_factory=list)
     # Recordings with windows flagged "wiring" (left out): (path, windows, what was seen).
     miswired: list[tuple[str | Path, int, dict[str, str]]] = field(default_factory=list)
+    # (i1 A, supply frequency Hz) of each row of X.
+    operating: list[tuple[float, float]] = field(default_factory=list)
 
     def line_levels(self) -> dict[str, dict[str, float | int]]:
         """The card's "baseline": median and 95th percentile (dB) of each line that enough
@@ -63,6 +70,18 @@ class Baseline:
             for name, v in sorted(self.lines.items())
             if len(v) >= MIN_LINE_ANALYSES
         }  # fmt: skip
+
+    def operating_range(self) -> dict[str, list[float] | int]:
+        """The card's "operating_range": the current i1 (A) and the supply frequency (Hz)
+        the training windows ran at, their 1st and 99th percentiles (a window or two of a
+        start does not widen it). Scorer.outside judges later windows by it."""
+        i1, hz = np.asarray(self.operating, dtype=np.float64).T
+        return {
+            "i1": [float(v) for v in np.quantile(i1, OPERATING_QUANTILES)],
+            "supply_hz": [float(v) for v in np.quantile(hz, OPERATING_QUANTILES)],
+            "quantiles": list(OPERATING_QUANTILES),
+            "windows": int(i1.size),
+        }
 
     def negative_sequence_level(self) -> dict[str, float | int] | None:
         """The card's "negative_sequence": the median negative-sequence current of the
@@ -97,6 +116,30 @@ def describe_line_baseline(levels: dict, config: Config) -> str:
             "no bearing lines" + ("" if config.motor.bearing else " ([motor.bearing] not set)")
         )
     return "healthy line levels kept for " + ", ".join(said)
+
+
+def describe_operating_range(card_range: dict, config: Config) -> str:
+    """What the card's operating range means for the anomaly alerts, for `train` to say;
+    with a warning when the training windows ran at one load only."""
+    (i1_low, i1_high), (f_low, f_high) = card_range["i1"], card_range["supply_hz"]
+    margin = config.alerts.baseline_margin
+    rated = config.motor.rated_current
+    share = (
+        f" ({100 * i1_low / rated:.0f}-{100 * i1_high / rated:.0f} % of the nameplate's "
+        f"{rated:g} A)"
+    )
+    said = (
+        f"operating range kept: i1 {i1_low:.3g}-{i1_high:.3g} A{share}, supply "
+        f"{f_low:.1f}-{f_high:.1f} Hz. A window under {i1_low * (1 - margin):.3g} A or "
+        f"outside {f_low * (1 - margin):.1f}-{f_high * (1 + margin):.1f} Hz ([alerts] "
+        f"baseline_margin = {margin:g}) is scored but raises no anomaly alert"
+    )
+    if i1_high < NARROW_LOAD_SPAN * i1_low:
+        said += (
+            "\nwarning: the training windows ran at one load; a lighter one will raise no "
+            "anomaly alerts. Record healthy runs at the loads the motor sees"
+        )
+    return said
 
 
 def describe_negative_sequence(level: dict | None, config: Config) -> str:
@@ -175,6 +218,7 @@ def collect_features(
     line_names = [n for names in BASELINE_LINES.values() for n in names]
     lines: dict[str, list[float]] = {n: [] for n in line_names}
     negative: list[tuple[float, float]] = []
+    operating: list[tuple[float, float]] = []
     miswired: list[tuple[str | Path, int, dict[str, str]]] = []
     sources = []
     rate = None
@@ -205,9 +249,11 @@ def collect_features(
                 if i2 is not None and i1 is not None and i1 > 0 and i1 >= running:
                     negative.append((i2, i1))
                 vec = [r["features"][k] for k in feature_names]
-                if any(v is None for v in vec):
+                hz = r["features"].get("supply_hz")
+                if any(v is None for v in vec) or i1 is None or hz is None:
                     continue
                 rows.append(vec)
+                operating.append((i1, hz))
                 which.append(len(sources))
                 n += 1
         sources.append({"path": Path(path).name, "sha256": sha256_file(path), "windows": n})
@@ -229,7 +275,7 @@ def collect_features(
         )
     return Baseline(
         np.asarray(rows, dtype=np.float64), float(rate), sources, np.asarray(which, dtype=int),
-        lines, negative, miswired,
+        lines, negative, miswired, operating,
     )  # fmt: skip
 
 
@@ -270,6 +316,8 @@ def train_baseline(
         "fs": base.fs,
         "motor": config.motor.model_dump(mode="json"),
         "windows": config.windows.model_dump(mode="json"),
+        # Of the model's own training windows, so also for a stand-in motor's.
+        "operating_range": base.operating_range(),
     }
     if motor_baseline:
         # What the eccentricity and bearing rules compare each line with, and the stator

@@ -1,0 +1,206 @@
+"""The model's operating range: a motor running at a lighter load, or at another supply
+frequency, than the healthy windows its model learnt raises no anomaly alert there
+(``Scorer.outside``); a heavier load, as a fault can draw, is still judged."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edge_agent.cli import main
+from edge_agent.config import Config
+from edge_agent.errors import InputDataError
+from edge_agent.pipeline import Pipeline
+from edge_agent.scoring import Scorer
+from edge_agent.service import INSIDE_AGAIN, BaselineWatch
+from edge_agent.simulate import SimulationSpec, simulate, write_recording
+from edge_agent.summary import Summarizer
+
+FS = 5000.0
+LOADS = (0.7, 0.8, 0.9)  # of the training runs: a pump that has only run at 70-90 %
+
+
+def run(*args: object) -> tuple[int, str]:
+    res = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    return res.exit_code, res.output
+
+
+@pytest.fixture(scope="module")
+def narrow(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A model trained with `edge-agent train` on three healthy runs at 70-90 % load, and
+    what train said."""
+    d = tmp_path_factory.mktemp("narrow")
+    files = []
+    for i, load in enumerate(LOADS):
+        files.append(d / f"healthy{i}.npy")
+        spec = SimulationSpec(fs=FS, duration_s=12.0, load=load, seed=10 + i)
+        write_recording(files[-1], spec, Config().motor)
+    code, said = run("train", *files, "--fs", FS, "--epochs", 300, "--out", d / "model")
+    assert code == 0, said
+    return d / "model", said
+
+
+def signal(*parts: tuple[float, float], fault: str | None = None, supply_hz: float = 50.0):
+    """Currents of a healthy motor (or ``fault``) at each (load, seconds) in turn."""
+    out = []
+    for i, (load, seconds) in enumerate(parts):
+        spec = SimulationSpec(fs=FS, duration_s=seconds, load=load, seed=30 + i,
+                              supply_hz=supply_hz, fault=fault,
+                              severity=30.0 if fault else None)  # fmt: skip
+        out.append(simulate(spec, Config().motor)[1])
+    return np.concatenate(out)
+
+
+def replay(model: Path, x: np.ndarray, margin: float | None = None) -> tuple[list, Pipeline]:
+    cfg = Config()
+    if margin is not None:
+        cfg = cfg.model_copy(
+            update={"alerts": cfg.alerts.model_copy(update={"baseline_margin": margin})}
+        )
+    pipe = Pipeline(cfg, FS, scorer=Scorer.load(model))
+    return pipe.update(x), pipe
+
+
+def alerts(recs: list[dict]) -> list[tuple[str, str, float]]:
+    return [(r["fault"], r["state"], r["t"]) for r in recs if r["type"] == "alert"]
+
+
+def test_train_keeps_the_range_of_its_windows_and_says_what_it_means(narrow):
+    model, said = narrow
+    card = json.loads((model / "model.json").read_text())
+    rng = card["operating_range"]
+    # The simulated motor draws i1 of about 7.5 A at 70 % load and 9.2 A at 90 %.
+    assert 7.3 < rng["i1"][0] < 7.8 and 9.0 < rng["i1"][1] < 9.4
+    assert rng["supply_hz"][0] == pytest.approx(50.0, abs=0.05)
+    assert rng["windows"] == card["training"]["windows_train"] + card["training"]["windows_val"]
+    low = rng["i1"][0] * 0.9
+    assert f"operating range kept: i1 {rng['i1'][0]:.3g}-{rng['i1'][1]:.3g} A (" in said
+    assert f"A window under {low:.3g} A or outside 45.0-55.0 Hz" in said
+    assert "ran at one load" not in said  # 7.5 to 9.2 A is a span of loads
+
+
+def test_a_lighter_load_than_the_model_learnt_raises_no_anomaly_alert(narrow):
+    model, _ = narrow
+    x = signal((0.2, 20.0))  # the pump throttled back to 20 %
+    # As before the range existed (a margin of 1 turns it off): every window anomalous,
+    # and an anomaly alert, of a healthy motor.
+    recs, pipe = replay(model, x, margin=1.0)
+    assert pipe.stats.anomalous_windows == pipe.stats.windows
+    assert alerts(recs)[0][:2] == ("anomaly", "raised")
+
+    recs, pipe = replay(model, x)
+    windows = [r for r in recs if r["type"] == "window"]
+    assert alerts(recs) == []
+    assert all(r["flags"] == ["outside_baseline"] for r in windows)
+    # Still scored (the score is in the record), but not anomalous.
+    assert all(r["score"] > Scorer.load(model).threshold and not r["anomalous"] for r in windows)
+    assert pipe.stats.outside_baseline_windows == len(windows)
+    assert pipe.stats.flagged_windows == 0 and pipe.stats.anomalous_windows == 0
+    assert f"{len(windows)} outside the model's baseline" in pipe.stats.describe()
+    # Summaries count them apart, and keep their scores out of the score fields.
+    summary = Summarizer(1000.0)
+    out = summary.update(recs) + summary.flush()
+    assert out[0]["outside_baseline_windows"] == out[0]["windows"] == len(windows)
+    assert out[0]["flagged_windows"] == 0 and out[0]["score_max"] is None
+
+
+def test_a_heavier_load_or_a_fault_that_raises_the_current_is_still_judged(narrow):
+    model, _ = narrow
+    # A 30 % turn short at full load draws more current than any training window.
+    recs, pipe = replay(model, signal((1.0, 12.0), fault="stator-short"))
+    i1_high = Scorer.load(model).operating_range["i1"][1]
+    assert max(r["features"]["i1"] for r in recs if r["type"] == "window") > i1_high
+    assert pipe.stats.outside_baseline_windows == 0
+    assert ("anomaly", "raised") in [a[:2] for a in alerts(recs)]
+
+
+def test_an_open_anomaly_alert_stays_open_while_the_load_is_light(narrow):
+    model, _ = narrow
+    x = np.concatenate([signal((0.8, 8.0), fault="stator-short"), signal((0.2, 10.0), (0.8, 8.0))])
+    said = alerts(replay(model, x)[0])
+    raised = [t for f, state, t in said if f == "anomaly" and state == "raised"]
+    cleared = [t for f, state, t in said if f == "anomaly" and state == "cleared"]
+    # Raised during the short; the 10 s at 20 % load (20 windows, beyond clear_after's 5)
+    # count neither way; the healthy motor back at 80 % clears it.
+    assert len(raised) == 1 and raised[0] < 8.0
+    assert len(cleared) == 1 and cleared[0] > 18.0
+
+
+def test_another_supply_frequency_is_outside_the_baseline(narrow):
+    model, _ = narrow
+    recs, pipe = replay(model, signal((0.8, 12.0), supply_hz=40.0))  # a drive slowed it
+    windows = [r for r in recs if r["type"] == "window"]
+    assert pipe.stats.outside_baseline_windows == len(windows)
+    why = pipe.scorer.outside(windows[-1]["features"], 0.1)
+    assert why.startswith("the supply frequency, 40.0 Hz, is outside the 50.0-50.0 Hz")
+    assert alerts(recs) == []
+
+
+def test_a_card_without_a_range_judges_every_window(narrow, tmp_path):
+    """A bundle from a version before the range works as it did."""
+    model, _ = narrow
+    old = tmp_path / "old"
+    old.mkdir()
+    card = json.loads((model / "model.json").read_text())
+    del card["operating_range"]
+    (old / "model.json").write_text(json.dumps(card))
+    (old / "model.onnx").write_bytes((model / "model.onnx").read_bytes())
+    _, pipe = replay(old, signal((0.2, 6.0)))
+    assert pipe.stats.outside_baseline_windows == 0
+    assert pipe.stats.anomalous_windows == pipe.stats.windows
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"i1": [9.0, 7.0], "supply_hz": [50.0, 50.0]},
+        {"i1": [7.0, 9.0]},
+        {"i1": [7.0, "9"], "supply_hz": [50.0, 50.0]},
+        [7.0, 9.0],
+    ],
+)
+def test_a_broken_range_is_refused_naming_the_card(narrow, tmp_path, bad):
+    model, _ = narrow
+    card = json.loads((model / "model.json").read_text())
+    card["operating_range"] = bad
+    (tmp_path / "model.json").write_text(json.dumps(card))
+    (tmp_path / "model.onnx").write_bytes((model / "model.onnx").read_bytes())
+    with pytest.raises(InputDataError, match=r"'operating_range' is .*expected") as err:
+        Scorer.load(tmp_path)
+    assert err.value.exit_code == 65 and str(tmp_path / "model.json") in str(err.value)
+
+
+def test_train_warns_when_its_windows_ran_at_one_load(tmp_path):
+    f = tmp_path / "one.npy"
+    write_recording(f, SimulationSpec(fs=FS, duration_s=12.0, load=0.8, seed=1), Config().motor)
+    code, said = run("train", f, "--fs", FS, "--epochs", 50, "--out", tmp_path / "m")
+    assert code == 0
+    assert "warning: the training windows ran at one load; a lighter one will raise no " in said
+
+
+def test_the_daemon_says_when_the_motor_leaves_the_baseline_and_when_it_is_back(narrow, caplog):
+    model, _ = narrow
+    _, pipe = replay(model, signal((0.8, 2.0)))
+    watch = BaselineWatch()
+    caplog.set_level(logging.INFO, logger="edge_agent.service")
+    # Fed hop by hop as the daemon does: 8 s at 80 %, 10 s at 20 %, 3 s back at 80 %,
+    # 1 s at 20 % again, then 12 s at 80 %.
+    x = signal((0.8, 8.0), (0.2, 10.0), (0.8, 3.0), (0.2, 1.0), (0.8, 12.0))
+    hop = int(FS / 2)
+    said = []
+    for i in range(0, len(x), hop):
+        watch.update(pipe.update(x[i : i + hop]), pipe)
+        said.extend((r.levelname, r.getMessage()) for r in caplog.records)
+        caplog.clear()
+    # Once on the way out, and once back in after INSIDE_AGAIN windows: the 3 s back at
+    # 80 % (6 windows) were too short to say so, and the 1 s dip said nothing again.
+    assert [level for level, _ in said] == ["WARNING", "INFO"], said
+    assert said[0][1].startswith("no anomaly alerts while the current, i1 ")
+    assert "record a healthy run (edge-agent run --record) and train again" in said[0][1]
+    assert said[1][1] == ("the motor runs within the model's baseline again: anomaly alerts resume")
+    assert not watch.outside and INSIDE_AGAIN == 20
