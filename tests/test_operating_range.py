@@ -204,3 +204,23 @@ def test_the_daemon_says_when_the_motor_leaves_the_baseline_and_when_it_is_back(
     assert "record a healthy run (edge-agent run --record) and train again" in said[0][1]
     assert said[1][1] == ("the motor runs within the model's baseline again: anomaly alerts resume")
     assert not watch.outside and INSIDE_AGAIN == 20
+
+
+def test_evaluate_says_which_windows_ran_outside_the_baseline(narrow, tmp_path):
+    model, _ = narrow
+    for name, load in (("light.npy", 0.2), ("usual.npy", 0.8)):
+        spec = SimulationSpec(fs=FS, duration_s=10.0, load=load, seed=7)
+        write_recording(tmp_path / name, spec, Config().motor)
+    (tmp_path / "labels.csv").write_text("file,label\nlight.npy,healthy\nusual.npy,healthy\n")
+    code, said = run(
+        "evaluate", tmp_path / "labels.csv", "--model", model, "--fs", FS,
+        "--out", tmp_path / "report.json",
+    )  # fmt: skip
+    assert code == 0, said
+    report = json.loads((tmp_path / "report.json").read_text())
+    light, usual = report["recordings"]
+    assert light["outside_baseline"] == light["windows"] == 19 and usual["outside_baseline"] == 0
+    # By score, the light run's windows are false positives; in the pipeline, no alert.
+    assert report["windows"]["false_positives"] == 19 and light["false_alarms"] == []
+    assert "19 windows of 1 recording ran outside the model's baseline" in said
+    assert "false alarms: 0 of 2 healthy recordings raised an alert" in said

@@ -50,6 +50,7 @@ from edge_agent.publish.schema import FAULTS
 from edge_agent.recording import open_recording
 from edge_agent.scoring import Scorer
 from edge_agent.store import model_id
+from edge_agent.summary import flagged
 from edge_agent.training.bundle import sha256_file
 
 HEALTHY = "healthy"
@@ -169,6 +170,8 @@ class RecordingResult:
     fs: float
     # Per window: start and end (s), score (None: not scored), anomalous, flagged.
     windows: list[tuple[float, float, float | None, bool, bool]] = field(default_factory=list)
+    # Windows flagged "outside_baseline": scored, but raising no anomaly alert.
+    outside_baseline: int = 0
     alerts: list[dict[str, Any]] = field(default_factory=list)  # raised ones only
     in_training: bool = False  # the model was trained on this very file
 
@@ -190,8 +193,9 @@ def run_recording(
             if record["type"] == "window":
                 out.windows.append(
                     (record["t_start"], record["t_end"], record["score"],
-                     record["anomalous"], bool(record["flags"]))
+                     record["anomalous"], flagged(record["flags"]))
                 )  # fmt: skip
+                out.outside_baseline += "outside_baseline" in record["flags"]
             elif record["type"] == "alert" and record["state"] == "raised":
                 out.alerts.append(record)
     return out
@@ -256,6 +260,7 @@ def _recording_row(res: RecordingResult) -> dict[str, Any]:
         "flagged": sum(w[4] for w in res.windows),
         "scored": len(scores),
         "anomalous": sum(w[3] for w in res.windows),
+        "outside_baseline": res.outside_baseline,
         "score_p50": _median(scores),
         "score_max": max(scores) if scores else None,
         # Alerts in the healthy part (all of a healthy recording, or before the onset).
@@ -326,6 +331,7 @@ def summarize(
             "faulty": len(faulty),
             "crossing_fault_edge": crossing,
             "unscored": unscored,
+            "outside_baseline": sum(r["outside_baseline"] for r in rows),
             "false_positives": fp,
             "false_positive_rate": _rate(fp, len(healthy)),
             "detected": tp,
@@ -433,7 +439,16 @@ def format_report(report: dict[str, Any]) -> str:
     if w["crossing_fault_edge"] or w["unscored"]:
         lines.append(
             f"  left out: {w['crossing_fault_edge']} crossing an edge of a fault's span, "
-            f"{w['unscored']} without a score (a data problem)"
+            f"{w['unscored']} without a score (a data problem, or the motor stopped)"
+        )
+    if w["outside_baseline"]:
+        which = sum(bool(r["outside_baseline"]) for r in report["recordings"])
+        lines.append(
+            f"  {w['outside_baseline']} windows of {which} recording{'s' * (which > 1)} ran "
+            "outside the model's "
+            "baseline (a lighter load or another supply frequency than its training): "
+            "counted above by their scores, but in the pipeline they raise no anomaly alert "
+            "and are not marked anomalous"
         )
     if w["healthy_from_training"]:
         lines.append(
