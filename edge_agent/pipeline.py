@@ -296,10 +296,11 @@ class Pipeline:
         return self._long_ring[r : r + self._n_long]
 
     def _long(self, features: dict[str, Any]) -> tuple[dict[str, float | None], bool]:
-        """The long window's features for this window, and whether they repeat an earlier
-        window's: fresh every ``_long_every`` windows, else those of the last analysis; from
-        the nameplate (and the short window's slot harmonics) while the long window is not
-        full or the load is not steady."""
+        """The long window's features for this window, and whether they are stale: fresh
+        every ``_long_every`` windows, else those of the last analysis (stale); from the
+        nameplate (and the short window's slot harmonics), without the rotor, air-gap and
+        bearing lines, while the long window is not full or the load is not steady (stale:
+        they say nothing of those faults)."""
         z = self.long_window if self._long_filled >= self._n_long else None
         if z is not None and _variation(self._i1_history) > MAX_LOAD_VARIATION:
             z = None
@@ -312,7 +313,7 @@ class Pipeline:
         )
         self._long_features = out if z is not None else None
         self._long_age = 1
-        return out, False
+        return out, z is None
 
     def _lost_before(self, i: int) -> int:
         """Samples known lost before absolute sample ``i`` (counted in window times)."""
@@ -336,13 +337,13 @@ class Pipeline:
         if self._clipped_until >= start:
             flags.append("clipped")
         features = empty_features(self.voltages)
-        repeated = False
+        stale = False  # the long window's faults have no fresh evidence in this window
         if not has_nan:
             x = self._recent[:3]
             v = self._recent[3:] if self.voltages else None
             features.update(self.extractor.short(x, v))
             self._i1_history.append(features["i1"])
-            long_features, repeated = self._long(features)
+            long_features, stale = self._long(features)
             features.update(long_features)
             features.update(self.rolling.update(features))
         _clean_all(features)
@@ -394,8 +395,11 @@ class Pipeline:
             self.scorer.negative_sequence if self.scorer is not None else None,
             self.scorer.furthest(features) if anomalous else None,
         )  # fmt: skip
-        # A stop counts neither way: an alert open when the motor stopped stays open.
-        skip = _ALL_FAULTS if stopped else LONG_WINDOW_FAULTS if repeated else frozenset()
+        # A window that cannot be judged (the motor stopped, the sensors miswired, samples
+        # lost or missing) counts neither way: an alert open before it stays open. Nor does
+        # a window without a fresh analysis of the long window for the faults read off it
+        # (a repeat, or none while it refills after a gap or the load is unsteady).
+        skip = _ALL_FAULTS if blocking else LONG_WINDOW_FAULTS if stale else frozenset()
         if outside:
             skip |= _ANOMALY
         alerts = self.tracker.update(t_end, findings, score, skip)

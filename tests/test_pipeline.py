@@ -308,3 +308,34 @@ def test_an_alert_open_when_the_motor_stops_stays_open():
     assert alerts[0][0] == "raised" and alerts[0][1] < 14.0
     # Nothing cleared it during the 8 s stop (16 windows, beyond clear_after's 5).
     assert not [t for state, t in alerts if state == "cleared" and 14.0 < t <= 22.0]
+
+
+def broken_bar(seconds: float, seed: int = 3) -> np.ndarray:
+    spec = SimulationSpec(fs=FS, duration_s=seconds, fault="broken-bar", severity=40.0, seed=seed)
+    return simulate(spec, Config().motor)[1]
+
+
+def test_a_broken_bar_alert_stays_open_while_the_long_window_refills_after_a_gap():
+    """A gap restarts the 8 s long window: until it is full again there is no sideband to
+    judge, which is no evidence that the rotor mended."""
+    x = broken_bar(40.0)
+    pipe = Pipeline(Config(), FS)
+    recs = pipe.update(x[: int(20 * FS)]) + pipe.update(x[int(20 * FS) :], gaps=[0])
+    said = [(r["state"], r["t"]) for r in recs if r["type"] == "alert"]
+    # Before, the windows of the refill cleared the alert and the full window raised it
+    # again, under a new id.
+    assert [s for s, _ in said] == ["raised"], said
+
+
+def test_a_broken_bar_alert_stays_open_while_the_load_is_unsteady():
+    """While the current varies by more than 5 % over the long window its sidebands are
+    not read (MAX_LOAD_VARIATION): a load that wanders says nothing of the rotor."""
+    x = broken_bar(40.0)
+    i, j = int(16 * FS), int(24 * FS)
+    x[i:j] *= (1.0 + 0.1 * np.sin(2 * np.pi * 0.25 * np.arange(j - i) / FS))[:, None]
+    pipe = Pipeline(Config(), FS)
+    recs = pipe.update(x)
+    windows = [r for r in recs if r["type"] == "window"]
+    assert any(r["features"]["brb_lsb_db"] is None for r in windows if 18 < r["t_end"] < 30)
+    said = [(r["state"], r["t"]) for r in recs if r["type"] == "alert"]
+    assert [s for s, _ in said] == ["raised"], said
