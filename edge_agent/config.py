@@ -225,6 +225,22 @@ class ModelConfig(_Model):
 class AlertConfig(_Model):
     raise_after: int = Field(3, ge=1, description="consecutive abnormal windows to raise")
     clear_after: int = Field(5, ge=1, description="consecutive normal windows to clear")
+    deadband_db: float = Field(
+        3.0,
+        ge=0,
+        le=20,
+        description="an open broken-bar, eccentricity or bearing alert reads a window as "
+        "normal only once its level is this many dB under the watch level, and its line "
+        "this much less prominent (ISA-18.2's deadband: a level hovering at the watch level "
+        "raises one alert, not one a minute)",
+    )
+    deadband: float = Field(
+        0.2,
+        ge=0,
+        lt=1,
+        description="an open stator, supply or anomaly alert reads a window as normal only "
+        "once its value is this fraction under the watch level (the model's threshold)",
+    )
     brb_watch_db: float = Field(-48.0, le=0, description="broken-bar sideband level for watch")
     brb_warning_db: float = Field(-42.0, le=0)
     brb_alarm_db: float = Field(-36.0, le=0)
@@ -292,10 +308,19 @@ class AlertConfig(_Model):
         "bearing": ("line_rise_watch_db", "line_rise_warning_db", "line_rise_alarm_db"),
     }
 
-    def severity(self, fault: str, value: float) -> str | None:
+    # Rules whose levels are in dB: their deadband is deadband_db, the others' a fraction.
+    DB_BANDS: ClassVar[frozenset[str]] = frozenset({"broken_rotor_bar", "eccentricity", "bearing"})
+
+    def severity(self, fault: str, value: float, holding: bool = False) -> str | None:
         """The severity of ``value`` against the levels of ``fault``'s rule (a key of
-        :attr:`BANDS`); None below watch."""
+        :attr:`BANDS`); None below watch. ``holding`` (an alert of the rule is open)
+        lowers the watch level by the deadband: down to it, the value still reads
+        ``watch``."""
         watch, warning, alarm = (getattr(self, n) for n in self.BANDS[fault])
+        if holding:
+            watch = (
+                watch - self.deadband_db if fault in self.DB_BANDS else watch * (1 - self.deadband)
+            )
         if not value >= watch:
             return None
         return "alarm" if value >= alarm else "warning" if value >= warning else "watch"

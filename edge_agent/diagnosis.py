@@ -65,6 +65,12 @@ of the motor, set the ``stator_i2_*`` levels above the i2/i1 that your motor sho
 
 :class:`AlertTracker` turns findings into alerts: one is raised after ``raise_after``
 consecutive abnormal windows and cleared after ``clear_after`` consecutive normal ones.
+While an alert is open, its rule reads a window as normal only once its value has fallen
+under the watch level by a deadband (ISA-18.2): 3 dB for the broken-bar sideband and the
+eccentricity and bearing rises (``deadband_db``, also taken off the 10 dB prominence they
+need), and 20 % of the watch level for the stator and supply ratios and of the anomaly
+threshold (``deadband``). Without it, a level hovering within a dB of the watch level
+raised and cleared an alert some 25 times an hour.
 After ``raise_after`` consecutive windows more severe than a raised alert, that alert is
 cleared and a successor raised at the mildest of their severities, each naming the other
 in its evidence; severities never go down within an alert. The
@@ -76,7 +82,7 @@ nothing.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -132,6 +138,7 @@ def diagnose(
     baseline: Mapping[str, float] | None = None,
     negative_sequence: float | None = None,
     furthest: list[dict] | None = None,
+    holding: Collection[str] = (),
 ) -> dict[str, Finding]:
     """Findings of one window, by fault name; an absent fault is a normal window for it.
 
@@ -143,9 +150,15 @@ def diagnose(
     current, A (``Scorer.negative_sequence``), which the stator rule judges by without
     voltages. ``furthest`` (``Scorer.furthest``) goes into an anomaly's evidence: the
     features furthest from the healthy training windows, which say what changed.
+    ``holding`` names the faults with an alert open (``AlertTracker.active``): their rules
+    read ``watch`` down to the watch level less the deadband (``[alerts] deadband_db``,
+    ``deadband``), so that an alert clears only once its value has clearly fallen.
     """
     found: dict[str, Finding] = {}
-    if score is not None and threshold is not None and score > threshold:
+    limit = threshold
+    if threshold is not None and "anomaly" in holding:
+        limit = threshold * (1.0 - cfg.deadband)
+    if score is not None and limit is not None and score > limit:
         found["anomaly"] = Finding(
             "anomaly",
             anomaly_severity(score, threshold),
@@ -153,8 +166,13 @@ def diagnose(
         )
     lsb = features.get("brb_lsb_db")
     prominence = features.get("brb_prominence_db")
-    if lsb is not None and prominence is not None and prominence >= SIDEBAND_PROMINENCE_DB:
-        severity = cfg.severity("broken_rotor_bar", lsb)
+    hold = "broken_rotor_bar" in holding
+    if (
+        lsb is not None
+        and prominence is not None
+        and prominence >= SIDEBAND_PROMINENCE_DB - hold * cfg.deadband_db
+    ):
+        severity = cfg.severity("broken_rotor_bar", lsb, hold)
         if severity:
             found["broken_rotor_bar"] = Finding(
                 "broken_rotor_bar",
@@ -168,7 +186,7 @@ def diagnose(
             )
     v2_v1 = features.get("v2_v1")
     if v2_v1 is not None:
-        severity = cfg.severity("supply_unbalance", v2_v1)
+        severity = cfg.severity("supply_unbalance", v2_v1, "supply_unbalance" in holding)
         if severity:
             found["supply_unbalance"] = Finding(
                 "supply_unbalance",
@@ -178,11 +196,14 @@ def diagnose(
     i2_i1 = features.get("i2_i1")
     i1 = features.get("i1")
     if i2_i1 is not None and i1 is not None and i1 > 0 and i1 >= RUNNING_CURRENT * rated_current:
-        finding = _stator(features, i2_i1, i1, v2_v1, cfg, rated_current, negative_sequence)
+        finding = _stator(
+            features, i2_i1, i1, v2_v1, cfg, rated_current, negative_sequence,
+            "stator_short" in holding,
+        )  # fmt: skip
         if finding is not None:
             found["stator_short"] = finding
     for fault, names in BASELINE_LINES.items():
-        finding = _line_rise(fault, names, features, baseline or {}, cfg)
+        finding = _line_rise(fault, names, features, baseline or {}, cfg, fault in holding)
         if finding is not None:
             found[fault] = finding
     return found
@@ -196,6 +217,7 @@ def _stator(
     cfg: AlertConfig,
     rated_current: float,
     healthy_i2: float | None,
+    hold: bool,
 ) -> Finding | None:
     """The stator rule (module docstring): the supply's share of i2/i1 taken out by the
     voltages, else by the motor's healthy negative sequence, else not at all."""
@@ -207,14 +229,14 @@ def _stator(
         # left in place) would make a supply unbalance read as a short.
         load = max(1.0, rated_current / i1) if rated_current > 0 else 1.0
         from_supply = cfg.i2_per_v2 * v2_v1 * load
-        severity = cfg.severity("stator_short", i2_i1 - from_supply)
+        severity = cfg.severity("stator_short", i2_i1 - from_supply, hold)
         evidence["i2_i1_from_supply"] = from_supply
     elif healthy_i2 is not None and i2 is not None:
         change = (i2 - healthy_i2) / i1
-        severity = cfg.severity("stator_short_change", change)
+        severity = cfg.severity("stator_short_change", change, hold)
         evidence.update(i2=i2, i2_healthy=healthy_i2, i2_i1_change=change)
     else:
-        severity = cfg.severity("stator_short", i2_i1)
+        severity = cfg.severity("stator_short", i2_i1, hold)
         evidence["i2_i1_from_supply"] = None
     if severity is None:
         return None
@@ -228,6 +250,7 @@ def _line_rise(
     features: Mapping[str, float | None],
     baseline: Mapping[str, float],
     cfg: AlertConfig,
+    hold: bool,
 ) -> Finding | None:
     """The line of ``names`` that has risen most over its healthy level, graded."""
     rises = {}
@@ -237,13 +260,13 @@ def _line_rise(
             continue
         # A fault makes a line; a floor that rises with it (load, noise) is not one.
         floor = features.get(name.replace("_db", "_floor_db"))
-        if floor is None or level - floor < SIDEBAND_PROMINENCE_DB:
+        if floor is None or level - floor < SIDEBAND_PROMINENCE_DB - hold * cfg.deadband_db:
             continue
         rises[name] = level - healthy
     if not rises:
         return None
     line = max(rises, key=rises.__getitem__)
-    severity = cfg.severity(fault, rises[line])
+    severity = cfg.severity(fault, rises[line], hold)
     if severity is None:
         return None
     return Finding(

@@ -394,6 +394,7 @@ class Pipeline:
             self.scorer.baseline if self.scorer is not None else None,
             self.scorer.negative_sequence if self.scorer is not None else None,
             self.scorer.furthest(features) if anomalous else None,
+            self.tracker.active,
         )  # fmt: skip
         # A window that cannot be judged (the motor stopped, the sensors miswired, samples
         # lost or missing) counts neither way: an alert open before it stays open. Nor does

@@ -436,3 +436,95 @@ def test_a_short_that_spreads_is_escalated_through_the_pipeline():
     assert 4.0 < alerts[2]["t"] < alerts[4]["t"] <= 7.0
     assert alerts[2]["evidence"]["escalated_from"] == alerts[0]["id"]
     assert alerts[4]["evidence"]["escalated_from"] == alerts[2]["id"]
+
+
+# ---------------------------------------------------------------------------------------
+# The deadband: an open alert clears only once its value has clearly fallen
+
+
+def an_hour_of_analyses(cfg: AlertConfig, mean_db: float, sd_db: float, seed: int = 0):
+    """Raised and cleared alerts over an hour of long-window analyses (one every 2 s) of a
+    broken-bar sideband at ``mean_db`` ± ``sd_db`` (a motor whose load wanders), fed
+    through diagnose and the tracker as the pipeline does."""
+    rng = np.random.default_rng(seed)
+    tracker = AlertTracker.from_config(cfg)
+    said = []
+    for k in range(1800):
+        features = {"i1": 8.0, "brb_prominence_db": 20.0,
+                    "brb_lsb_db": mean_db + sd_db * rng.standard_normal()}  # fmt: skip
+        found = diagnose(features, None, None, cfg, RATED, holding=tracker.active)
+        said += [r["state"] for r in tracker.update(2.0 * k, found, None)]
+    return said.count("raised"), said.count("cleared")
+
+
+@pytest.mark.parametrize("mean_db", [-49.0, -48.5, -48.0, -47.5])
+def test_a_sideband_hovering_at_the_watch_level_raises_one_alert_an_hour(mean_db):
+    # Without the deadband, it raised and cleared one every few minutes.
+    raised, _ = an_hour_of_analyses(CFG.model_copy(update={"deadband_db": 0.0}), mean_db, 1.0)
+    assert raised >= 4
+    assert an_hour_of_analyses(CFG, mean_db, 1.0) == (1, 0)
+
+
+def test_a_repaired_rotor_clears_its_alert():
+    tracker = AlertTracker.from_config(CFG)
+    states = []
+    for k, lsb in enumerate([-40.0] * 5 + [-60.0] * 6):
+        features = {"i1": 8.0, "brb_prominence_db": 20.0, "brb_lsb_db": lsb}
+        found = diagnose(features, None, None, CFG, RATED, holding=tracker.active)
+        states += [(k, r["state"]) for r in tracker.update(2.0 * k, found, None)]
+    assert states == [(2, "raised"), (9, "cleared")]  # the 5th analysis under the deadband
+
+
+BRB = {"brb_prominence_db": 20.0}
+LINE = {"ecc_lsb_db": -60.0, "ecc_lsb_floor_db": -80.0}  # 20 dB prominent
+
+
+@pytest.mark.parametrize(
+    ("fault", "features", "held", "let_go"),
+    [
+        # 3 dB under the watch level of -48 dB, and of the 10 dB prominence.
+        ("broken_rotor_bar", BRB, {"brb_lsb_db": -50.9}, {"brb_lsb_db": -51.1}),
+        ("broken_rotor_bar", {"brb_lsb_db": -45.0},
+         {"brb_prominence_db": 7.1}, {"brb_prominence_db": 6.9}),
+        # 3 dB under the 6 dB rise over the healthy -66 dB, and under the prominence.
+        ("eccentricity", LINE, {"ecc_lsb_db": -62.9}, {"ecc_lsb_db": -63.1}),
+        ("eccentricity", LINE, {"ecc_lsb_floor_db": -67.1}, {"ecc_lsb_floor_db": -66.9}),
+        # 20 % under the 0.08 (stator) and 0.02 (supply) watch levels.
+        ("stator_short", {}, currents(10.0, 0.65), currents(10.0, 0.63)),
+        ("supply_unbalance", {}, {"v2_v1": 0.0161}, {"v2_v1": 0.0159}),
+    ],
+)  # fmt: skip
+def test_an_open_alert_reads_watch_down_to_the_deadband(fault, features, held, let_go):
+    def found(more, holding):
+        window = {"i1": RATED, **features, **more}
+        return diagnose(window, None, None, CFG, RATED, {"ecc_lsb_db": -66.0},
+                        holding=holding).get(fault)  # fmt: skip
+
+    # Under the watch level: nothing while no alert is open; watch while one is.
+    assert found(held, ()) is None
+    assert found(held, {fault}).severity == "watch"
+    assert found(let_go, {fault}) is None
+    assert found(held, {"anomaly"}) is None  # another fault's alert holds nothing
+
+
+def test_an_open_anomaly_alert_reads_watch_down_to_80_percent_of_the_threshold():
+    def found(score, holding):
+        return diagnose({}, score, 10.0, CFG, RATED, holding=holding).get("anomaly")
+
+    assert found(8.1, ()) is None and found(8.1, {"anomaly"}).severity == "watch"
+    assert found(7.9, {"anomaly"}) is None
+
+
+def test_the_pipeline_holds_an_open_alert_through_a_dip_under_the_watch_level():
+    motor = Config().motor
+    parts = [(40.0, 20.0), (49.5, 24.0), (56.0, 24.0)]  # dB under the fundamental, seconds
+    x = np.concatenate([
+        simulate(SimulationSpec(fs=4000.0, duration_s=s, fault="broken-bar", severity=dB,
+                                seed=i), motor)[1]
+        for i, (dB, s) in enumerate(parts)
+    ])  # fmt: skip
+    recs = Pipeline(Config(), 4000.0).update(x)
+    said = [(r["state"], r["t"]) for r in recs if r["type"] == "alert"]
+    # Raised at -40 dB; the 24 s at -49.5 dB (1.5 dB under watch) hold it; -56 clears it.
+    assert [s for s, _ in said] == ["raised", "cleared"], said
+    assert said[0][1] < 20.0 and said[1][1] > 44.0
