@@ -50,12 +50,12 @@ class PipelineStats:
 
     def describe(self) -> str:
         """The windows and alerts, for a run's or a replay's summary line."""
-        stopped = f", {self.stopped_windows} with the motor stopped" if self.stopped_windows else ""
+        more = f", {self.stopped_windows} with the motor stopped" if self.stopped_windows else ""
         if self.outside_baseline_windows:
-            stopped += f", {self.outside_baseline_windows} outside the model's baseline"
+            more += f", {self.outside_baseline_windows} outside the model's baseline"
         return (
             f"{self.windows} windows ({self.flagged_windows} flagged, {self.anomalous_windows} "
-            f"anomalous{stopped}), alerts: {self.alerts_raised} raised, {self.alerts_cleared} "
+            f"anomalous{more}), alerts: {self.alerts_raised} raised, {self.alerts_cleared} "
             "cleared"
         )
 

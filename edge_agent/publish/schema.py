@@ -162,7 +162,9 @@ class SummaryPayload(_Payload):
         "the score fields, and not counted in flagged_windows (0 in summaries queued before "
         "this field existed)",
     )
-    anomalous_windows: int = Field(ge=0, description="windows scored above the threshold")
+    anomalous_windows: int = Field(
+        ge=0, description="windows scored above the threshold, within the model's baseline"
+    )
     alerts_raised: int = Field(ge=0, description="alerts raised in the period")
     alerts_cleared: int = Field(ge=0, description="alerts cleared in the period")
     active_alerts: list[Fault] = Field(
