@@ -276,6 +276,14 @@ class AlertConfig(_Model):
     )
     line_rise_warning_db: float = Field(12.0, gt=0, le=60)
     line_rise_alarm_db: float = Field(18.0, gt=0, le=60)
+    start_s: float = Field(
+        10.0,
+        ge=0,
+        le=600,
+        description="anomaly alerts: seconds after a stopped motor starts, and then until "
+        "its current has settled (60 s at most), whose windows raise none: a start draws "
+        "several times the running current",
+    )
     baseline_margin: float = Field(
         0.1,
         ge=0,

@@ -28,6 +28,11 @@ from edge_agent.wiring import wiring_problems
 if TYPE_CHECKING:
     from edge_agent.scoring import Scorer
 
+# A start lasts at least [alerts] start_s, and then until i1 differs by at most this share
+# of itself from its value START_SETTLED_S before, but no longer than MAX_START_S.
+START_SETTLED = 0.05
+START_SETTLED_S = 2.0
+MAX_START_S = 60.0
 # Largest (max - min) / mean of i1 across the long window for rotor features to be read.
 MAX_LOAD_VARIATION = 0.05
 # NaN runs up to this long are filled by interpolation (window flagged "filled"); longer
@@ -45,12 +50,16 @@ class PipelineStats:
     anomalous_windows: int = 0
     wiring_windows: int = 0  # flagged "wiring" (edge_agent.wiring)
     stopped_windows: int = 0  # flagged "stopped": not counted in flagged_windows
-    # Flagged "outside_baseline" (Scorer.outside): not counted in flagged_windows either.
+    # Flagged "outside_baseline" (Scorer.outside) and "starting" (Pipeline._starting):
+    # not counted in flagged_windows either.
     outside_baseline_windows: int = 0
+    starting_windows: int = 0
 
     def describe(self) -> str:
         """The windows and alerts, for a run's or a replay's summary line."""
         more = f", {self.stopped_windows} with the motor stopped" if self.stopped_windows else ""
+        if self.starting_windows:
+            more += f", {self.starting_windows} starting"
         if self.outside_baseline_windows:
             more += f", {self.outside_baseline_windows} outside the model's baseline"
         return (
@@ -155,6 +164,12 @@ class Pipeline:
         # the start.
         self.wiring: dict[str, str] = {}
         self.wiring_seen: dict[str, str] = {}
+        # A start: running windows since the last stopped one (None: not in a start), and
+        # their i1 over the last START_SETTLED_S.
+        self._start_windows: int | None = None
+        self._start_i1: deque[float | None] = deque(
+            maxlen=round(START_SETTLED_S / w.hop_s) + 1
+        )
 
     def update(
         self, chunk: np.ndarray, gaps: Iterable[int] = (), lost: Iterable[int] = ()
@@ -315,6 +330,29 @@ class Pipeline:
         self._long_age = 1
         return out, z is None
 
+    def _starting(self, i1: float | None) -> bool:
+        """Whether this window of the running motor, after a stop, is still in its start:
+        within ``[alerts] start_s`` of the stop's end, or after that while i1 still differs
+        by more than START_SETTLED from its value START_SETTLED_S before (at most
+        MAX_START_S). A start draws several times the running current, which no healthy
+        baseline holds."""
+        assert self._start_windows is not None
+        self._start_windows += 1
+        age = self._start_windows * self.config.windows.hop_s
+        history = self._start_i1
+        history.append(i1)
+        then = history[0]
+        steady = (
+            len(history) == history.maxlen
+            and i1 is not None
+            and then is not None
+            and abs(i1 - then) <= START_SETTLED * i1
+        )
+        if age <= self.config.alerts.start_s or (not steady and age < MAX_START_S):
+            return True
+        self._start_windows = None  # started: not again until the next stop
+        return False
+
     def _lost_before(self, i: int) -> int:
         """Samples known lost before absolute sample ``i`` (counted in window times)."""
         # Shifts older than the current window no longer matter but the last of them.
@@ -352,13 +390,18 @@ class Pipeline:
                 # A motor at standstill: its features are of the sensors' noise, and its
                 # wiring cannot be checked (self.wiring stays as the last check left it).
                 flags.append("stopped")
+                self._start_windows = 0
+                self._start_i1.clear()
             else:
+                if self._start_windows is not None and self._starting(features["i1"]):
+                    flags.append("starting")
                 self.wiring = wiring_problems(features)
                 if self.wiring:
                     flags.append("wiring")
                     for check, said in self.wiring.items():
                         self.wiring_seen.setdefault(check, said)
         stopped = "stopped" in flags
+        starting = "starting" in flags
         score, threshold, anomalous, outside = None, None, False, False
         if self.scorer is not None and not stopped:
             # float32 overflow on absurd input gives inf: no score rather than invalid JSON.
@@ -370,7 +413,7 @@ class Pipeline:
             outside = score is not None and self.scorer.outside(features, margin) is not None
             if outside:
                 flags.append("outside_baseline")
-            anomalous = not outside and self.scorer.is_anomalous(score)
+            anomalous = not (outside or starting) and self.scorer.is_anomalous(score)
         t_end = self.t0 + (end + self._lost_before(end)) / self.fs
         record = {
             "type": "window",
@@ -387,6 +430,7 @@ class Pipeline:
         self.stats.wiring_windows += "wiring" in flags
         self.stats.stopped_windows += stopped
         self.stats.outside_baseline_windows += outside
+        self.stats.starting_windows += starting
         # A miswired window reads as motor faults (a reversed CT as a stator short).
         blocking = [f for f in flags if f in ("gap", "nan", "wiring", "stopped")]
         findings = {} if blocking else diagnose(
@@ -401,7 +445,7 @@ class Pipeline:
         # a window without a fresh analysis of the long window for the faults read off it
         # (a repeat, or none while it refills after a gap or the load is unsteady).
         skip = _ALL_FAULTS if blocking else LONG_WINDOW_FAULTS if stale else frozenset()
-        if outside:
+        if outside or starting:
             skip |= _ANOMALY
         alerts = self.tracker.update(t_end, findings, score, skip)
         for a in alerts:

@@ -45,7 +45,7 @@ MEAN_FEATURES = (
 # values (their greatest), and the rest, means and percentiles (averaged over them). The
 # event store keeps them all hour by hour, for `edge-agent trend`.
 COUNT_FIELDS = (
-    "windows", "flagged_windows", "wiring_windows", "stopped_windows",
+    "windows", "flagged_windows", "wiring_windows", "stopped_windows", "starting_windows",
     "outside_baseline_windows", "anomalous_windows",
     "alerts_raised", "alerts_cleared", "lost_samples",
 )  # fmt: skip
@@ -60,6 +60,7 @@ class _Period:
     flagged: int = 0
     wiring: int = 0
     stopped: int = 0
+    starting: int = 0
     outside: int = 0
     anomalous: int = 0
     raised: int = 0
@@ -174,6 +175,7 @@ class Summarizer:
             "flagged_windows": p.flagged,
             "wiring_windows": p.wiring,
             "stopped_windows": p.stopped,
+            "starting_windows": p.starting,
             "outside_baseline_windows": p.outside,
             "anomalous_windows": p.anomalous,
             "alerts_raised": p.raised,
@@ -207,24 +209,26 @@ def _add_window(p: _Period, rec: Mapping[str, Any]) -> None:
     p.flagged += flagged(flags)
     p.wiring += "wiring" in flags
     p.stopped += "stopped" in flags
+    starting = "starting" in flags
     outside = "outside_baseline" in flags
+    p.starting += starting
     p.outside += outside
     p.anomalous += bool(rec.get("anomalous"))
     features = rec.get("features") or {}
     for name in MEAN_FEATURES:
         _append_finite(p.values[name], features.get(name))
-    if not outside:  # the scores the model judges the motor by
+    if not (starting or outside):  # the scores the model judges the motor by
         _append_finite(p.values["score"], rec.get("score"))
 
 
-# Flags of the motor's state, not of the data: a motor at standstill, or running as the
-# model never saw it.
-_STATE_FLAGS = frozenset({"stopped", "outside_baseline"})
+# Flags of the motor's state, not of the data: a motor at standstill, starting, or running
+# as its model never saw it.
+_STATE_FLAGS = frozenset({"stopped", "starting", "outside_baseline"})
 
 
 def flagged(flags: Sequence[str]) -> bool:
-    """Whether a window counts in ``flagged_windows``: any flag but ``stopped`` and
-    ``outside_baseline`` (the motor's state is no problem of the data)."""
+    """Whether a window counts in ``flagged_windows``: any flag but ``stopped``,
+    ``starting`` and ``outside_baseline`` (the motor's state is no problem of the data)."""
     return any(f not in _STATE_FLAGS for f in flags)
 
 

@@ -154,6 +154,13 @@ class SummaryPayload(_Payload):
         "nameplate current): not scored, not diagnosed, not counted in flagged_windows (0 in "
         "summaries queued before this field existed)",
     )
+    starting_windows: int = Field(
+        0,
+        ge=0,
+        description="windows of a start: from a stop for [alerts] start_s (10 s), then until "
+        "the current settles; scored, but neither anomalous nor in the score fields, and not "
+        "counted in flagged_windows (0 in summaries queued before this field existed)",
+    )
     outside_baseline_windows: int = Field(
         0,
         ge=0,
@@ -163,7 +170,9 @@ class SummaryPayload(_Payload):
         "this field existed)",
     )
     anomalous_windows: int = Field(
-        ge=0, description="windows scored above the threshold, within the model's baseline"
+        ge=0,
+        description="windows scored above the threshold, not starting and within the model's "
+        "baseline",
     )
     alerts_raised: int = Field(ge=0, description="alerts raised in the period")
     alerts_cleared: int = Field(ge=0, description="alerts cleared in the period")
