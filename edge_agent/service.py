@@ -283,35 +283,42 @@ def report_wiring(before: set[str], now: Mapping[str, str], sink: RecordSink) ->
         sink.resolved({"source": "wiring", "check": check})
 
 
-# Windows in a row within the model's baseline before the daemon says it is back in it.
+# Scored windows in a row outside (within) the model's baseline before the daemon says the
+# motor runs outside it (within it again): not at a stop's or a start's edge, nor at every
+# wobble across the edge.
+OUTSIDE_FOR = 20
 INSIDE_AGAIN = 20
 
 
 class BaselineWatch:
-    """Logs when the motor starts to run outside the model's baseline (windows flagged
+    """Logs when the motor has run outside the model's baseline (windows flagged
     ``outside_baseline``: a lighter load or another supply frequency than the model's
-    training windows, so no anomaly alerts), and when it has run within it again for
-    :data:`INSIDE_AGAIN` scored windows. Not at every window, nor at every wobble across
-    the edge."""
+    training windows, so no anomaly alerts) for :data:`OUTSIDE_FOR` scored windows, and
+    when it has run within it again for :data:`INSIDE_AGAIN`. Windows of a stop or a
+    start count neither way."""
 
     def __init__(self) -> None:
         self.outside = False
-        self._inside = 0  # scored windows in a row within the baseline since
+        self._run = 0  # scored windows in a row on the other side than self.outside says
 
     def update(self, records: list[dict[str, Any]], pipe: Pipeline) -> None:
         for rec in records:
-            if rec["type"] != "window" or rec["score"] is None or pipe.scorer is None:
+            if (
+                rec["type"] != "window"
+                or rec["score"] is None
+                or pipe.scorer is None
+                or "starting" in rec["flags"]
+            ):
                 continue
-            if "outside_baseline" not in rec["flags"]:
-                self._inside += 1
-                if self.outside and self._inside >= INSIDE_AGAIN:
-                    self.outside = False
-                    log.info("the motor runs within the model's baseline again: anomaly "
-                             "alerts resume")  # fmt: skip
+            if ("outside_baseline" in rec["flags"]) == self.outside:
+                self._run = 0
                 continue
-            self._inside = 0
-            if not self.outside:
-                self.outside = True
+            self._run += 1
+            if self.outside and self._run >= INSIDE_AGAIN:
+                self.outside, self._run = False, 0
+                log.info("the motor runs within the model's baseline again: anomaly alerts resume")
+            elif not self.outside and self._run >= OUTSIDE_FOR:
+                self.outside, self._run = True, 0
                 why = pipe.scorer.outside(rec["features"], pipe.config.alerts.baseline_margin)
                 log.warning(
                     "no anomaly alerts while %s: the model's score says nothing of the motor "

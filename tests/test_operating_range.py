@@ -17,7 +17,7 @@ from edge_agent.config import Config
 from edge_agent.errors import InputDataError
 from edge_agent.pipeline import Pipeline
 from edge_agent.scoring import Scorer
-from edge_agent.service import INSIDE_AGAIN, BaselineWatch
+from edge_agent.service import INSIDE_AGAIN, OUTSIDE_FOR, BaselineWatch
 from edge_agent.simulate import SimulationSpec, simulate, write_recording
 from edge_agent.summary import Summarizer
 
@@ -188,22 +188,28 @@ def test_the_daemon_says_when_the_motor_leaves_the_baseline_and_when_it_is_back(
     _, pipe = replay(model, signal((0.8, 2.0)))
     watch = BaselineWatch()
     caplog.set_level(logging.INFO, logger="edge_agent.service")
-    # Fed hop by hop as the daemon does: 8 s at 80 %, 10 s at 20 %, 3 s back at 80 %,
-    # 1 s at 20 % again, then 12 s at 80 %.
-    x = signal((0.8, 8.0), (0.2, 10.0), (0.8, 3.0), (0.2, 1.0), (0.8, 12.0))
+    # Fed hop by hop as the daemon does: at 80 %, a stop (whose edge window reads a
+    # lighter load) and a start, 15 s at 20 %, 3 s back at 80 %, a 1 s dip to 20 %, then
+    # 15 s at 80 %.
+    x = signal((0.8, 8.0), (0.0, 3.0), (0.8, 15.0), (0.2, 15.0), (0.8, 3.0), (0.2, 1.0),
+               (0.8, 15.0))  # fmt: skip
+    x[int(8 * FS) : int(11 * FS)] *= 0.01  # the stop: the CTs read 1 % of the current
     hop = int(FS / 2)
     said = []
     for i in range(0, len(x), hop):
         watch.update(pipe.update(x[i : i + hop]), pipe)
-        said.extend((r.levelname, r.getMessage()) for r in caplog.records)
+        said.extend((r.levelname, r.getMessage(), (i + hop) / FS) for r in caplog.records)
         caplog.clear()
-    # Once on the way out, and once back in after INSIDE_AGAIN windows: the 3 s back at
-    # 80 % (6 windows) were too short to say so, and the 1 s dip said nothing again.
-    assert [level for level, _ in said] == ["WARNING", "INFO"], said
+    assert pipe.stats.outside_baseline_windows > 30 and pipe.stats.stopped_windows > 0
+    # Once 10 s into the light load (from 26 s), and once 10 s after it is back for good
+    # (from 45 s): not at the stop's edge (8 s), and the 3 s back at 80 % (6 windows)
+    # were too short to say so.
+    assert [level for level, _, _ in said] == ["WARNING", "INFO"], said
+    assert 35.5 <= said[0][2] <= 37.0 and 55.0 <= said[1][2] <= 56.5
     assert said[0][1].startswith("no anomaly alerts while the current, i1 ")
     assert "record a healthy run (edge-agent run --record) and train again" in said[0][1]
-    assert said[1][1] == ("the motor runs within the model's baseline again: anomaly alerts resume")
-    assert not watch.outside and INSIDE_AGAIN == 20
+    assert said[1][1] == "the motor runs within the model's baseline again: anomaly alerts resume"
+    assert not watch.outside and OUTSIDE_FOR == INSIDE_AGAIN == 20
 
 
 def test_evaluate_says_which_windows_ran_outside_the_baseline(narrow, tmp_path):
