@@ -82,7 +82,7 @@ nothing.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -303,6 +303,13 @@ class AlertTracker:
     @classmethod
     def from_config(cls, cfg: AlertConfig) -> AlertTracker:
         return cls(raise_after=cfg.raise_after, clear_after=cfg.clear_after)
+
+    def resume(self, alerts: Iterable[Mapping[str, Any]]) -> None:
+        """Carry on alerts a previous run left open (``alert_id``, ``fault``, ``severity``,
+        as the event store lists them): kept open under their ids while windows read the
+        fault, cleared once ``clear_after`` read normal, escalated as usual."""
+        for a in alerts:
+            self._states[a["fault"]] = _State(alert_id=a["alert_id"], severity=a["severity"])
 
     @property
     def active(self) -> dict[str, str]:

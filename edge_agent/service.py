@@ -144,6 +144,7 @@ def run(
     compile_kernels_apart()
     kernels.warm_up()
     pipe = Pipeline(config, source.fs, source.roles, scorer)
+    pipe.tracker.resume(sink.left_open)  # alerts the last run left open carry on
     source.open()
     pipe.t0 = time.time() if t0 is None else float(t0)
     if on_ready is not None:

@@ -93,6 +93,11 @@ class Summarizer:
         # Raised and not yet cleared: fault name by alert id. Spans periods.
         self._active: dict[str, str] = {}
 
+    def resume(self, alert_id: str, fault: str) -> None:
+        """Count an alert raised before this summarizer (left open by the last run, and
+        carried on) as active until its cleared record comes."""
+        self._active[alert_id] = fault
+
     def update(self, records: Iterable[Mapping[str, Any]], lost_samples: int = 0) -> list[dict]:
         """Take the pipeline's records; return the summaries of the periods they complete.
 

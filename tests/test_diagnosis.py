@@ -528,3 +528,18 @@ def test_the_pipeline_holds_an_open_alert_through_a_dip_under_the_watch_level():
     # Raised at -40 dB; the 24 s at -49.5 dB (1.5 dB under watch) hold it; -56 clears it.
     assert [s for s, _ in said] == ["raised", "cleared"], said
     assert said[0][1] < 20.0 and said[1][1] > 44.0
+
+
+def test_the_tracker_carries_on_an_alert_left_open_by_the_last_run():
+    tracker = AlertTracker.from_config(CFG)
+    tracker.resume([{"alert_id": "left", "fault": "stator_short", "severity": "watch"}])
+    assert tracker.active == {"stator_short": "left"}
+    short = findings(**currents(10.0, 1.0))  # i2/i1 0.10: watch
+    assert tracker.update(0.0, short, None) == []  # still open: nothing raised again
+    worse = findings(**currents(10.0, 2.0))  # 0.20: warning, escalates as usual
+    said = [tracker.update(t, worse, None) for t in (1.0, 2.0, 3.0)][-1]
+    assert [(r["state"], r["evidence"].get("superseded_by") is not None) for r in said] == [
+        ("cleared", True), ("raised", False)]  # fmt: skip
+    assert said[0]["id"] == "left"
+    normal = [tracker.update(4.0 + t, {}, None) for t in range(5)]
+    assert normal[-1][0]["state"] == "cleared" and normal[-1][0]["id"] == said[1]["id"]

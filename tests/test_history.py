@@ -68,7 +68,9 @@ def test_the_daemon_logs_each_alert_with_what_its_evidence_says(daemon):
     assert cleared[0].endswith(f"(id {ident})")
 
 
-def test_an_alert_a_stopped_daemon_left_open_is_logged_as_cleared_at_the_next_start(tmp_path):
+def test_an_alert_a_stopped_daemon_left_open_is_carried_on_and_cleared_once_read_normal(
+    tmp_path,
+):
     store = tmp_path / "edge-agent.db"
     with EventStore(store) as db:
         db.record_alert(
@@ -77,7 +79,7 @@ def test_an_alert_a_stopped_daemon_left_open_is_logged_as_cleared_at_the_next_st
             site="site", asset="motor", t0=0.0, model_id=None,
         )  # fmt: skip
     rec = tmp_path / "healthy.npy"
-    np.save(rec, simulate(SimulationSpec(duration_s=2.0), MotorConfig())[1])
+    np.save(rec, simulate(SimulationSpec(duration_s=30.0), MotorConfig())[1])
     env = {**os.environ, "EDGE_AGENT_ACQUISITION__REPLAY__SPEED": "0",
            "EDGE_AGENT_STORE__PATH": str(store)}  # fmt: skip
     res = subprocess.run(
@@ -87,8 +89,17 @@ def test_an_alert_a_stopped_daemon_left_open_is_logged_as_cleared_at_the_next_st
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
     said = [line for line in res.stderr.splitlines() if "0b9e7f52-left" in line]
-    assert len(said) == 1, res.stderr
-    assert "alert cleared: bearing alarm: agent restarted (id 0b9e7f52-left)" in said[0]
+    # Carried on under its id at the start, not cleared for the restart; cleared by the
+    # windows of the long window once it has filled (8 s) and read normal five times.
+    assert len(said) == 2, res.stderr
+    assert "alert still open from the last run: bearing alarm, raised " in said[0]
+    assert (
+        "alert cleared: bearing alarm: the windows read normal again (id 0b9e7f52-left)"
+        in (said[1])
+    )
+    with EventStore(store) as db:
+        (alert,) = db.alerts()
+    assert alert["alert_id"] == "0b9e7f52-left" and alert["cleared_ts"] is not None
 
 
 # --- what an alert says -----------------------------------------------------------------

@@ -60,18 +60,28 @@ def test_records_and_summaries_come_out_in_time_order(tmp_path):
     assert not (tmp_path / "agent.db").exists()  # a plain replay keeps no store
 
 
-def test_the_daemon_keeps_alerts_and_clears_those_a_crash_left_open(tmp_path):
+def test_the_daemon_carries_on_the_alerts_a_crash_left_open(tmp_path):
     cfg = config(tmp_path)
     sink = RecordSink(cfg, None, store=True, resume=True)
-    sink.write([window(1.0), alert(1.0, "raised", "left-open")])
-    sink.store.close()  # killed: the alert was never cleared
+    sink.write([window(1.0), alert(1.0, "raised", "older"), alert(2.0, "raised", "left-open")])
+    sink.store.close()  # killed: neither alert was cleared (the older one by a fault)
     out = io.StringIO()
-    RecordSink(cfg, out, store=True, resume=True, ts_offset=1000.0).close()
+    again = RecordSink(cfg, out, store=True, resume=True, ts_offset=1000.0)
+    # The newest open alert of the fault is handed to the new run's tracker, and stays
+    # open; another of the same fault cannot be, and is cleared.
+    assert [a["alert_id"] for a in again.left_open] == ["left-open"]
+    assert again.left_open[0]["fault"] == "broken_rotor_bar"
+    again.write([window(1001.0)])
+    again.close()
     with EventStore(tmp_path / "agent.db") as store:
-        (kept,) = store.alerts()
-        assert kept["alert_id"] == "left-open" and kept["cleared_ts"] is not None
-    (cleared,) = [r for r in lines(out) if r["type"] == "alert"]
-    assert cleared["state"] == "cleared" and cleared["evidence"] == {"reason": "agent restarted"}
+        cleared = {a["alert_id"]: a["cleared_ts"] is not None for a in store.alerts()}
+    assert cleared == {"older": True, "left-open": False}
+    said = lines(out)
+    (gone,) = [r for r in said if r["type"] == "alert"]
+    assert gone["id"] == "older" and gone["evidence"] == {"reason": "agent restarted"}
+    # The new run's summaries count the carried-on alert as active.
+    (summary,) = [r for r in said if r["type"] == "summary"]
+    assert summary["active_alerts"] == ["broken_rotor_bar"]
 
 
 def test_raw_history_keeps_the_last_seconds_across_wraps(tmp_path):

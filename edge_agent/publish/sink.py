@@ -93,8 +93,9 @@ class RecordSink:
     store : keep the event store (always when publishing)
     handlers : command name (``reload``, ``snapshot``) → handler; ``label`` is built in
     status_extra : counters of the caller (source, pipeline) for the status message
-    resume : this is the daemon starting: alerts it left open when it last stopped are
-        cleared (their evidence says so), since the new run's tracker knows nothing of them
+    resume : this is the daemon starting: the alerts it left open when it last stopped
+        are kept in :attr:`left_open` for the new run's tracker to carry on (one per fault,
+        the newest; any other is cleared, its evidence saying "agent restarted")
     presence : announce the agent on ``/status`` (birth, Last Will) and take commands; a
         replay publishes its records without, so as not to speak for the asset's daemon
     log_alerts : log every alert raised (warning) and cleared (info), with what its
@@ -157,8 +158,10 @@ class RecordSink:
                 presence=presence,
             )
         self.set_model(scorer)
+        # Alerts the last run left open, one per fault, for the pipeline to carry on.
+        self.left_open: list[dict[str, Any]] = []
         if resume and self.store is not None:
-            self._clear_left_open()
+            self._resume_left_open()
 
     def attach(
         self,
@@ -265,15 +268,31 @@ class RecordSink:
             )
             self.outbox.put("summary", "summary", payload)
 
-    def _clear_left_open(self) -> None:
+    def _resume_left_open(self) -> None:
+        """Keep the newest open alert of each fault in :attr:`left_open` (the summaries
+        count it active), and clear any older one of the same fault."""
         now = time.time()
         records = []
-        for a in self.store.alerts(site=self.site, asset=self.asset, open_only=True, limit=None):
-            records.append({
-                "type": "alert", "id": a["alert_id"], "state": "cleared",
-                "t": now - self.ts_offset, "fault": a["fault"], "severity": a["severity"],
-                "score": None, "evidence": {"reason": "agent restarted"},
-            })  # fmt: skip
+        newest_first = self.store.alerts(
+            site=self.site, asset=self.asset, open_only=True, limit=None
+        )
+        for a in newest_first:
+            if any(kept["fault"] == a["fault"] for kept in self.left_open):
+                records.append({
+                    "type": "alert", "id": a["alert_id"], "state": "cleared",
+                    "t": now - self.ts_offset, "fault": a["fault"], "severity": a["severity"],
+                    "score": None, "evidence": {"reason": "agent restarted"},
+                })  # fmt: skip
+                continue
+            self.left_open.append(a)
+            self.summarizer.resume(a["alert_id"], a["fault"])
+            if self.log_alerts:
+                log.info(
+                    "alert still open from the last run: %s %s, raised %s (id %s); it clears "
+                    "once the windows read normal", a["fault"], a["severity"],
+                    time.strftime("%Y-%m-%d %H:%M", time.localtime(a["raised_ts"])),
+                    a["alert_id"],
+                )  # fmt: skip
         self._emit(records)  # logged there, with the other alerts, when log_alerts
 
     def set_model(self, scorer: Scorer | None) -> None:
