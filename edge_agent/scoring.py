@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,7 +26,7 @@ from edge_agent.errors import InputDataError, InputMissingError
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
 
-__all__ = ["BUNDLE_FORMAT", "DEFAULT_MODEL_DIR", "Scorer"]
+__all__ = ["BUNDLE_FORMAT", "DEFAULT_MODEL_DIR", "Scorer", "operating_limits"]
 
 BUNDLE_FORMAT = "edge-agent-model/1"  # same as edge_agent.training.bundle (not imported: onnx)
 _MODEL = "model.onnx"
@@ -131,6 +131,16 @@ def _check_operating_range(card: dict, where: str) -> dict[str, tuple[float, flo
             raise InputDataError(f"{where}: 'operating_range' is {entry!r}; {expected}")
         out[name] = (float(pair[0]), float(pair[1]))
     return out
+
+
+def operating_limits(
+    operating_range: Mapping[str, Sequence[float]], margin: float
+) -> tuple[float, float, float]:
+    """The lowest i1 (A), and the lowest and highest supply frequency (Hz), of a window the
+    model judges: the card's ``operating_range`` widened by ``margin`` (a fraction). A
+    heavier load has no limit: a fault can raise the current."""
+    (i1_low, _), (f_low, f_high) = operating_range["i1"], operating_range["supply_hz"]
+    return i1_low * (1.0 - margin), f_low * (1.0 - margin), f_high * (1.0 + margin)
 
 
 def _check_normalisation(card: dict, names: list[str], where: str) -> np.ndarray | None:
@@ -300,14 +310,15 @@ class Scorer:
         if self.operating_range is None:
             return None
         i1, hz = features.get("i1"), features.get("supply_hz")
-        low = self.operating_range["i1"][0]
-        if i1 is not None and i1 < low * (1.0 - margin):
+        i1_min, hz_min, hz_max = operating_limits(self.operating_range, margin)
+        if i1 is not None and i1 < i1_min:
+            low = self.operating_range["i1"][0]
             return (
                 f"the current, i1 {i1:.3g} A, is under the {low:.3g} A of the lightest "
                 "load in the model's training"
             )
-        f_low, f_high = self.operating_range["supply_hz"]
-        if hz is not None and not f_low * (1.0 - margin) <= hz <= f_high * (1.0 + margin):
+        if hz is not None and not hz_min <= hz <= hz_max:
+            f_low, f_high = self.operating_range["supply_hz"]
             return (
                 f"the supply frequency, {hz:.1f} Hz, is outside the {f_low:.1f}-{f_high:.1f} "
                 "Hz of the model's training"

@@ -15,6 +15,7 @@ from edge_agent.errors import InputDataError
 from edge_agent.features import FEATURE_RESOLUTION, MODEL_FEATURES
 from edge_agent.pipeline import Pipeline
 from edge_agent.recording import open_recording
+from edge_agent.scoring import operating_limits
 from edge_agent.training.autoencoder import (
     FitResult,
     choose_threshold,
@@ -123,6 +124,7 @@ def describe_operating_range(card_range: dict, config: Config) -> str:
     with a warning when the training windows ran at one load only."""
     (i1_low, i1_high), (f_low, f_high) = card_range["i1"], card_range["supply_hz"]
     margin = config.alerts.baseline_margin
+    i1_min, hz_min, hz_max = operating_limits(card_range, margin)
     rated = config.motor.rated_current
     share = (
         f" ({100 * i1_low / rated:.0f}-{100 * i1_high / rated:.0f} % of the nameplate's "
@@ -130,8 +132,8 @@ def describe_operating_range(card_range: dict, config: Config) -> str:
     )
     said = (
         f"operating range kept: i1 {i1_low:.3g}-{i1_high:.3g} A{share}, supply "
-        f"{f_low:.1f}-{f_high:.1f} Hz. A window under {i1_low * (1 - margin):.3g} A or "
-        f"outside {f_low * (1 - margin):.1f}-{f_high * (1 + margin):.1f} Hz ([alerts] "
+        f"{f_low:.1f}-{f_high:.1f} Hz. A window under {i1_min:.3g} A or "
+        f"outside {hz_min:.1f}-{hz_max:.1f} Hz ([alerts] "
         f"baseline_margin = {margin:g}) is scored but raises no anomaly alert"
     )
     if i1_high < NARROW_LOAD_SPAN * i1_low:
