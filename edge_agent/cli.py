@@ -666,7 +666,8 @@ def train(
     """Learn a motor's healthy baseline from recordings and write a model bundle.
 
     Every clean window of the FILES (recordings of the motor running healthy; windows
-    flagged for data quality or wiring are left out) becomes a training vector. The
+    flagged for data quality or wiring, of a stopped motor or of a start are left out)
+    becomes a training vector. The
     threshold is set from the scores of these healthy windows, each recording also scored
     by a model fitted without it (one recording: each of three stretches of it); use three
     or more recordings. The card also keeps the motor's healthy line levels and
