@@ -311,6 +311,15 @@ class AlertTracker:
         for a in alerts:
             self._states[a["fault"]] = _State(alert_id=a["alert_id"], severity=a["severity"])
 
+    def close(self, fault: str, t: float, reason: str) -> dict[str, Any] | None:
+        """Clear ``fault``'s open alert at ``t``, its evidence ``{"reason": reason}``: for
+        a fault this run cannot judge. None when none is open."""
+        st = self._states.pop(fault, None)
+        if st is None or st.alert_id is None:
+            return None
+        closed = Finding(fault, st.severity or "watch", {"reason": reason})
+        return _alert(st.alert_id, "cleared", t, closed, None, 0)
+
     @property
     def active(self) -> dict[str, str]:
         """Alert ids of the raised alerts, by fault."""

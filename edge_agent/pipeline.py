@@ -10,14 +10,20 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edge_agent.config import CURRENT_CHANNELS, VOLTAGE_CHANNELS, AlertConfig, Config
-from edge_agent.diagnosis import FAULTS, LONG_WINDOW_FAULTS, AlertTracker, diagnose
+from edge_agent.diagnosis import (
+    BASELINE_LINES,
+    FAULTS,
+    LONG_WINDOW_FAULTS,
+    AlertTracker,
+    diagnose,
+)
 from edge_agent.features import ROLLING_FEATURES, FeatureExtractor, Rolling, empty_features
 from edge_agent.kernels import SpaceVectorDecimator
 from edge_agent.kernels.quality import detect_clipping, fill_gaps
@@ -157,6 +163,7 @@ class Pipeline:
         self.fft_plans = self.extractor.tune_ffts(self.length, n_long)
         self.rolling = Rolling(ROLLING_FEATURES, w.rolling_windows)
         self.tracker = AlertTracker.from_config(config.alerts)
+        self._t_end: float | None = None  # the last window's end
         self.stats = PipelineStats()
         # What the last window that could be checked (the motor running) said is miswired,
         # by check (edge_agent.wiring), {} when nothing is: kept while the motor stands, so
@@ -215,16 +222,52 @@ class Pipeline:
         for chunk in chunks:
             yield from self.update(chunk.samples, chunk.gaps)
 
-    def reload(self, scorer: Scorer | None, alerts: AlertConfig) -> None:
+    def reload(self, scorer: Scorer | None, alerts: AlertConfig) -> list[dict[str, Any]]:
         """Score later windows with ``scorer`` and judge them by ``alerts``.
 
-        Alerts already raised stay raised (and clear by the new rules); the windows, the
-        features and their history go on undisturbed.
+        Alerts already raised stay raised (and clear by the new rules), but for faults the
+        new model cannot judge (:meth:`unjudged`): returns their cleared records. The
+        windows, the features and their history go on undisturbed.
         """
         self.scorer = scorer
         self.config = self.config.model_copy(update={"alerts": alerts})
         self.tracker.raise_after = alerts.raise_after
         self.tracker.clear_after = alerts.clear_after
+        return self._close_unjudged()
+
+    def resume(self, alerts: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Carry on the alerts a previous run left open (``RecordSink.left_open``), but for
+        faults this pipeline cannot judge (:meth:`unjudged`): returns their cleared records,
+        at ``t0``."""
+        self.tracker.resume(alerts)
+        return self._close_unjudged()
+
+    def unjudged(self) -> dict[str, str]:
+        """The faults whose rules can find nothing here, each with why. An alert open for
+        one would otherwise clear as if its windows read normal."""
+        why = "not judged in this run: "
+        out = {}
+        if self.scorer is None:
+            out["anomaly"] = why + "no model loaded"
+        baseline = self.scorer.baseline if self.scorer is not None else {}
+        for fault, names in BASELINE_LINES.items():
+            if not any(n in baseline for n in names):
+                out[fault] = (
+                    why + "the model has no healthy levels of its lines (edge-agent train "
+                    "learns them on this motor)"
+                )
+        if self.config.motor.bearing is None:
+            out["bearing"] = why + "no bearing geometry ([motor.bearing])"
+        if not self.voltages:
+            out["supply_unbalance"] = why + "no voltages wired"
+        return out
+
+    def _close_unjudged(self) -> list[dict[str, Any]]:
+        t = self.t0 if self._t_end is None else self._t_end
+        closed = (self.tracker.close(f, t, why) for f, why in self.unjudged().items())
+        records = [r for r in closed if r is not None]
+        self.stats.alerts_cleared += len(records)
+        return records
 
     def _take(self, n: int) -> np.ndarray:
         """The next ``n`` pending samples, (channels, n): a view, in any strides."""
@@ -414,7 +457,7 @@ class Pipeline:
             if outside:
                 flags.append("outside_baseline")
             anomalous = not (outside or starting) and self.scorer.is_anomalous(score)
-        t_end = self.t0 + (end + self._lost_before(end)) / self.fs
+        t_end = self._t_end = self.t0 + (end + self._lost_before(end)) / self.fs
         record = {
             "type": "window",
             "t_start": self.t0 + (start + self._lost_before(start)) / self.fs,

@@ -144,9 +144,10 @@ def run(
     compile_kernels_apart()
     kernels.warm_up()
     pipe = Pipeline(config, source.fs, source.roles, scorer)
-    pipe.tracker.resume(sink.left_open)  # alerts the last run left open carry on
     source.open()
     pipe.t0 = time.time() if t0 is None else float(t0)
+    # The alerts the last run left open carry on, but those this run cannot judge.
+    sink.write(pipe.resume(sink.left_open))
     if on_ready is not None:
         on_ready()
     notifier.ready(f"reading {source.name}")
@@ -180,7 +181,7 @@ def run(
         if reload is None:
             raise CommandError("reload: this run was not started from a configuration")
         new_config, new_scorer = reload()
-        pipe.reload(new_scorer, new_config.alerts)
+        sink.write(pipe.reload(new_scorer, new_config.alerts))  # cleared under the old model
         sink.set_model(new_scorer)
         return {
             "model": sink.model_id,

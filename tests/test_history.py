@@ -73,11 +73,13 @@ def test_an_alert_a_stopped_daemon_left_open_is_carried_on_and_cleared_once_read
 ):
     store = tmp_path / "edge-agent.db"
     with EventStore(store) as db:
-        db.record_alert(
-            {"id": "0b9e7f52-left", "state": "raised", "t": time.time() - 60, "fault": "bearing",
-             "severity": "alarm", "score": None, "evidence": {}},
-            site="site", asset="motor", t0=0.0, model_id=None,
-        )  # fmt: skip
+        for ident, fault in [("0b9e7f52-left", "broken_rotor_bar"), ("5d1c-anomaly", "anomaly"),
+                             ("77ae-bearing", "bearing")]:
+            db.record_alert(
+                {"id": ident, "state": "raised", "t": time.time() - 60, "fault": fault,
+                 "severity": "alarm", "score": None, "evidence": {}},
+                site="site", asset="motor", t0=0.0, model_id=None,
+            )  # fmt: skip
     rec = tmp_path / "healthy.npy"
     np.save(rec, simulate(SimulationSpec(duration_s=30.0), MotorConfig())[1])
     env = {**os.environ, "EDGE_AGENT_ACQUISITION__REPLAY__SPEED": "0",
@@ -92,14 +94,22 @@ def test_an_alert_a_stopped_daemon_left_open_is_carried_on_and_cleared_once_read
     # Carried on under its id at the start, not cleared for the restart; cleared by the
     # windows of the long window once it has filled (8 s) and read normal five times.
     assert len(said) == 2, res.stderr
-    assert "alert still open from the last run: bearing alarm, raised " in said[0]
+    assert "alert still open from the last run: broken_rotor_bar alarm, raised " in said[0]
     assert (
-        "alert cleared: bearing alarm: the windows read normal again (id 0b9e7f52-left)"
-        in (said[1])
+        "alert cleared: broken_rotor_bar alarm: the windows read normal again "
+        "(id 0b9e7f52-left)" in said[1]
+    )
+    # Faults this run cannot judge (no model: no score, no healthy line levels) are cleared
+    # at the start, saying why, rather than as if their windows had read normal.
+    cleared = [line for line in res.stderr.splitlines() if "alert cleared" in line]
+    assert "alert cleared: anomaly alarm: not judged in this run: no model loaded" in cleared[0]
+    assert "alert cleared: bearing alarm: not judged in this run: no bearing geometry" in (
+        cleared[1]
     )
     with EventStore(store) as db:
-        (alert,) = db.alerts()
-    assert alert["alert_id"] == "0b9e7f52-left" and alert["cleared_ts"] is not None
+        alerts = {a["alert_id"]: a for a in db.alerts()}
+    assert all(a["cleared_ts"] is not None for a in alerts.values())
+    assert alerts["5d1c-anomaly"]["cleared_ts"] < alerts["0b9e7f52-left"]["cleared_ts"] - 8
 
 
 # --- what an alert says -----------------------------------------------------------------

@@ -264,6 +264,33 @@ def test_every_fft_a_pipeline_plans_is_one_it_had_measured(signal, monkeypatch):
     assert [fft.tune(n, kind, "fftw") for n, kind in used] == ["known"] * 3
 
 
+def test_alerts_of_faults_a_run_cannot_judge_are_cleared_saying_why():
+    """An alert left open (or open at a reload) for a fault whose rule can find nothing in
+    this run is cleared with the reason, not carried on to clear as if read normal."""
+    from edge_agent.scoring import Scorer
+
+    cfg = Config()
+    pipe = Pipeline(cfg, 15000.0, scorer=Scorer.load(cfg.model.path), t0=100.0)
+    left = [("a", "anomaly"), ("s", "stator_short"), ("u", "supply_unbalance"),
+            ("e", "eccentricity")]  # fmt: skip
+    closed = pipe.resume([{"alert_id": i, "fault": f, "severity": "warning"} for i, f in left])
+    # The default model scores windows but holds no healthy line levels; no voltages wired.
+    assert {r["id"]: r["evidence"]["reason"] for r in closed} == {
+        "u": "not judged in this run: no voltages wired",
+        "e": "not judged in this run: the model has no healthy levels of its lines "
+        "(edge-agent train learns them on this motor)",
+    }
+    assert all(r["state"] == "cleared" and r["t"] == 100.0 for r in closed)
+    assert set(pipe.tracker.active) == {"anomaly", "stator_short"}
+    x = simulate(SimulationSpec(fs=15000.0, duration_s=2.0), cfg.motor)[1]
+    last = [r for r in pipe.update(x) if r["type"] == "window"][-1]
+    # Reloaded without a model: the anomaly alert ends at the last window.
+    (gone,) = pipe.reload(None, cfg.alerts)
+    assert (gone["id"], gone["t"]) == ("a", last["t_end"])
+    assert gone["evidence"] == {"reason": "not judged in this run: no model loaded"}
+    assert pipe.tracker.active == {"stator_short": "s"} and pipe.stats.alerts_cleared == 3
+
+
 def stop_for(x: np.ndarray, start_s: float, seconds: float, fs: float = FS) -> np.ndarray:
     """``x`` with the motor stood still from ``start_s`` for ``seconds``: its CTs read 1 %
     of the running current (noise and a little pick-up), as a stopped pump's do."""
