@@ -24,7 +24,7 @@ from edge_agent.diagnosis import RUNNING_CURRENT
 from edge_agent.features import PHASES
 from edge_agent.publish.sink import RecordSink
 from edge_agent.service import RunResult
-from edge_agent.wiring import nameplate_warning, running
+from edge_agent.wiring import energised_warning, nameplate_warning, running
 
 __all__ = ["CommissionReport", "check_wiring", "format_report"]
 
@@ -43,6 +43,7 @@ class CommissionReport:
     problems: list[str] = field(default_factory=list)  # what to fix, in order
     warnings: list[str] = field(default_factory=list)
     running: bool = True
+    energised: bool = False  # reads stopped, with a running motor's current
 
     @property
     def ok(self) -> bool:
@@ -115,6 +116,10 @@ def judge(
         report.warnings.append(f"{lost} samples lost on the way (cable, baud rate, USB)")
     if not running(median, rated):
         report.running = False
+        said = energised_warning(median, rated)
+        if said is not None:
+            report.energised = True
+            report.problems.append(said)
         return report
     said = nameplate_warning(median.get("i1"), rated)
     if said is not None:
@@ -180,7 +185,7 @@ def format_report(report: CommissionReport, config: Config) -> str:
         f"{run.pipeline.flagged_windows} flagged ({run.pipeline.wiring_windows} for wiring)"
     )
     lines.append("")
-    if not report.running:
+    if not report.running and not report.energised:
         top = max((x for x in rms if x is not None), default=0.0)
         lines.append(
             f"not checked: the motor is not running (its largest phase current is {top:.3g} A, "

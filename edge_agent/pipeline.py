@@ -28,8 +28,8 @@ from edge_agent.features import ROLLING_FEATURES, FeatureExtractor, Rolling, emp
 from edge_agent.kernels import SpaceVectorDecimator
 from edge_agent.kernels.quality import detect_clipping, fill_gaps
 from edge_agent.summary import flagged
+from edge_agent.wiring import energised_warning, wiring_problems
 from edge_agent.wiring import running as wiring_running
-from edge_agent.wiring import wiring_problems
 
 if TYPE_CHECKING:
     from edge_agent.scoring import Scorer
@@ -39,6 +39,9 @@ if TYPE_CHECKING:
 START_SETTLED = 0.05
 START_SETTLED_S = 2.0
 MAX_START_S = 60.0
+# Stopped windows in a row that carry a running motor's current (wiring.energised_warning)
+# before the pipeline says so: 10 s, not the edge windows of a stop.
+ENERGISED_FOR = 20
 # Largest (max - min) / mean of i1 across the long window for rotor features to be read.
 MAX_LOAD_VARIATION = 0.05
 # NaN runs up to this long are filled by interpolation (window flagged "filled"); longer
@@ -171,6 +174,11 @@ class Pipeline:
         # the start.
         self.wiring: dict[str, str] = {}
         self.wiring_seen: dict[str, str] = {}
+        # Stopped windows in a row with a running motor's current, and what the first
+        # ENERGISED_FOR of them said (wiring.energised_warning): the nameplate current or
+        # the sensors' scale is wrong. Kept once said.
+        self.energised = 0
+        self.energised_seen: str | None = None
         # A start: running windows since the last stopped one (None: not in a start), and
         # their i1 over the last START_SETTLED_S.
         self._start_windows: int | None = None
@@ -435,7 +443,12 @@ class Pipeline:
                 flags.append("stopped")
                 self._start_windows = 0
                 self._start_i1.clear()
+                said = energised_warning(features, self.config.motor.rated_current)
+                self.energised = 0 if said is None else self.energised + 1
+                if self.energised >= ENERGISED_FOR and self.energised_seen is None:
+                    self.energised_seen = said
             else:
+                self.energised = 0
                 if self._start_windows is not None and self._starting(features["i1"]):
                     flags.append("starting")
                 self.wiring = wiring_problems(features)

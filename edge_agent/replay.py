@@ -25,6 +25,7 @@ class ReplayResult:
     stats: PipelineStats
     wall_s: float
     wiring: dict[str, str] = field(default_factory=dict)  # Pipeline.wiring_seen
+    energised: str | None = None  # Pipeline.energised_seen
 
     @property
     def signal_s(self) -> float:
@@ -37,9 +38,13 @@ class ReplayResult:
     def summary(self) -> str:
         s = self.stats
         return (
-            f"{self.path.name}: {s.describe()}; {self.signal_s:.1f} s of signal at {self.fs:g} Hz "
-            f"in {self.wall_s:.2f} s ({self.realtime_factor:.0f}x real time)"
-        ) + (f"\n{describe_wiring(s.wiring_windows, self.wiring)}" if self.wiring else "")
+            (
+                f"{self.path.name}: {s.describe()}; {self.signal_s:.1f} s of signal at {self.fs:g} Hz "
+                f"in {self.wall_s:.2f} s ({self.realtime_factor:.0f}x real time)"
+            )
+            + (f"\n{describe_wiring(s.wiring_windows, self.wiring)}" if self.wiring else "")
+            + (f"\nnameplate: {self.energised}" if self.energised else "")
+        )
 
 
 def replay(
@@ -87,5 +92,6 @@ def replay(
         if sink is not out:
             sink.close()
         return ReplayResult(
-            Path(path), rec.fs, pipe.stats, time.perf_counter() - t_wall, pipe.wiring_seen
-        )
+            Path(path), rec.fs, pipe.stats, time.perf_counter() - t_wall, pipe.wiring_seen,
+            pipe.energised_seen,
+        )  # fmt: skip

@@ -29,7 +29,7 @@ from edge_agent.acquisition.ring import RingStats, SampleRing
 from edge_agent.acquisition.sources import Source, SourceStats
 from edge_agent.config import Config
 from edge_agent.errors import EdgeAgentError
-from edge_agent.pipeline import Pipeline, PipelineStats
+from edge_agent.pipeline import ENERGISED_FOR, Pipeline, PipelineStats
 from edge_agent.publish.schema import CommandError
 from edge_agent.publish.sink import RecordSink
 from edge_agent.recording import NpyWriter
@@ -80,6 +80,7 @@ class RunResult:
     ring: RingStats
     wall_s: float
     wiring: dict[str, str] = field(default_factory=dict)  # Pipeline.wiring_seen
+    energised: str | None = None  # Pipeline.energised_seen
 
     def summary(self) -> str:
         p, s, r = self.pipeline, self.source_stats, self.ring
@@ -100,6 +101,8 @@ class RunResult:
             parts.append(f"reconnects: {s.reconnects} ({s.disconnected_s:.1f} s disconnected)")
         if self.wiring:
             parts.append(describe_wiring(p.wiring_windows, self.wiring))
+        if self.energised:
+            parts.append(f"nameplate: {self.energised}")
         return "; ".join(parts)
 
 
@@ -212,6 +215,8 @@ def run(
             text += "; WIRING: " + "; ".join(pipe.wiring.values())
         if baseline.outside:
             text += "; outside the model's baseline: no anomaly alerts"
+        if pipe.energised >= ENERGISED_FOR:
+            text += "; reads stopped with a running motor's current: check [motor] rated_current"
         return text
 
     def reload_on_signal() -> None:
@@ -229,6 +234,7 @@ def run(
     sink.attach(handlers={"snapshot": snapshot, "reload": reload_command}, status_extra=counters)
     publisher = sink.publisher
     overloaded = False  # said so since the current last fell back under the nameplate's
+    energised_said = False  # said that the stopped windows carry a running motor's current
     baseline = BaselineWatch()
     producer = threading.Thread(target=produce, name="edge-acq", daemon=True)
     producer.start()
@@ -246,6 +252,13 @@ def run(
                 sink.write(records, sum(max(0, n) for n in chunk.gap_lost))
                 report_wiring(before, pipe.wiring, sink)
                 overloaded = report_nameplate(overloaded, records, config, sink)
+                if pipe.energised_seen is not None and not energised_said:
+                    energised_said = True  # once a run: the nameplate needs a restart
+                    log.warning("nameplate: %s", pipe.energised_seen)
+                    sink.report(
+                        f"nameplate: {pipe.energised_seen}",
+                        {"source": "nameplate", "check": "energised_stopped"},
+                    )
                 baseline.update(records, pipe)
             elif ring.closed:
                 break
@@ -269,7 +282,7 @@ def run(
         raise failure[0]
     return RunResult(
         source.name, source.fs, pipe.stats, source.stats, ring.stats,
-        time.perf_counter() - t_wall, pipe.wiring_seen,
+        time.perf_counter() - t_wall, pipe.wiring_seen, pipe.energised_seen,
     )  # fmt: skip
 
 

@@ -53,7 +53,23 @@ _PHI = tuple((p, f"phi_{p}_deg") for p in PHASES)
 # overloaded (past any service factor) or the nameplate is not this motor's.
 OVERLOAD = 1.3
 
-__all__ = ["OVERLOAD", "describe_wiring", "nameplate_warning", "running", "wiring_problems"]
+# A window that reads stopped (every phase under RUNNING_CURRENT of the nameplate current)
+# but carries a balanced three-phase current of at least this share of it is a running
+# motor's: one draws 20 % or more of its rated current even unloaded, a stopped one's CTs
+# read noise (well under 1 %) and what little they pick up from other conductors.
+ENERGISED = 0.02
+# The largest i2/i1 of such a current (the sensors' noise reads near 1; a motor, under 0.1).
+ENERGISED_I2_I1 = 0.2
+
+__all__ = [
+    "ENERGISED",
+    "OVERLOAD",
+    "describe_wiring",
+    "energised_warning",
+    "nameplate_warning",
+    "running",
+    "wiring_problems",
+]
 
 
 def nameplate_warning(i1: float | None, rated_current: float) -> str | None:
@@ -66,6 +82,30 @@ def nameplate_warning(i1: float | None, rated_current: float) -> str | None:
         f"the motor draws {i1:.3g} A, {i1 / rated_current:.1f} x the nameplate's "
         f"rated_current ({rated_current:g} A): it is overloaded, or [motor] rated_current "
         "is not this motor's (the stator and wiring checks and the slip read it)"
+    )
+
+
+def energised_warning(features: Mapping[str, float | None], rated_current: float) -> str | None:
+    """What to say of a window (or of medians over windows) that reads stopped, under
+    :func:`running`, yet carries a running motor's current: a balanced three-phase set
+    (i2/i1 and i0/i1 small) of :data:`ENERGISED` of the nameplate current or more. The
+    nameplate current is then not the motor's, or the sensors' scale is wrong, and the
+    motor is never analysed. None otherwise."""
+    get = features.get
+    i1, i2_i1, i0, hz = get("i1"), get("i2_i1"), get("i0"), get("supply_hz")
+    if (
+        i1 is None or i2_i1 is None or i0 is None or hz is None or rated_current <= 0
+        or running(features, rated_current)
+        or i1 < ENERGISED * rated_current or i2_i1 > ENERGISED_I2_I1 or i0 > MAX_I0 * i1
+    ):  # fmt: skip
+        return None
+    return (
+        f"the motor reads stopped (every phase under {RUNNING_CURRENT:.0%} of [motor] "
+        f"rated_current = {rated_current:g} A), yet its currents are a running motor's: a "
+        f"balanced three-phase set of {i1:.3g} A at {hz:.1f} Hz (i2/i1 {i2_i1:.3f}), "
+        f"{100 * i1 / rated_current:.0f} % of the nameplate's. An induction motor draws 20 % or "
+        "more of its rated current even unloaded: [motor] rated_current is likely not this "
+        "motor's, or the sensors' scale is wrong; nothing is analysed while it reads stopped"
     )
 
 

@@ -114,6 +114,16 @@ def test_a_stopped_motor_is_not_judged(tmp_path):
     assert "start it and run this again" in res.output and "wiring OK" not in res.output
 
 
+def test_a_nameplate_current_far_over_the_motors_is_said_not_taken_for_a_stop(tmp_path):
+    # The motor draws 8.4 A: under 10 % of a 100 A nameplate, it would read stopped.
+    res = check(recording(tmp_path, "right"), env={"EDGE_AGENT_MOTOR__RATED_CURRENT": "100"})
+    assert res.exit_code == 65, res.output
+    problem = line(res.output, "problem: ")
+    assert problem.startswith("problem: the motor reads stopped (every phase under 10% of")
+    assert "a balanced three-phase set of 8.3" in problem and "8 % of the nameplate's" in problem
+    assert "start it and run this again" not in res.output and "wiring OK" not in res.output
+
+
 def test_a_clipping_adc_and_a_wrong_nameplate_are_said(tmp_path):
     def clipped(x):
         rail = 0.9 * np.abs(x[:, 0]).max()

@@ -73,8 +73,11 @@ def test_an_alert_a_stopped_daemon_left_open_is_carried_on_and_cleared_once_read
 ):
     store = tmp_path / "edge-agent.db"
     with EventStore(store) as db:
-        for ident, fault in [("0b9e7f52-left", "broken_rotor_bar"), ("5d1c-anomaly", "anomaly"),
-                             ("77ae-bearing", "bearing")]:
+        for ident, fault in [
+            ("0b9e7f52-left", "broken_rotor_bar"),
+            ("5d1c-anomaly", "anomaly"),
+            ("77ae-bearing", "bearing"),
+        ]:
             db.record_alert(
                 {"id": ident, "state": "raised", "t": time.time() - 60, "fault": fault,
                  "severity": "alarm", "score": None, "evidence": {}},
@@ -103,8 +106,8 @@ def test_an_alert_a_stopped_daemon_left_open_is_carried_on_and_cleared_once_read
     # at the start, saying why, rather than as if their windows had read normal.
     cleared = [line for line in res.stderr.splitlines() if "alert cleared" in line]
     assert "alert cleared: anomaly alarm: not judged in this run: no model loaded" in cleared[0]
-    assert "alert cleared: bearing alarm: not judged in this run: no bearing geometry" in (
-        cleared[1]
+    assert (
+        "alert cleared: bearing alarm: not judged in this run: no bearing geometry" in (cleared[1])
     )
     with EventStore(store) as db:
         alerts = {a["alert_id"]: a for a in db.alerts()}

@@ -24,7 +24,7 @@ from edge_agent.pipeline import Pipeline
 from edge_agent.publish.schema import summary_payload
 from edge_agent.simulate import SimulationSpec, simulate
 from edge_agent.summary import MEAN_FEATURES
-from edge_agent.wiring import running, wiring_problems
+from edge_agent.wiring import energised_warning, running, wiring_problems
 from tests.test_cli import ITSC, ITSC_CONFIG, run
 
 FS = 15000.0
@@ -233,3 +233,46 @@ def test_a_nameplate_current_that_is_not_this_motors_is_said_once(tmp_path):
               env={"EDGE_AGENT_MOTOR__RATED_CURRENT": "4"})  # fmt: skip
     assert res.exit_code == 0, res.output
     assert "warning: the motor draws 8.3" in res.output
+
+
+def test_a_nameplate_current_far_over_the_motors_is_said_not_taken_for_a_stop(tmp_path):
+    # The simulated motor draws 8.4 A; on a 100 A nameplate every window reads stopped
+    # (under 10 A), and nothing would ever be analysed.
+    rec = tmp_path / "healthy.npy"
+    x = simulate(SimulationSpec(duration_s=14.0, seed=1), Config().motor)[1]
+    np.save(rec, x)
+    big = {"EDGE_AGENT_MOTOR__RATED_CURRENT": "100"}
+    lines = daemon_log(rec, tmp_path, **big)
+    said = [line for line in lines if "nameplate: the motor reads stopped" in line]
+    # Once when 20 windows in a row have said it, and in the run's summary at the end.
+    assert len(said) == 2 and " WARNING " in said[0], lines
+    assert "yet its currents are a running motor's: a balanced three-phase set of 8.3" in said[0]
+    assert "[motor] rated_current is likely not this motor's" in said[0]
+    res = run("replay", rec, "--fs", "15000", "--out", os.devnull, env=big)
+    assert res.exit_code == 0 and "27 with the motor stopped" in res.output, res.output
+    assert "\nnameplate: the motor reads stopped (every phase under 10% of" in res.output
+    res = run("train", rec, "--fs", "15000", "--out", tmp_path / "m", env=big)
+    assert res.exit_code == 65 and "27 windows: the motor reads stopped" in res.output
+    # The right nameplate: running. A stopped motor's CTs (1 % of the running current:
+    # noise and pick-up) say nothing.
+    lines = daemon_log(rec, tmp_path)
+    assert lines and not [line for line in lines if "nameplate" in line]
+    pipe = Pipeline(Config(), FS)
+    windows = [r for r in pipe.update(0.01 * x) if r["type"] == "window"]
+    assert all(w["flags"] == ["stopped"] for w in windows) and pipe.energised_seen is None
+
+
+@pytest.mark.parametrize(
+    "change, why",
+    [({}, None), ({"i1": 1.0, "rms_a": 1.0, "rms_b": 1.0, "rms_c": 1.0}, "running"),
+     ({"i1": 0.15}, "under 2 %"), ({"i2_i1": 0.9}, "noise: no sequence"),
+     ({"i0": 0.5}, "no 3-wire set"), ({"supply_hz": None}, "no fundamental")],
+    ids=["energised", "running", "small", "unbalanced", "zero sequence", "no supply"],
+)  # fmt: skip
+def test_only_a_balanced_current_between_noise_and_running_is_a_running_motors(change, why):
+    features = {"rms_a": 0.5, "rms_b": 0.5, "rms_c": 0.5, "i1": 0.5, "i2_i1": 0.02,
+                "i0": 0.01, "supply_hz": 50.0, **change}  # fmt: skip
+    said = energised_warning(features, rated_current=10.0)
+    assert (said is None) == (why is not None)
+    if why is None:
+        assert "a balanced three-phase set of 0.5 A at 50.0 Hz (i2/i1 0.020), 5 % of" in said

@@ -224,7 +224,7 @@ def collect_features(
     miswired: list[tuple[str | Path, int, dict[str, str]]] = []
     sources = []
     rate = None
-    stopped: list[tuple[str | Path, int]] = []
+    stopped: list[tuple[str | Path, int, str | None]] = []
     for path in paths:
         with open_recording(path, fs=fs, columns=columns) as rec:
             if rate is not None and abs(rec.fs - rate) > 1e-3 * rate:
@@ -262,14 +262,15 @@ def collect_features(
         if pipe.wiring_seen:
             miswired.append((path, pipe.stats.wiring_windows, pipe.wiring_seen))
         if pipe.stats.stopped_windows:
-            stopped.append((path, pipe.stats.stopped_windows))
+            stopped.append((path, pipe.stats.stopped_windows, pipe.energised_seen))
     if len(rows) < MIN_WINDOWS:
         why = "".join(f"; {path}: {describe_wiring(n, seen)}" for path, n, seen in miswired)
         why += "".join(
+            f"; {path}: {n} windows: {said}" if said else
             f"; {path}: {n} windows of a stopped motor (every phase under "
             f"{RUNNING_CURRENT:.0%} of [motor] rated_current = {config.motor.rated_current:g} A)"
-            for path, n in stopped
-        )
+            for path, n, said in stopped
+        )  # fmt: skip
         raise InputDataError(
             f"{', '.join(str(p) for p in paths)}: {len(rows)} clean windows; a baseline needs "
             f"at least {MIN_WINDOWS} (about {MIN_WINDOWS * config.windows.hop_s:g} s of "
