@@ -27,7 +27,7 @@ from typing import Any
 from edge_agent.config import Config
 from edge_agent.diagnosis import describe_alert
 from edge_agent.errors import AccessDeniedError, InputDataError, InputMissingError
-from edge_agent.store import EventStore, merge_stats
+from edge_agent.store import NORMAL_AGAIN, EventStore, merge_stats
 from edge_agent.summary import COUNT_FIELDS, MAX_FIELDS, TREND_FIELDS
 
 __all__ = [
@@ -158,11 +158,19 @@ def _state(alert: Mapping[str, Any], now: float) -> str:
     return f"cleared after {_lasted(max(0.0, alert['cleared_ts'] - alert['raised_ts']))}"
 
 
+def _cleared(alert: Mapping[str, Any]) -> str:
+    if alert["cleared_ts"] is None:
+        return "not yet"
+    why = alert.get("cleared_reason")
+    return when(alert["cleared_ts"]) + (f": {why}" if why else "")
+
+
 def format_alerts(
     alerts: Sequence[Mapping[str, Any]], path: Path, now: float, *, limited: bool
 ) -> str:
-    """The listing of ``edge-agent alerts``: a line per alert, and one of what its
-    evidence says."""
+    """The listing of ``edge-agent alerts``: a line per alert, one of what its evidence
+    says, and one of why it was cleared when that was not the windows reading normal
+    again (escalated, not judged, a restart)."""
     zone = time.strftime("%Z", time.localtime(now))
     open_ = sum(a["cleared_ts"] is None for a in alerts)
     n = len(alerts)
@@ -180,6 +188,9 @@ def format_alerts(
         said = describe_alert(a["fault"], a["evidence"])
         if said:
             lines.append(f"    {said}")
+        why = a.get("cleared_reason")
+        if why and why != NORMAL_AGAIN:
+            lines.append(f"    cleared: {why}")
     return "\n".join(lines) + "\n"
 
 
@@ -190,7 +201,7 @@ def format_alert(alert: Mapping[str, Any], now: float) -> str:
         ("fault", f"{alert['fault']} {alert['severity']}"),
         ("motor", f"{alert['site']}/{alert['asset']}"),
         ("raised", when(alert["raised_ts"])),
-        ("cleared", when(alert["cleared_ts"]) or "not yet"),
+        ("cleared", _cleared(alert)),
         ("state", _state(alert, now)),
         ("score", "none" if alert["score"] is None else f"{alert['score']:.4g}"),
         ("model", alert["model_id"] or "none"),

@@ -39,8 +39,8 @@ class ReplayResult:
         s = self.stats
         return (
             (
-                f"{self.path.name}: {s.describe()}; {self.signal_s:.1f} s of signal at {self.fs:g} Hz "
-                f"in {self.wall_s:.2f} s ({self.realtime_factor:.0f}x real time)"
+                f"{self.path.name}: {s.describe()}; {self.signal_s:.1f} s of signal at "
+                f"{self.fs:g} Hz in {self.wall_s:.2f} s ({self.realtime_factor:.0f}x real time)"
             )
             + (f"\n{describe_wiring(s.wiring_windows, self.wiring)}" if self.wiring else "")
             + (f"\nnameplate: {self.energised}" if self.energised else "")

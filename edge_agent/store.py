@@ -12,7 +12,9 @@ The ``trend`` table keeps the summaries hour by hour (sum, count, least and grea
 each value), so that a year of them takes some 36 MB and ``edge-agent trend`` can show a
 fault's lines growing over weeks. It came without a new :data:`STORE_VERSION`: opening
 an older file makes it (``CREATE TABLE IF NOT EXISTS``), and an older edge-agent leaves
-it alone.
+it alone. So did the ``alerts`` column ``cleared_reason`` (why an alert was cleared):
+opening an older file adds it (null for the alerts cleared before), and an older
+edge-agent, which names its columns, never reads it.
 
 Times are UNIX seconds. Thread-safety: one connection guarded by a lock; the daemon calls
 the store from the processing thread (alerts, counters, trend) and the MQTT thread
@@ -37,7 +39,7 @@ from typing import Any
 from edge_agent.errors import AccessDeniedError, EdgeAgentError, InputDataError
 from edge_agent.publish.schema import finite_json
 
-__all__ = ["LABELS", "STORE_VERSION", "EventStore", "merge_stats", "model_id"]
+__all__ = ["LABELS", "STORE_VERSION", "EventStore", "cleared_why", "merge_stats", "model_id"]
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +77,7 @@ CREATE TABLE IF NOT EXISTS alerts (
     severity     TEXT NOT NULL,
     raised_ts    REAL NOT NULL,
     cleared_ts   REAL,                 -- NULL while the alert is open
+    cleared_reason TEXT,               -- cleared_why(evidence), NULL before it was kept
     score        REAL,
     evidence     TEXT NOT NULL,        -- JSON
     model_id     TEXT,
@@ -188,6 +191,9 @@ class EventStore:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     c.execute(statement)
+            columns = {row[1] for row in c.execute("PRAGMA table_info(alerts)")}
+            if "cleared_reason" not in columns:  # a file made before the column was
+                c.execute("ALTER TABLE alerts ADD COLUMN cleared_reason TEXT")
             row = c.execute("SELECT value FROM store_meta WHERE key = 'version'").fetchone()
             if row is None:
                 c.execute(
@@ -335,8 +341,9 @@ class EventStore:
                     f"alert record state={record['state']!r}; expected raised or cleared"
                 )
             n = c.execute(
-                "UPDATE alerts SET cleared_ts = ? WHERE alert_id = ? AND cleared_ts IS NULL",
-                (ts, alert_id),
+                "UPDATE alerts SET cleared_ts = ?, cleared_reason = ? "
+                "WHERE alert_id = ? AND cleared_ts IS NULL",
+                (ts, cleared_why(record.get("evidence") or {}), alert_id),
             ).rowcount
         if n == 0 and self.alert(alert_id) is None:
             log.warning("%s: cleared alert %s was never raised here; ignored", self.path, alert_id)
@@ -653,9 +660,19 @@ def merge_stats(a: list[float] | None, b: list[float]) -> list[float]:
 
 
 _ALERT_COLUMNS = (
-    "alert_id, site, asset, fault, severity, raised_ts, cleared_ts, score, evidence, "
-    "model_id, label, labelled_by, label_note, labelled_ts"
+    "alert_id, site, asset, fault, severity, raised_ts, cleared_ts, cleared_reason, score, "
+    "evidence, model_id, label, labelled_by, label_note, labelled_ts"
 )
+
+NORMAL_AGAIN = "the windows read normal again"
+
+
+def cleared_why(evidence: Mapping[str, Any]) -> str:
+    """Why an alert was cleared, from its cleared record's ``evidence``, in words: read
+    normal again (the usual end), escalated (``superseded_by``), or its ``reason``."""
+    if "superseded_by" in evidence:
+        return f"now {evidence['severity_now']}, as alert {evidence['superseded_by']}"
+    return str(evidence.get("reason", NORMAL_AGAIN))
 
 
 def _alert_dict(row: tuple) -> dict[str, Any]:

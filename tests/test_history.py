@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -113,6 +114,14 @@ def test_an_alert_a_stopped_daemon_left_open_is_carried_on_and_cleared_once_read
         alerts = {a["alert_id"]: a for a in db.alerts()}
     assert all(a["cleared_ts"] is not None for a in alerts.values())
     assert alerts["5d1c-anomaly"]["cleared_ts"] < alerts["0b9e7f52-left"]["cleared_ts"] - 8
+    # `edge-agent alerts` says why each ended, but for the usual end.
+    listing = cli("alerts", "--store", store).output.splitlines()
+    assert [x.strip() for x in listing if x.startswith("    cleared: ")] == [
+        "cleared: not judged in this run: no bearing geometry ([motor.bearing])",
+        "cleared: not judged in this run: no model loaded",
+    ]
+    whole = cli("alerts", "0b9e7f52", "--store", store).output
+    assert re.search(r"\ncleared +20\S+ \S+: the windows read normal again\n", whole), whole
 
 
 # --- what an alert says -----------------------------------------------------------------

@@ -94,6 +94,45 @@ def test_alert_raise_clear_and_label(store):
     assert store.alert("nope") is None
 
 
+def test_why_each_alert_was_cleared_is_kept(store):
+    ends = {"normal": {}, "escalated": {"superseded_by": "B2", "severity_now": "alarm"},
+            "unjudged": {"reason": "not judged in this run: no model loaded"}}  # fmt: skip
+    for ident, evidence in ends.items():
+        store.record_alert(alert(ident), site="s", asset="a", t0=T0, model_id=None)
+        cleared = {**alert(ident, "cleared", t=20.0), "evidence": evidence}
+        store.record_alert(cleared, site="s", asset="a", t0=T0, model_id=None)
+    assert {a["alert_id"]: a["cleared_reason"] for a in store.alerts()} == {
+        "normal": "the windows read normal again",
+        "escalated": "now alarm, as alert B2",
+        "unjudged": "not judged in this run: no model loaded",
+    }
+
+
+def test_a_store_made_before_the_clear_reasons_gains_them_and_keeps_its_alerts(tmp_path):
+    from edge_agent.store import _SCHEMA
+
+    path = tmp_path / "edge-agent.db"
+    old = "\n".join(x for x in _SCHEMA.splitlines() if "cleared_reason" not in x)
+    db = sqlite3.connect(path)
+    with db:
+        db.executescript(old)
+        db.execute("INSERT INTO store_meta (key, value) VALUES ('version', '1')")
+        db.execute(
+            "INSERT INTO alerts (alert_id, site, asset, fault, severity, raised_ts, cleared_ts, "
+            "evidence) VALUES ('old', 's', 'a', 'bearing', 'watch', 1.0, 2.0, '{}')"
+        )
+    db.close()
+    with EventStore(path) as store:
+        assert store.version == 1  # an added column: an older edge-agent still reads it
+        assert store.alert("old")["cleared_reason"] is None
+        store.record_alert(alert("new"), site="s", asset="a", t0=T0, model_id=None)
+        store.record_alert(alert("new", "cleared", t=20.0), site="s", asset="a", t0=T0,
+                           model_id=None)  # fmt: skip
+        assert store.alert("new")["cleared_reason"] == "the windows read normal again"
+    with EventStore(path) as again:  # opened again: nothing to add
+        assert [a["alert_id"] for a in again.alerts()] == ["new", "old"]
+
+
 def test_raised_twice_is_recorded_once_and_unknown_clear_is_ignored(store, caplog):
     for _ in range(2):
         store.record_alert(alert("A1"), site="s", asset="a", t0=0.0, model_id=None)

@@ -27,7 +27,7 @@ from typing import IO, TYPE_CHECKING, Any
 from edge_agent.config import Config
 from edge_agent.errors import EdgeAgentError
 from edge_agent.publish import schema
-from edge_agent.store import EventStore, model_id
+from edge_agent.store import EventStore, cleared_why, model_id
 from edge_agent.summary import TREND_FIELDS, Summarizer
 
 if TYPE_CHECKING:
@@ -72,11 +72,8 @@ def log_alert(record: Mapping[str, Any]) -> None:
         log.warning("alert raised: %s %s%s (id %s)", fault, severity, f": {said}" if said else "",
                     record["id"])  # fmt: skip
         return
-    if "superseded_by" in evidence:
-        why = f"now {evidence['severity_now']}, as alert {evidence['superseded_by']}"
-    else:
-        why = evidence.get("reason", "the windows read normal again")
-    log.info("alert cleared: %s %s: %s (id %s)", fault, severity, why, record["id"])
+    log.info("alert cleared: %s %s: %s (id %s)", fault, severity, cleared_why(evidence),
+             record["id"])  # fmt: skip
 
 
 class RecordSink:
