@@ -865,9 +865,10 @@ def trend(
     such as anomalous_windows are summed, and i2_i1_max and score_max take their
     greatest. By default the motor's current and the diagnosis's lines that have data:
     i1, i2_i1, epva_2f_db, brb_lsb_db, ecc_lsb_db, bearing_outer_db, bearing_inner_db,
-    v2_v1, score_p95 and anomalous_windows. The event store keeps the summaries hour by
-    hour for store.retention_days. Exits 66 when there is no store, 77 when it is not
-    yours to read (sudo).
+    v2_v1, score_p95 and anomalous_windows; then stopped_windows and
+    outside_baseline_windows (not judged for an anomaly) when there were any. The event
+    store keeps the summaries hour by hour for store.retention_days. Exits 66 when
+    there is no store, 77 when it is not yours to read (sudo).
     """
     import json
     import time
@@ -884,7 +885,7 @@ def trend(
     chosen = list(names or history.TREND_DEFAULT)
     rows = history.trend_rows(hours, span, chosen)
     if not names:  # the defaults this motor has data for
-        chosen = [n for n in chosen if any(r[n] is not None for r in rows)]
+        chosen = history.default_columns(rows)
     if as_json:
         for r in rows:
             click.echo(json.dumps({k: r[k] for k in ("start", "summaries", "windows", *chosen)}))

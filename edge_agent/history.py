@@ -35,6 +35,7 @@ __all__ = [
     "TREND_DEFAULT",
     "as_json",
     "check_names",
+    "default_columns",
     "find_alert",
     "format_alert",
     "format_alerts",
@@ -49,11 +50,14 @@ __all__ = [
 ]
 
 # What `edge-agent trend` shows when not told: the motor's load and the diagnosis's lines
-# (those with data), then the anomaly score.
+# (those with data), then the anomaly score; and the windows that were not judged as the
+# others (the motor stopped, or running outside the model's baseline), when there were any.
 TREND_DEFAULT = (
     "i1", "i2_i1", "epva_2f_db", "brb_lsb_db", "ecc_lsb_db", "bearing_outer_db",
-    "bearing_inner_db", "v2_v1", "score_p95", "anomalous_windows",
+    "bearing_inner_db", "v2_v1", "score_p95", "anomalous_windows", "stopped_windows",
+    "outside_baseline_windows",
 )  # fmt: skip
+_SHOWN_WHEN_SEEN = frozenset({"stopped_windows", "outside_baseline_windows"})
 
 # Where the systemd unit's daemon keeps its store (StateDirectory=edge-agent).
 SERVICE_STORE = Path("/var/lib/edge-agent/edge-agent.db")
@@ -280,6 +284,18 @@ def trend_rows(
                 row[name] = a[0] / a[1]
         out.append(row)
     return out
+
+
+def default_columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The :data:`TREND_DEFAULT` columns ``rows`` (:func:`trend_rows` of them) have data
+    for; the counts of windows not judged only when some span has one."""
+
+    def shown(name: str) -> bool:
+        if name in _SHOWN_WHEN_SEEN:
+            return any(r[name] for r in rows)
+        return any(r[name] is not None for r in rows)
+
+    return [n for n in TREND_DEFAULT if shown(n)]
 
 
 def _number(name: str, v: Any) -> str:
