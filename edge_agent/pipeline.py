@@ -39,6 +39,9 @@ if TYPE_CHECKING:
 START_SETTLED = 0.05
 START_SETTLED_S = 2.0
 MAX_START_S = 60.0
+# A rise of i1 by more than this share over START_SETTLED_S, once a start has settled and
+# within MAX_START_S of it, is a second step of the start (star to delta), not the load.
+START_STEP = 0.2
 # Stopped windows in a row that carry a running motor's current (wiring.energised_warning)
 # before the pipeline says so: 10 s, not the edge windows of a stop.
 ENERGISED_FOR = 20
@@ -182,6 +185,7 @@ class Pipeline:
         # A start: running windows since the last stopped one (None: not in a start), and
         # their i1 over the last START_SETTLED_S.
         self._start_windows: int | None = None
+        self._start_settled = False
         self._start_i1: deque[float | None] = deque(
             maxlen=round(START_SETTLED_S / w.hop_s) + 1
         )
@@ -382,27 +386,30 @@ class Pipeline:
         return out, z is None
 
     def _starting(self, i1: float | None) -> bool:
-        """Whether this window of the running motor, after a stop, is still in its start:
-        within ``[alerts] start_s`` of the stop's end, or after that while i1 still differs
-        by more than START_SETTLED from its value START_SETTLED_S before (at most
-        MAX_START_S). A start draws several times the running current, which no healthy
-        baseline holds."""
+        """Whether this window of the running motor, after a stop, is in its start: within
+        ``[alerts] start_s`` of the stop's end, or after that while i1 still differs by
+        more than START_SETTLED from its value START_SETTLED_S before; and again, once
+        settled, from a rise of i1 by more than START_STEP over START_SETTLED_S (a
+        star-delta starter's change to delta) until it has settled again. All within
+        MAX_START_S of the stop's end (or start_s, if longer). A start draws several times
+        the running current, which no healthy baseline holds."""
         assert self._start_windows is not None
         self._start_windows += 1
         age = self._start_windows * self.config.windows.hop_s
+        start_s = self.config.alerts.start_s
         history = self._start_i1
         history.append(i1)
         then = history[0]
-        steady = (
-            len(history) == history.maxlen
-            and i1 is not None
-            and then is not None
-            and abs(i1 - then) <= START_SETTLED * i1
-        )
-        if age <= self.config.alerts.start_s or (not steady and age < MAX_START_S):
-            return True
-        self._start_windows = None  # started: not again until the next stop
-        return False
+        known = len(history) == history.maxlen and i1 is not None and then is not None
+        if age > max(MAX_START_S, start_s):
+            self._start_windows = None  # started: not again until the next stop
+            return False
+        if self._start_settled:
+            # A second step of the start: the current rises again.
+            self._start_settled = not (known and i1 - then > START_STEP * then)
+        elif age > start_s and known and abs(i1 - then) <= START_SETTLED * i1:
+            self._start_settled = True
+        return not self._start_settled
 
     def _lost_before(self, i: int) -> int:
         """Samples known lost before absolute sample ``i`` (counted in window times)."""
@@ -442,6 +449,7 @@ class Pipeline:
                 # wiring cannot be checked (self.wiring stays as the last check left it).
                 flags.append("stopped")
                 self._start_windows = 0
+                self._start_settled = False
                 self._start_i1.clear()
                 said = energised_warning(features, self.config.motor.rated_current)
                 self.energised = 0 if said is None else self.energised + 1

@@ -202,10 +202,11 @@ def test_the_daemon_says_when_the_motor_leaves_the_baseline_and_when_it_is_back(
         caplog.clear()
     assert pipe.stats.outside_baseline_windows > 30 and pipe.stats.stopped_windows > 0
     # Once 10 s into the light load (from 26 s), and once 10 s after it is back for good
-    # (from 45 s): not at the stop's edge (8 s), and the 3 s back at 80 % (6 windows)
-    # were too short to say so.
+    # (from 45 s; the rise of the current within a minute of the start is taken for part
+    # of it until it settles, about 2 s): not at the stop's edge (8 s), and the 3 s back
+    # at 80 % (6 windows) were too short to say so.
     assert [level for level, _, _ in said] == ["WARNING", "INFO"], said
-    assert 35.5 <= said[0][2] <= 37.0 and 55.0 <= said[1][2] <= 56.5
+    assert 35.5 <= said[0][2] <= 37.0 and 55.0 <= said[1][2] <= 58.0
     assert said[0][1].startswith("no anomaly alerts while the current, i1 ")
     assert "record a healthy run (edge-agent run --record) and train again" in said[0][1]
     assert said[1][1] == "the motor runs within the model's baseline again: anomaly alerts resume"
