@@ -1,9 +1,10 @@
 """Command line: ``edge-agent COMMAND``. Thin: parse, call, print.
 
 Exit codes (ARCHITECTURE.md): 0 ok, 1 runtime failure, 2 usage error, 65 bad input data
-(check-wiring: something to fix), 66 input file missing, 75 messages left undelivered in
-the outbox (check-wiring: the motor not running, try again), 77 permission denied,
-78 bad configuration.
+(check-wiring: something to fix), 66 input file missing, 74 a write the disk refused
+(full, or failing; the daemon holds what it could not write until it can), 75 messages
+left undelivered in the outbox (check-wiring: the motor not running, try again),
+77 permission denied, 78 bad configuration.
 """
 
 from __future__ import annotations
@@ -249,14 +250,15 @@ def mqtt_option(default: str):
 
 
 def _make_sink(cfg: Config, stream, scorer, *, ts_offset: float, daemon: bool):
-    """The daemon keeps the event store always, and logs its alerts; a replay keeps the
-    store only when it publishes."""
+    """The daemon keeps the event store always, logs its alerts, and holds in memory
+    what a full disk refuses; a replay keeps the store only when it publishes."""
     from edge_agent.publish.sink import RecordSink
 
     publish = bool(cfg.mqtt.url)
     return RecordSink(
         cfg, stream, ts_offset=ts_offset, scorer=scorer, publish=publish,
         store=daemon or publish, resume=daemon, presence=daemon, log_alerts=daemon,
+        hold=daemon,
     )  # fmt: skip
 
 

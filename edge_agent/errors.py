@@ -6,6 +6,9 @@ the file, line or field at fault and what was expected.
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
+
 
 class EdgeAgentError(Exception):
     """Base class: a failure the user can act on. Exit code 1 (runtime failure)."""
@@ -25,6 +28,13 @@ class InputMissingError(EdgeAgentError):
     exit_code = 66
 
 
+class StorageError(EdgeAgentError):
+    """A write the disk refused: full, or failing (EX_IOERR). The daemon holds what it
+    could not write in memory and tries again; other commands stop."""
+
+    exit_code = 74
+
+
 class DeliveryPendingError(EdgeAgentError):
     """Messages the broker has not acknowledged in time; kept in the outbox (EX_TEMPFAIL)."""
 
@@ -42,3 +52,38 @@ class ConfigError(EdgeAgentError):
     """A configuration value that is missing, of the wrong type or out of range (EX_CONFIG)."""
 
     exit_code = 78
+
+
+def sqlite_error(
+    path: Path | str, what: str, exc: sqlite3.Error, doing: str, busy_timeout_s: float
+) -> EdgeAgentError:
+    """A user-facing error for an SQLite failure on ``path`` (``what``: "the event store",
+    "the outbox database") while ``doing`` something, naming the file and the cause."""
+    name = getattr(exc, "sqlite_errorname", "")  # Python >= 3.11
+    text = str(exc)
+    low = text.lower()
+    if name in ("SQLITE_NOTADB", "SQLITE_CORRUPT") or "not a database" in low or "malformed" in low:
+        return InputDataError(
+            f"{path}: not a usable SQLite database ({text}); expected edge-agent's store "
+            f"({what}). Move the file aside or set [store] path to another file"
+        )
+    if name.startswith("SQLITE_READONLY") or "readonly" in low or name == "SQLITE_PERM":
+        return AccessDeniedError(
+            f"{path}: cannot write {what} ({text}); the user running edge-agent needs write "
+            "access to the file and its folder"
+        )
+    if name.startswith("SQLITE_CANTOPEN") or "unable to open" in low:
+        return InputMissingError(
+            f"{path}: cannot open {what} ({text}); expected a writable file path (not a "
+            "folder) in an existing, writable folder"
+        )
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in low:
+        return EdgeAgentError(
+            f"{path}: the database is locked by another connection or process for more than "
+            f"{busy_timeout_s:g} s while {doing} ({text})"
+        )
+    if name.startswith("SQLITE_FULL") or "disk is full" in low:
+        return StorageError(f"{path}: disk full while {doing} ({text}); free space on its disk")
+    if name.startswith("SQLITE_IOERR") or "disk i/o error" in low:
+        return StorageError(f"{path}: the disk failed while {doing} ({text})")
+    return EdgeAgentError(f"{path}: {doing} failed: {text}")

@@ -215,6 +215,8 @@ def run(
             text += "; WIRING: " + "; ".join(pipe.wiring.values())
         if baseline.outside:
             text += "; outside the model's baseline: no anomaly alerts"
+        if sink.held:
+            text += f"; DISK FULL: {sink.held} records held in memory, not yet written"
         if pipe.energised >= ENERGISED_FOR:
             text += "; reads stopped with a running motor's current: check [motor] rated_current"
         return text

@@ -36,7 +36,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from edge_agent.errors import AccessDeniedError, EdgeAgentError, InputDataError
+from edge_agent.errors import AccessDeniedError, EdgeAgentError, InputDataError, sqlite_error
 from edge_agent.publish.schema import finite_json
 
 __all__ = ["LABELS", "STORE_VERSION", "EventStore", "cleared_why", "merge_stats", "model_id"]
@@ -126,7 +126,7 @@ class EventStore:
     Raises :class:`~edge_agent.errors.InputDataError` naming the file when it is not an
     SQLite database or was written by a newer edge-agent, and
     :class:`~edge_agent.errors.AccessDeniedError` when it cannot be created or opened.
-    Later I/O failures (disk full) raise :class:`sqlite3.Error`.
+    Later write failures raise EdgeAgentError: a full or failing disk StorageError.
 
     Lifecycle: open once at start-up, share between threads, :meth:`close` last (after
     the threads that use it have stopped). Also a context manager.
@@ -157,19 +157,14 @@ class EventStore:
             raise AccessDeniedError(f"{self.path}: cannot open the event store: {exc}") from None
         try:
             self._setup()
-        except sqlite3.OperationalError as exc:
+        except sqlite3.Error as exc:
             self._conn.close()
-            text = str(exc)
-            if "readonly" in text or "unable to open" in text or "permission" in text:
+            if "permission" in str(exc):
                 raise AccessDeniedError(
-                    f"{self.path}: cannot open the event store: {text}"
+                    f"{self.path}: cannot open the event store: {exc}"
                 ) from None
-            raise EdgeAgentError(f"{self.path}: cannot open the event store: {text}") from None
-        except sqlite3.DatabaseError as exc:
-            self._conn.close()
-            raise InputDataError(
-                f"{self.path}: not a usable SQLite database ({exc}); move it aside to start "
-                "a new one, or set store.path"
+            raise sqlite_error(
+                self.path, "the event store", exc, "opening it", BUSY_TIMEOUT_MS / 1000
             ) from None
         except EdgeAgentError:
             self._conn.close()
@@ -208,16 +203,23 @@ class EventStore:
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction under the lock, committed on success."""
+        """A write transaction under the lock, committed on success. An SQLite failure
+        becomes an EdgeAgentError naming the file (a full disk: StorageError)."""
         with self._lock:
             c = self._conn
-            c.execute("BEGIN IMMEDIATE")
             try:
-                yield c
-            except BaseException:
-                c.execute("ROLLBACK")
-                raise
-            c.execute("COMMIT")
+                c.execute("BEGIN IMMEDIATE")
+                try:
+                    yield c
+                    c.execute("COMMIT")
+                except BaseException:
+                    if c.in_transaction:
+                        c.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise sqlite_error(
+                    self.path, "the event store", exc, "writing it", BUSY_TIMEOUT_MS / 1000
+                ) from None
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:

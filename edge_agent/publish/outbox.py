@@ -52,6 +52,7 @@ from edge_agent.errors import (
     EdgeAgentError,
     InputDataError,
     InputMissingError,
+    sqlite_error,
 )
 
 log = logging.getLogger(__name__)
@@ -379,36 +380,7 @@ class Outbox:
 
     def _error(self, exc: sqlite3.Error, doing: str) -> EdgeAgentError:
         """A user-facing error for an SQLite failure, naming the file and the cause."""
-        name = getattr(exc, "sqlite_errorname", "")  # Python >= 3.11
-        text = str(exc)
-        low = text.lower()
-        if (
-            name in ("SQLITE_NOTADB", "SQLITE_CORRUPT")
-            or "not a database" in low
-            or ("malformed" in low)
-        ):
-            return InputDataError(
-                f"{self.path}: not a usable SQLite database ({text}); expected edge-agent's "
-                "store (outbox). Move the file aside or set [store] path to another file"
-            )
-        if name.startswith("SQLITE_READONLY") or "readonly" in low or name == "SQLITE_PERM":
-            return AccessDeniedError(
-                f"{self.path}: cannot write the outbox database ({text}); the user running "
-                "edge-agent needs write access to the file and its folder"
-            )
-        if name.startswith("SQLITE_CANTOPEN") or "unable to open" in low:
-            return InputMissingError(
-                f"{self.path}: cannot open the outbox database ({text}); expected a writable "
-                "file path (not a folder) in an existing, writable folder"
-            )
-        if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in low:
-            return EdgeAgentError(
-                f"{self.path}: the database is locked by another connection or process for "
-                f"more than {self.busy_timeout_s:g} s while {doing} ({text})"
-            )
-        if name.startswith("SQLITE_FULL") or "disk is full" in low:
-            return EdgeAgentError(f"{self.path}: disk full while {doing} ({text})")
-        return EdgeAgentError(f"{self.path}: {doing} failed: {text}")
+        return sqlite_error(self.path, "the outbox database", exc, doing, self.busy_timeout_s)
 
 
 class _Transaction:

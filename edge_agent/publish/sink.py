@@ -12,6 +12,11 @@ A :class:`RecordSink` takes the pipeline's window and alert records and
 ``run`` and ``replay`` both write through a sink, so a live run and a replay of the same
 samples publish the same records the same way. The outbox and the event store share one
 SQLite file (``[store] path``); the MQTT thread only reads and deletes from the outbox.
+
+When the disk refuses a write (full, or failing: :class:`~edge_agent.errors.StorageError`)
+a daemon's sink (``hold=True``) holds the alerts, summaries and events it could not write
+in memory, in order, says so once, and writes them once the disk takes writes again
+(tried every :data:`HOLD_RETRY_S`); the analysis goes on. Other commands stop (exit 74).
 """
 
 from __future__ import annotations
@@ -20,12 +25,13 @@ import json
 import logging
 import queue
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
 from edge_agent.config import Config
-from edge_agent.errors import EdgeAgentError
+from edge_agent.errors import EdgeAgentError, StorageError
 from edge_agent.publish import schema
 from edge_agent.store import EventStore, cleared_why, model_id
 from edge_agent.summary import TREND_FIELDS, Summarizer
@@ -39,6 +45,11 @@ log = logging.getLogger("edge_agent.sink")
 
 # Retention runs at start and then this often (wall time) while running.
 PRUNE_EVERY_S = 6 * 3600.0
+# While the disk refuses writes: the records held in memory at most (a week of summaries;
+# past it the oldest summary or event goes, never an alert), and how often (wall time) to
+# try writing them again.
+MAX_HELD = 10_000
+HOLD_RETRY_S = 10.0
 
 
 def dumps(record: dict[str, Any]) -> str:
@@ -54,6 +65,19 @@ class SinkStats:
     alerts: int = 0
     commands: int = 0
     command_errors: int = 0
+    storage_errors: int = 0  # writes the disk refused (each try)
+    held_dropped: int = 0  # summaries and events let go while held (MAX_HELD)
+    out_errors: int = 0  # window records the --out stream could not take (daemon)
+
+
+@dataclass
+class _Pending:
+    """An alert, summary or event (its payload) on its way to the store and the outbox,
+    with the steps already written: a retry writes only the rest (the trend adds up)."""
+
+    kind: str
+    record: dict[str, Any]
+    done: set[str] = field(default_factory=set)
 
 
 # A command handler gets the parsed command and returns the reply's detail; raising
@@ -97,6 +121,8 @@ class RecordSink:
         replay publishes its records without, so as not to speak for the asset's daemon
     log_alerts : log every alert raised (warning) and cleared (info), with what its
         evidence says: the daemon's journal then tells the story without a broker
+    hold : hold what the disk refuses in memory and go on (the daemon; module docstring),
+        rather than raise StorageError
     """
 
     def __init__(
@@ -113,6 +139,7 @@ class RecordSink:
         resume: bool = False,
         presence: bool = True,
         log_alerts: bool = False,
+        hold: bool = False,
     ) -> None:
         self.config = config
         self.out = out
@@ -129,6 +156,10 @@ class RecordSink:
         self.publisher: MqttPublisher | None = None
         self.model_id: str | None = None
         self.log_alerts = log_alerts
+        self.hold = hold
+        self._held: deque[_Pending] = deque()
+        self._retry_at = 0.0
+        self._out_failing = False
         self._next_prune = 0.0
         if publish and not config.mqtt.url:
             raise ValueError("publish=True needs config.mqtt.url")
@@ -182,8 +213,11 @@ class RecordSink:
         """Write the last (partial) summary, give the broker ``drain_timeout`` seconds to
         acknowledge what is queued, and close. Returns the number of messages left in the
         outbox: they stay on disk and the next run sends them."""
+        lost = None
         try:
             self.write((), final=True)
+            if self._held and not self._write_held(now=True):
+                lost = self._held_lost()
         finally:
             left = 0
             if self.publisher is not None:
@@ -196,7 +230,9 @@ class RecordSink:
             if self.store is not None:
                 self.store.close()
             if self.out is not None:
-                self.out.flush()
+                self._write_out(None)
+        if lost is not None:
+            raise lost
         return left
 
     # --- records -------------------------------------------------------------------------
@@ -219,51 +255,141 @@ class RecordSink:
 
     def _emit(self, records: list[dict[str, Any]]) -> None:
         """Write records to every destination, in order."""
-        queued = False
         for r in records:
             kind = r["type"]
             if kind == "alert":
-                self._alert(r)
+                if self.log_alerts:
+                    log_alert(r)
+                self._put(_Pending("alert", r))
                 self.stats.alerts += 1
-                queued = True
             elif kind == "summary":
-                self._summary(r)
+                self._put(_Pending("summary", r))
                 self.stats.summaries += 1
-                queued = True
             else:
                 self.stats.records += 1
         if records and self.out is not None:
-            self.out.write("\n".join(map(dumps, records)) + "\n")
+            self._write_out(records)
+
+    def _write_out(self, records: list[dict[str, Any]] | None) -> None:
+        """Records to the JSON Lines stream (None: flush it). A daemon counts what a full
+        disk refuses and goes on: the summaries and alerts are what it keeps."""
+        try:
+            if records:
+                self.out.write("\n".join(map(dumps, records)) + "\n")
             self.out.flush()
-        if queued and self.publisher is not None:
-            self.publisher.notify()
+        except OSError as exc:
+            name = getattr(self.out, "name", "the records' stream")
+            said = f"{name}: cannot write the records: {exc.strerror or exc}"
+            if not self.hold:
+                raise StorageError(said) from None
+            self.stats.out_errors += len(records or ())
+            if not self._out_failing:
+                log.error("%s; the window records are let go until it can", said)
+            self._out_failing = True
+        else:
+            if self._out_failing:
+                log.info("%s takes the window records again", getattr(self.out, "name", "--out"))
+            self._out_failing = False
 
-    def _alert(self, record: dict[str, Any]) -> None:
-        if self.log_alerts:
-            log_alert(record)
+    # --- the store and the outbox, or memory while the disk refuses them -------------------
+
+    @property
+    def held(self) -> int:
+        """Alerts, summaries and events held in memory, not yet written (disk full)."""
+        return len(self._held)
+
+    def _put(self, item: _Pending) -> None:
+        """Write ``item`` to the store and the outbox; behind any held, to keep the order."""
+        if not self._held or self._write_held():
+            try:
+                self._write(item)
+                return
+            except StorageError as exc:
+                self._refused(exc)
+        self._held.append(item)
+        if len(self._held) > MAX_HELD:
+            old = next((p for p in self._held if p.kind != "alert"), None)
+            if old is not None:
+                self._held.remove(old)
+                self.stats.held_dropped += 1
+
+    def _refused(self, exc: StorageError) -> None:
+        self.stats.storage_errors += 1
+        if not self.hold:
+            raise exc
+        if not self._held:
+            log.error(
+                "%s: holding the alerts, summaries and events in memory (at most %d) and "
+                "trying again every %g s; they are lost if the daemon stops first",
+                exc, MAX_HELD, HOLD_RETRY_S,
+            )  # fmt: skip
+        self._retry_at = time.monotonic() + HOLD_RETRY_S
+
+    def _write_held(self, now: bool = False) -> bool:
+        """Write what is held, oldest first, if it is time to try; whether all went."""
+        if not now and time.monotonic() < self._retry_at:
+            return False
+        n, alerts = len(self._held), sum(p.kind == "alert" for p in self._held)
+        while self._held:
+            try:
+                self._write(self._held[0])
+            except StorageError as exc:
+                self._refused(exc)
+                return False
+            self._held.popleft()
+        log.info(
+            "the disk takes writes again: wrote the %d records held in memory (%d alerts%s)",
+            n, alerts, f"; {self.stats.held_dropped} summaries or events let go"
+            if self.stats.held_dropped else "",
+        )  # fmt: skip
+        return True
+
+    def _held_lost(self) -> StorageError:
+        alerts = sum(p.kind == "alert" for p in self._held)
+        said = (
+            f"{len(self._held)} records ({alerts} alerts) held in memory could not be written "
+            "before the stop, and are lost: the disk still refuses writes"
+        )
+        log.error("%s", said)
+        return StorageError(said)
+
+    def _write(self, item: _Pending) -> None:
+        """The steps of ``item`` not yet done; each is marked done once written."""
+        record, done = item.record, item.done
         common = {"site": self.site, "asset": self.asset, "t0": self.ts_offset}
-        if self.store is not None:
-            self.store.record_alert(record, model_id=self.model_id, **common)
-        if self.outbox is not None:
-            payload = schema.alert_payload(record, model=self.model_id, **common)
-            self.outbox.put("alert", "alert", payload)  # None at the cap: counted there
-
-    def _summary(self, record: dict[str, Any]) -> None:
-        if self.store is not None:
-            counters = {
-                k: record[k]
-                for k in ("windows", "flagged_windows", "anomalous_windows", "alerts_raised",
-                          "alerts_cleared", "lost_samples")
-            }  # fmt: skip
-            ts = self.ts_offset + record["t_end"]
-            self.store.add_counters(self.site, self.asset, ts, counters)
-            trend = {k: record[k] for k in TREND_FIELDS if k in record}
-            self.store.add_trend(self.site, self.asset, self.ts_offset + record["t_start"], trend)
-        if self.outbox is not None:
-            payload = schema.summary_payload(
-                record, site=self.site, asset=self.asset, t0=self.ts_offset
-            )
-            self.outbox.put("summary", "summary", payload)
+        if item.kind == "alert":
+            if self.store is not None and "store" not in done:
+                self.store.record_alert(record, model_id=self.model_id, **common)
+                done.add("store")
+            if self.outbox is not None and "outbox" not in done:
+                payload = schema.alert_payload(record, model=self.model_id, **common)
+                self.outbox.put("alert", "alert", payload)  # None at the cap: counted there
+                done.add("outbox")
+        elif item.kind == "summary":
+            if self.store is not None and "counters" not in done:
+                counters = {
+                    k: record[k]
+                    for k in ("windows", "flagged_windows", "anomalous_windows",
+                              "alerts_raised", "alerts_cleared", "lost_samples")
+                }  # fmt: skip
+                ts = self.ts_offset + record["t_end"]
+                self.store.add_counters(self.site, self.asset, ts, counters)
+                done.add("counters")
+            if self.store is not None and "trend" not in done:
+                trend = {k: record[k] for k in TREND_FIELDS if k in record}
+                start = self.ts_offset + record["t_start"]
+                self.store.add_trend(self.site, self.asset, start, trend)
+                done.add("trend")
+            if self.outbox is not None and "outbox" not in done:
+                payload = schema.summary_payload(
+                    record, site=self.site, asset=self.asset, t0=self.ts_offset
+                )
+                self.outbox.put("summary", "summary", payload)
+                done.add("outbox")
+        elif self.outbox is not None:  # an event: its payload
+            self.outbox.put("event", "event", record)
+        if self.publisher is not None:
+            self.publisher.notify()
 
     def _resume_left_open(self) -> None:
         """Keep the newest open alert of each fault in :attr:`left_open` (the summaries
@@ -337,8 +463,16 @@ class RecordSink:
                 self._reply(name, request_id, error=f"{type(exc).__name__}: {exc}")
             else:
                 self._reply(name, request_id, detail=detail)
+        if self._held:
+            self._write_held()
         if self.store is not None and time.monotonic() >= self._next_prune:
-            self._prune()
+            try:
+                self._prune()
+            except StorageError as exc:  # retention needs room to write too: next time
+                self.stats.storage_errors += 1
+                if not self.hold:
+                    raise
+                log.warning("event store retention did not run: %s", exc)
 
     def _label(self, command: Any) -> dict[str, Any]:
         if self.store is None:
@@ -383,9 +517,7 @@ class RecordSink:
         payload = schema.event_payload(
             event, site=self.site, asset=self.asset, ts=time.time(), **fields
         )
-        self.outbox.put("event", "event", payload)
-        if self.publisher is not None:
-            self.publisher.notify()
+        self._put(_Pending("event", payload))
 
     # --- upkeep --------------------------------------------------------------------------
 
@@ -400,6 +532,7 @@ class RecordSink:
 
     def _counters(self) -> dict[str, Any]:
         counters: dict[str, Any] = {f"sink_{k}": v for k, v in asdict(self.stats).items()}
+        counters["sink_held"] = len(self._held)
         if self._status_extra is not None:
             counters.update(self._status_extra())
         return counters

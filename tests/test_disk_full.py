@@ -1,0 +1,138 @@
+"""A full disk, as an SD card in a cabinet fills: the daemon holds what it cannot write
+and writes it once there is room; other commands stop with exit 74, naming the file.
+
+The disk is a real file system of its own (a 4 MB tmpfs, mounted as root as the suite
+runs) filled to the last byte, so SQLite and the JSON Lines stream meet the real ENOSPC.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.test_agent_mqtt import ROOT, agent, agent_env, payloads
+from tests.test_cli import run
+
+
+@pytest.fixture
+def disk(tmp_path) -> Path:
+    """An empty 4 MB file system of its own."""
+    where = tmp_path / "disk"
+    where.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(where)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert mounted.returncode == 0, f"the suite runs as root to mount a tmpfs: {mounted.stderr}"
+    yield where
+    subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def fill(where: Path) -> Path:
+    """Fill ``where``'s file system to the last byte; returns the file that fills it."""
+    filler = where / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        block = b"\0" * 65536
+        while True:
+            try:
+                os.write(fd, block)
+            except OSError:
+                if len(block) == 1:
+                    break
+                block = block[: len(block) // 2]
+    finally:
+        os.close(fd)
+    assert os.statvfs(where).f_bavail == 0
+    return filler
+
+
+def counters(db: Path) -> list[float]:
+    with contextlib.closing(sqlite3.connect(db)) as c:
+        return [ts for (ts,) in c.execute("SELECT ts FROM counters ORDER BY ts")]
+
+
+def test_the_daemon_holds_what_a_full_disk_refuses_and_writes_it_once_there_is_room(
+    broker, make_subscriber, disk, tmp_path
+):
+    sub = make_subscriber(broker, f"{ROOT}/#")
+    db, out = disk / "edge-agent.db", tmp_path / "live.jsonl"
+    env = agent_env(
+        db, broker.url, EDGE_AGENT_OUTPUT__SUMMARY_INTERVAL_S="2",
+        EDGE_AGENT_ACQUISITION__SIMULATOR__DURATION_S="30",
+        EDGE_AGENT_ACQUISITION__SIMULATOR__FAULT="stator-short",
+        EDGE_AGENT_ACQUISITION__SIMULATOR__SEVERITY="30",
+        EDGE_AGENT_ACQUISITION__SIMULATOR__ONSET_S="8",
+    )  # fmt: skip
+    proc = agent("run", "--source", "simulator", "--no-model", "--out", out, env=env)
+    try:
+        sub.wait_for(lambda ms: any(m.topic.endswith("/summary") for m in ms), 90, "a summary")
+        filler = fill(disk)
+        # The stator short from 8 s is raised while the disk is full; so are summaries.
+        time.sleep(12.0)
+        published = len(payloads(sub, "summary"))
+        os.unlink(filler)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    lines = err.splitlines()
+    refused = [x for x in lines if " ERROR " in x and "disk full while" in x]
+    assert refused and f"{db}: disk full while writing it" in "".join(refused), err
+    assert "holding the alerts, summaries and events in memory" in refused[0]
+    (wrote,) = [x for x in lines if "the disk takes writes again" in x]
+    assert " INFO " in wrote and "(1 alerts)" in wrote
+    # Nothing lost: the store, and the broker, have every alert and summary the run made.
+    records = [json.loads(x) for x in out.read_text().splitlines()]
+    made = [r for r in records if r["type"] == "summary"]
+    alert = [r for r in records if r["type"] == "alert"]
+    assert len(alert) == 1 and alert[0]["fault"] == "stator_short" and len(made) >= 14
+    assert len(counters(db)) == len(made)
+    with contextlib.closing(sqlite3.connect(db)) as c:
+        assert c.execute("SELECT alert_id FROM alerts").fetchall() == [(alert[0]["id"],)]
+    sub.wait_for(lambda ms: len({m.json["id"] for m in ms if m.topic.endswith("/summary")})
+                 >= len(made), 30, "every summary")  # fmt: skip
+    assert published < len(made) - 4  # some were held while the disk was full
+    assert [p["alert_id"] for p in payloads(sub, "alert")] == [alert[0]["id"]]
+
+
+def test_a_daemon_stopped_while_the_disk_is_full_says_what_is_lost_and_exits_74(disk, tmp_path):
+    db = disk / "edge-agent.db"
+    env = agent_env(db, None, EDGE_AGENT_OUTPUT__SUMMARY_INTERVAL_S="1")
+    proc = agent("run", "--source", "simulator", "--no-model", "--out", os.devnull, env=env)
+    try:
+        deadline = time.monotonic() + 90
+        while not (db.exists() and counters(db)) and time.monotonic() < deadline:
+            time.sleep(0.2)  # running: its first summary is in the store
+        fill(disk)
+        time.sleep(4.0)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 74, err
+    last = err.rstrip().splitlines()[-1]
+    assert last.startswith("edge-agent: error: ") and "records (0 alerts) held in memory" in last
+    assert "could not be written before the stop, and are lost" in last
+
+
+def test_a_replay_onto_a_full_disk_exits_74_naming_the_file(disk, tmp_path):
+    rec = tmp_path / "h.npy"
+    assert run("simulate", "--duration", "3", "-o", rec).exit_code == 0
+    fill(disk)
+    res = run("replay", rec, "--fs", "15000", "--out", disk / "ev.jsonl")
+    assert res.exit_code == 74, res.output
+    assert f"{disk / 'ev.jsonl'}: cannot write the records: No space left on device" in res.output
+    # Publishing, the event store cannot be made there either.
+    res = run("replay", rec, "--fs", "15000", "--out", os.devnull, "--mqtt", "mqtt://127.0.0.1:1",
+              env={"EDGE_AGENT_STORE__PATH": str(disk / "edge-agent.db")})  # fmt: skip
+    assert res.exit_code == 74, res.output
+    assert f"{disk / 'edge-agent.db'}: disk full while" in res.output
