@@ -136,3 +136,33 @@ def test_a_replay_onto_a_full_disk_exits_74_naming_the_file(disk, tmp_path):
               env={"EDGE_AGENT_STORE__PATH": str(disk / "edge-agent.db")})  # fmt: skip
     assert res.exit_code == 74, res.output
     assert f"{disk / 'edge-agent.db'}: disk full while" in res.output
+
+
+def test_past_the_cap_the_oldest_summaries_are_let_go_never_an_alert(disk, monkeypatch):
+    from edge_agent.config import Config
+    from edge_agent.pipeline import Pipeline
+    from edge_agent.publish import sink as sink_module
+    from edge_agent.simulate import SimulationSpec, simulate
+    from edge_agent.store import EventStore
+    from edge_agent.summary import Summarizer
+
+    monkeypatch.setattr(sink_module, "MAX_HELD", 4)
+    monkeypatch.setattr(sink_module, "HOLD_RETRY_S", 0.0)
+    cfg = Config().model_copy(update={"store": Config().store.model_copy(
+        update={"path": disk / "edge-agent.db"})})  # fmt: skip
+    x = simulate(SimulationSpec(duration_s=8.0), cfg.motor)[1]
+    made = Summarizer(1.0).update(Pipeline(cfg, 15000.0).update(x))
+    sink = sink_module.RecordSink(cfg, None, store=True, hold=True)
+    filler = fill(disk)
+    alert = {"type": "alert", "id": "held-alert", "state": "raised", "t": 0.5,
+             "fault": "bearing", "severity": "alarm", "score": None, "evidence": {}}  # fmt: skip
+    sink._emit([alert, *made[:6]])
+    assert sink.held == 4 and sink.stats.held_dropped == 3 and sink.stats.storage_errors > 0
+    os.unlink(filler)
+    sink.poll()
+    assert sink.held == 0
+    sink.close()
+    with EventStore(disk / "edge-agent.db") as db:
+        assert [a["alert_id"] for a in db.alerts()] == ["held-alert"]
+    # The newest three summaries, in order.
+    assert counters(disk / "edge-agent.db") == [s["t_end"] for s in made[3:6]]

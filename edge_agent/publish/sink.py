@@ -45,10 +45,10 @@ log = logging.getLogger("edge_agent.sink")
 
 # Retention runs at start and then this often (wall time) while running.
 PRUNE_EVERY_S = 6 * 3600.0
-# While the disk refuses writes: the records held in memory at most (a week of summaries;
-# past it the oldest summary or event goes, never an alert), and how often (wall time) to
-# try writing them again.
-MAX_HELD = 10_000
+# While the disk refuses writes: the records held in memory at most (two days of
+# summaries, 4.2 kB each; past it the oldest summary or event goes, never an alert), and
+# how often (wall time) to try writing them again.
+MAX_HELD = 3000
 HOLD_RETRY_S = 10.0
 
 
