@@ -182,8 +182,9 @@ class Pipeline:
         # the sensors' scale is wrong. Kept once said.
         self.energised = 0
         self.energised_seen: str | None = None
-        # A start: running windows since the last stopped one (None: not in a start), and
-        # their i1 over the last START_SETTLED_S.
+        # A start: running windows since the last stopped one (None: no start to watch,
+        # MAX_START_S after it), whether its current has settled, and i1 over the last
+        # START_SETTLED_S.
         self._start_windows: int | None = None
         self._start_settled = False
         self._start_i1: deque[float | None] = deque(

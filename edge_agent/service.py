@@ -216,7 +216,7 @@ def run(
         if baseline.outside:
             text += "; outside the model's baseline: no anomaly alerts"
         if sink.held:
-            text += f"; DISK FULL: {sink.held} records held in memory, not yet written"
+            text += f"; DISK FULL OR FAILING: {sink.held} records held in memory, not written"
         if pipe.energised >= ENERGISED_FOR:
             text += "; reads stopped with a running motor's current: check [motor] rated_current"
         return text

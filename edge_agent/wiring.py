@@ -1,5 +1,6 @@
 """Wiring checks: what a miswired installation looks like in a window's features; and
-:func:`nameplate_warning`, for a nameplate current that is not the motor's.
+:func:`nameplate_warning` and :func:`energised_warning`, for a nameplate current that is
+not the motor's (too low: it reads overloaded; far too high: it reads stopped).
 
 The commonest faults of a new current-signature installation are in its wiring, not in
 the motor: a CT clipped on the wrong way round, two leads swapped, a CT left open, the

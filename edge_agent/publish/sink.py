@@ -77,6 +77,7 @@ class _Pending:
 
     kind: str
     record: dict[str, Any]
+    model: str | None = None  # an alert's: the model in use when it came
     done: set[str] = field(default_factory=set)
 
 
@@ -260,7 +261,7 @@ class RecordSink:
             if kind == "alert":
                 if self.log_alerts:
                     log_alert(r)
-                self._put(_Pending("alert", r))
+                self._put(_Pending("alert", r, self.model_id))
                 self.stats.alerts += 1
             elif kind == "summary":
                 self._put(_Pending("summary", r))
@@ -359,10 +360,10 @@ class RecordSink:
         common = {"site": self.site, "asset": self.asset, "t0": self.ts_offset}
         if item.kind == "alert":
             if self.store is not None and "store" not in done:
-                self.store.record_alert(record, model_id=self.model_id, **common)
+                self.store.record_alert(record, model_id=item.model, **common)
                 done.add("store")
             if self.outbox is not None and "outbox" not in done:
-                payload = schema.alert_payload(record, model=self.model_id, **common)
+                payload = schema.alert_payload(record, model=item.model, **common)
                 self.outbox.put("alert", "alert", payload)  # None at the cap: counted there
                 done.add("outbox")
         elif item.kind == "summary":
