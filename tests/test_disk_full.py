@@ -104,6 +104,40 @@ def test_the_daemon_holds_what_a_full_disk_refuses_and_writes_it_once_there_is_r
     assert [p["alert_id"] for p in payloads(sub, "alert")] == [alert[0]["id"]]
 
 
+def test_a_full_disk_neither_ends_the_broker_connection_nor_sends_a_message_twice(
+    make_broker, disk, tmp_path
+):
+    """Messages queued while the broker was away, delivered while the disk is full: the
+    outbox cannot delete them. Before, each PUBACK ended the connection with a traceback
+    and the backlog went again at every reconnect, every second."""
+    broker = make_broker()
+    db = disk / "edge-agent.db"
+    env = agent_env(db, broker.url, EDGE_AGENT_OUTPUT__SUMMARY_INTERVAL_S="1",
+                    EDGE_AGENT_ACQUISITION__SIMULATOR__DURATION_S="40")  # fmt: skip
+    proc = agent("run", "--source", "simulator", "--no-model", "--out", os.devnull, env=env)
+    try:
+        deadline = time.monotonic() + 90
+        while not (db.exists() and len(counters(db)) >= 2) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        broker.stop()
+        time.sleep(5.0)  # summaries queue in the outbox
+        filler = fill(disk)
+        broker.start()
+        time.sleep(12.0)
+        os.unlink(filler)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "unexpected error" not in err and "Traceback" not in err, err
+    assert len([x for x in err.splitlines() if "again, down" in x]) == 1, err  # one reconnect
+    (kept,) = [x for x in err.splitlines() if "delivered messages stay in the outbox" in x]
+    assert " WARNING " in kept and "disk full while ack" in kept
+    assert "the outbox deleted the " in err and "delivered messages it had kept" in err
+    with contextlib.closing(sqlite3.connect(db)) as c:
+        assert c.execute("SELECT COUNT(*) FROM outbox").fetchone() == (0,)
+
+
 def test_a_daemon_stopped_while_the_disk_is_full_says_what_is_lost_and_exits_74(disk, tmp_path):
     db = disk / "edge-agent.db"
     env = agent_env(db, None, EDGE_AGENT_OUTPUT__SUMMARY_INTERVAL_S="1")

@@ -66,7 +66,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 
 from edge_agent.config import MqttConfig
-from edge_agent.errors import ConfigError
+from edge_agent.errors import ConfigError, StorageError
 from edge_agent.publish import schema
 from edge_agent.publish.connect import (
     CONNECT_TIMEOUT_S,
@@ -86,6 +86,7 @@ CONNACK_TIMEOUT_S = 10.0
 POLL_S = 1.0  # the outbox is re-read this often even without notify()
 STABLE_S = 10.0  # a connection this long resets the backoff (and ends careful mode)
 HOLD_S = 600.0  # a record the broker keeps dropping the connection for waits this long
+ACK_RETRY_S = 10.0  # delivered records a full disk kept in the outbox: deleted again then
 SUSPECT_S = 5.0  # a connection lost this soon after sending a record may be its doing
 REMIND_EVERY = 20  # a repeated connection error is logged above DEBUG every this many
 JITTER = 0.2
@@ -102,6 +103,7 @@ class PublisherStats:
     historical: int = 0  # of published, those marked historical
     refused: int = 0  # PUBACKs with a failure reason code (the message stays queued)
     held_back: int = 0  # records set aside because the broker drops us when it gets them
+    ack_errors: int = 0  # acks the outbox could not write (a full disk): kept in memory
     commands: int = 0  # commands passed to on_command
     callback_errors: int = 0  # exceptions caught in callbacks and in on_command
 
@@ -200,6 +202,10 @@ class MqttPublisher:
         self._short_losses = 0
         self._careful = False
         self._held: dict[int, float] = {}  # seq -> monotonic time until which it waits
+        # Delivered (PUBACKed) records the outbox could not delete yet (a full disk): not
+        # sent again, and deleted once it takes writes (tried every ACK_RETRY_S).
+        self._unacked: set[int] = set()
+        self._ack_retry_at = 0.0
         self._new_connection()
 
     def __repr__(self) -> str:
@@ -493,7 +499,7 @@ class MqttPublisher:
         messages = self._outbox.pending(after=self._sent_upto, limit=room)
         self._exhausted = len(messages) < room
         for m in messages:
-            if self._held.get(m.seq, 0.0) > now:
+            if self._held.get(m.seq, 0.0) > now or m.seq in self._unacked:
                 self._sent_upto = m.seq
                 continue
             self._held.pop(m.seq, None)
@@ -546,6 +552,8 @@ class MqttPublisher:
 
     def _handle_pubacks(self) -> None:
         if not self._pubacks:
+            if self._unacked and time.monotonic() >= self._ack_retry_at:
+                self._ack([])
             return
         pubacks, self._pubacks = self._pubacks, []
         done = []
@@ -569,11 +577,35 @@ class MqttPublisher:
                 )  # fmt: skip
                 continue
             done.append(seq)
-        if done:
-            self._outbox.ack_many(done)
-            self.stats.acked += len(done)
-            with self._drained:
-                self._drained.notify_all()
+        if done or self._unacked:
+            self._ack(done)
+
+    def _ack(self, done: list[int]) -> None:
+        """Delete the delivered records ``done`` (and any kept from before) from the outbox.
+        A full disk refuses that too: they are kept in memory meanwhile, so that they are not
+        sent again, rather than ending the connection over it."""
+        seqs = sorted(self._unacked.union(done))
+        if self._unacked and time.monotonic() < self._ack_retry_at:
+            self._unacked.update(done)
+            return
+        try:
+            self._outbox.ack_many(seqs)
+        except StorageError as exc:
+            if not self._unacked:
+                log.warning(
+                    "%s; %d delivered messages stay in the outbox until it can delete them "
+                    "(not sent again meanwhile; tried every %g s)", exc, len(seqs), ACK_RETRY_S,
+                )  # fmt: skip
+            self.stats.ack_errors += 1
+            self._unacked.update(seqs)
+            self._ack_retry_at = time.monotonic() + ACK_RETRY_S
+            return
+        if self._unacked:
+            log.info("the outbox deleted the %d delivered messages it had kept", len(seqs))
+            self._unacked.clear()
+        self.stats.acked += len(seqs)
+        with self._drained:
+            self._drained.notify_all()
 
     def _goodbye(self, client: paho.Client) -> None:
         """On stop: the retained offline status, then a clean DISCONNECT (no will)."""
