@@ -760,9 +760,9 @@ def alerts(
     and id), a line of what its evidence says, and one of why it was cleared when not by
     reading normal again (escalated, not judged in that run, a restart). With ALERT_ID
     (its first 4 or more characters will do), that alert whole, with its evidence and why
-    it was cleared. Reads the store while the
-    daemon runs. Exits 66 when there is no store, 77 when it is not yours to read (sudo),
-    65 for an id that fits no alert or several.
+    it was cleared. Reads the store while the daemon runs. Exits 66 when there is no
+    store, 77 when it is not yours to read (sudo), 65 for an id that fits no alert or
+    several.
     """
     import time
 
