@@ -236,7 +236,6 @@ def run(
     sink.attach(handlers={"snapshot": snapshot, "reload": reload_command}, status_extra=counters)
     publisher = sink.publisher
     overloaded = False  # said so since the current last fell back under the nameplate's
-    energised_said = False  # said that the stopped windows carry a running motor's current
     baseline = BaselineWatch()
     producer = threading.Thread(target=produce, name="edge-acq", daemon=True)
     producer.start()
@@ -249,13 +248,12 @@ def run(
                     record.write(chunk.data)
                 if history.capacity:
                     history.push(chunk.data, time.time())
-                before = set(pipe.wiring)
+                before, energised = set(pipe.wiring), pipe.energised_seen
                 records = pipe.update(chunk.data, chunk.gaps, chunk.gap_lost)
                 sink.write(records, sum(max(0, n) for n in chunk.gap_lost))
                 report_wiring(before, pipe.wiring, sink)
                 overloaded = report_nameplate(overloaded, records, config, sink)
-                if pipe.energised_seen is not None and not energised_said:
-                    energised_said = True  # once a run: the nameplate needs a restart
+                if energised is None and pipe.energised_seen is not None:  # once a run
                     log.warning("nameplate: %s", pipe.energised_seen)
                     sink.report(
                         f"nameplate: {pipe.energised_seen}",
