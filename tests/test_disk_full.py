@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -20,6 +21,7 @@ import pytest
 
 from tests.test_agent_mqtt import ROOT, agent, agent_env, payloads
 from tests.test_cli import run
+from tests.test_systemd import NotifySocket
 
 
 @pytest.fixture
@@ -75,10 +77,15 @@ def test_the_daemon_holds_what_a_full_disk_refuses_and_writes_it_once_there_is_r
     proc = agent("run", "--source", "simulator", "--no-model", "--out", out, env=env)
     try:
         sub.wait_for(lambda ms: any(m.topic.endswith("/summary") for m in ms), 90, "a summary")
+        before = len(payloads(sub, "summary"))
         filler = fill(disk)
         # The stator short from 8 s is raised while the disk is full; so are summaries.
-        time.sleep(12.0)
-        published = len(payloads(sub, "summary"))
+        # The plant hears of it at once, from memory, with the disk still full.
+        sub.wait_for(lambda ms: any(m.topic.endswith("/alert") for m in ms), 40, "the alert")
+        (told,) = payloads(sub, "alert")
+        while_full = len(payloads(sub, "summary")) - before
+        assert os.statvfs(disk).f_bavail == 0
+        time.sleep(3.0)
         os.unlink(filler)
         _, err = proc.communicate(timeout=120)
     finally:
@@ -88,8 +95,12 @@ def test_the_daemon_holds_what_a_full_disk_refuses_and_writes_it_once_there_is_r
     refused = [x for x in lines if " ERROR " in x and "disk full while" in x]
     assert refused and f"{db}: disk full while writing it" in "".join(refused), err
     assert "holding the alerts, summaries and events in memory" in refused[0]
+    assert "sending them to the broker from memory meanwhile" in refused[0]
     (wrote,) = [x for x in lines if "the disk takes writes again" in x]
-    assert " INFO " in wrote and "(1 alerts)" in wrote
+    assert " INFO " in wrote and "(1 alerts; " in wrote
+    assert "delivered from memory already, not queued again" in wrote
+    assert told["fault"] == "stator_short" and told["historical"] is False
+    assert while_full >= 2  # the summaries went on too
     # Nothing lost: the store, and the broker, have every alert and summary the run made.
     records = [json.loads(x) for x in out.read_text().splitlines()]
     made = [r for r in records if r["type"] == "summary"]
@@ -100,8 +111,11 @@ def test_the_daemon_holds_what_a_full_disk_refuses_and_writes_it_once_there_is_r
         assert c.execute("SELECT alert_id FROM alerts").fetchall() == [(alert[0]["id"],)]
     sub.wait_for(lambda ms: len({m.json["id"] for m in ms if m.topic.endswith("/summary")})
                  >= len(made), 30, "every summary")  # fmt: skip
-    assert published < len(made) - 4  # some were held while the disk was full
+    # Each once: what the broker had from memory was not put in the outbox as well.
+    ids = [p["id"] for p in payloads(sub, "summary")]
+    assert len(ids) == len(set(ids)) == len(made)
     assert [p["alert_id"] for p in payloads(sub, "alert")] == [alert[0]["id"]]
+    assert told["alert_id"] == alert[0]["id"]
 
 
 def test_a_full_disk_neither_ends_the_broker_connection_nor_sends_a_message_twice(
@@ -138,20 +152,75 @@ def test_a_full_disk_neither_ends_the_broker_connection_nor_sends_a_message_twic
         assert c.execute("SELECT COUNT(*) FROM outbox").fetchone() == (0,)
 
 
+def test_with_the_disk_full_and_the_broker_away_the_records_reach_it_once_it_is_back(
+    make_broker, make_subscriber, disk, tmp_path
+):
+    """Neither the outbox nor the broker takes the summaries: they are sent from memory
+    when the broker is back, marked historical; a stop before the disk has room says how
+    many of those lost to the event store the broker has."""
+    broker = make_broker(persistence=True)  # the subscriber's session survives the restart
+    sub = make_subscriber(broker, f"{ROOT}/#", client_id="plant-historian", persistent=True)
+    db, out = disk / "edge-agent.db", tmp_path / "live.jsonl"
+    env = agent_env(db, broker.url, EDGE_AGENT_OUTPUT__SUMMARY_INTERVAL_S="1",
+                    EDGE_AGENT_ACQUISITION__SIMULATOR__DURATION_S="60")  # fmt: skip
+    proc = agent("run", "--source", "simulator", "--no-model", "--out", out, env=env)
+    try:
+        sub.wait_for(lambda ms: any(m.topic.endswith("/summary") for m in ms), 90, "a summary")
+        fill(disk)
+        time.sleep(1.5)
+        broker.stop()
+        away = (time.time(), None)
+        time.sleep(6.0)
+        away = (away[0], time.time())
+        broker.start()
+        late_summary = lambda ms: any(  # noqa: E731
+            m.json["historical"] for m in ms if m.topic.endswith("/summary")
+        )
+        sub.wait_for(late_summary, 40, "a late summary")
+        assert os.statvfs(disk).f_bavail == 0  # still full: they came from memory
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 74, err
+    assert "Traceback" not in err, err
+    made = [r for r in map(json.loads, out.read_text().splitlines()) if r["type"] == "summary"]
+    sub.wait_for(lambda ms: len({m.json["id"] for m in ms if m.topic.endswith("/summary")})
+                 >= len(made), 30, "every summary")  # fmt: skip
+    got = payloads(sub, "summary")
+    # Made while both were away: sent once the broker was back, once each, marked late.
+    late = [p for p in got if away[0] + 1.0 < p["ts"] < away[1] - 1.0]
+    assert len(late) >= 3 and all(p["historical"] for p in late)
+    assert len({p["id"] for p in late}) == len(late)
+    # Lost to the event store, but every one of them on the broker.
+    last = err.rstrip().splitlines()[-1]
+    lost = re.search(r"(\d+) records \(0 alerts\) held in memory could not be written "
+                     r"before the stop, and are lost to the event store \((\d+) of them reached "
+                     r"the broker\)", last)
+    assert lost and int(lost[1]) == int(lost[2]) >= len(late), last
+
+
 def test_a_daemon_stopped_while_the_disk_is_full_says_what_is_lost_and_exits_74(disk, tmp_path):
     db = disk / "edge-agent.db"
-    env = agent_env(db, None, EDGE_AGENT_OUTPUT__SUMMARY_INTERVAL_S="1")
+    systemd = NotifySocket()
+    env = agent_env(db, None, EDGE_AGENT_OUTPUT__SUMMARY_INTERVAL_S="1",
+                    NOTIFY_SOCKET=systemd.address)  # fmt: skip
     proc = agent("run", "--source", "simulator", "--no-model", "--out", os.devnull, env=env)
     try:
         deadline = time.monotonic() + 90
         while not (db.exists() and counters(db)) and time.monotonic() < deadline:
             time.sleep(0.2)  # running: its first summary is in the store
         fill(disk)
-        time.sleep(4.0)
+        # `systemctl status` says so (the status is sent every 10 s).
+        full = lambda s: [m for _, m in s.having("STATUS") if "DISK FULL" in m["STATUS"]]  # noqa: E731
+        systemd.wait_for(full, 30, "a status saying the disk is full")
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
+        systemd.close()
+    said = full(systemd)[0]["STATUS"]
+    assert re.search(r"; DISK FULL OR FAILING: \d+ records held in memory, not written$", said)
     assert proc.returncode == 74, err
     last = err.rstrip().splitlines()[-1]
     assert last.startswith("edge-agent: error: ") and "records (0 alerts) held in memory" in last

@@ -390,6 +390,36 @@ def test_a_record_the_broker_refuses_does_not_block_the_others(
     assert len(errors) == 1
 
 
+@pytest.mark.parametrize("why", ["acl", "size"])
+def test_a_record_sent_from_memory_that_the_broker_refuses_does_not_block_the_others(
+    why: str, make_broker, make_subscriber, make_publisher, tmp_path: Path, caplog
+) -> None:
+    """While the disk is full the sink sends what the outbox cannot take from memory
+    (send_now). An alert the broker refuses, as above, is sent from memory no more (the
+    sink puts it in the outbox once the disk has room); the summaries go."""
+    if why == "acl":
+        acl = f"topic readwrite {ROOT}/status\ntopic readwrite {ROOT}/summary\ntopic read #\n"
+        broker = make_broker(acl=acl)
+        alert = record(0)
+    else:
+        broker = make_broker(extra="max_packet_size 2000")
+        alert = record(0, evidence="x" * 3000)
+    sub = make_subscriber(broker, f"{ROOT}/#")
+    pub = make_publisher(broker.url, outbox=Outbox(tmp_path / "edge.db"))
+    wait_until(lambda: pub.connected, 10, "publisher connected")
+    refused = pub.send_now("alert", alert)
+    sent = [pub.send_now("summary", record(n)) for n in range(1, 4)]
+    wait_until(lambda: pub.in_memory == 0, 60, "nothing left to send from memory")
+    assert all(d.delivered for d in sent) and not refused.delivered
+    assert pub.withdraw(refused) is False  # the sink's cue to queue it in the outbox
+    assert pub.stats.from_memory == 3 and pub.stats.held_back == 1
+    sub.wait_for(lambda ms: len(data_messages(sub)) >= 3, 10, "the summaries")
+    assert [p["n"] for p in first_copies(data_messages(sub))] == [1, 2, 3]
+    errors = [r.message for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and f"{ROOT}/alert" in errors[0], errors
+    assert "sent from memory no more" in errors[0]
+
+
 # --- TLS --------------------------------------------------------------------------------
 
 

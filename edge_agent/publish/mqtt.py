@@ -35,10 +35,20 @@ after each CONNACK and every ``status_interval_s``, ``offline`` as the Last Will
 raises is logged and counted). A retained command is ignored: it would run again at every
 reconnect. Sessions are clean: commands sent while the edge is offline are not queued.
 
+When the disk refuses the outbox (full, or failing), the sink hands the records it holds in
+memory to :meth:`MqttPublisher.send_now`: they are sent from memory, after the outbox's,
+within the same in-flight limit, and again on every connection until their PUBACK. The
+sink writes each to the outbox once the disk has room unless the broker had it by then
+(:meth:`MqttPublisher.withdraw`); a PUBACK that comes after that leaves a second copy,
+which the payload's ``id`` tells apart. One the broker refuses (in its PUBACK, or by
+closing the connection, found as below) is sent from memory no more: the sink puts it in
+the outbox once it can, where it is held back as below.
+
 Payloads: the stored object plus ``"historical"``: true when the record was queued
 before the current connection was established (during an outage, or by an earlier
 process). The boundary is the outbox's last ``seq`` at CONNACK, not a clock, so a clock
-step (NTP after boot) cannot mislabel records.
+step (NTP after boot) cannot mislabel records; a record sent from memory is historical
+when it was made before the connection, by the monotonic clock, which no step moves.
 
 Errors are reported once, clearly (logger ``edge_agent.mqtt``, and :attr:`last_error`;
 the wording, the URL, the TLS context and the password are in ``connect.py``),
@@ -59,7 +69,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -104,8 +114,21 @@ class PublisherStats:
     refused: int = 0  # PUBACKs with a failure reason code (the message stays queued)
     held_back: int = 0  # records set aside because the broker drops us when it gets them
     ack_errors: int = 0  # acks the outbox could not write (a full disk): kept in memory
+    from_memory: int = 0  # records the outbox could not take, delivered from memory
     commands: int = 0  # commands passed to on_command
     callback_errors: int = 0  # exceptions caught in callbacks and in on_command
+
+
+@dataclass(eq=False)
+class Delivery:
+    """A record sent from memory (:meth:`MqttPublisher.send_now`) until its PUBACK."""
+
+    topic: str  # under the root: alert, summary or event
+    payload: dict[str, Any]
+    made: float = field(default_factory=time.monotonic)
+    delivered: bool = False  # its PUBACK came (set in the edge-mqtt thread)
+    sent_on: int = -1  # the connection it was last sent on
+    sent_at: float = 0.0  # monotonic time it was last sent
 
 
 def _version() -> str | None:
@@ -206,6 +229,10 @@ class MqttPublisher:
         # sent again, and deleted once it takes writes (tried every ACK_RETRY_S).
         self._unacked: set[int] = set()
         self._ack_retry_at = 0.0
+        # Records the outbox could not take (send_now), oldest first, until their PUBACK.
+        self._memory: list[Delivery] = []
+        self._memory_lock = threading.Lock()
+        self._connection = 0
         self._new_connection()
 
     def __repr__(self) -> str:
@@ -235,12 +262,35 @@ class MqttPublisher:
             self._kick.set()
             self._wake()
 
+    def send_now(self, topic: str, payload: dict[str, Any]) -> Delivery:
+        """Send a record the outbox cannot take (a full disk) from memory: after the
+        outbox's, on every connection until its PUBACK. Callable from any thread."""
+        delivery = Delivery(topic, payload)
+        with self._memory_lock:
+            self._memory.append(delivery)
+        self.notify()
+        return delivery
+
+    def withdraw(self, delivery: Delivery) -> bool:
+        """Send ``delivery`` from memory no more (the outbox has it now, or it is let go);
+        whether the broker has it already."""
+        with self._memory_lock:
+            if delivery in self._memory:
+                self._memory.remove(delivery)
+        return delivery.delivered
+
+    @property
+    def in_memory(self) -> int:
+        """Records being sent from memory, not yet PUBACKed."""
+        return len(self._memory)
+
     def wait_drained(self, timeout: float) -> bool:
-        """Wait until the outbox is empty (everything PUBACKed); False after ``timeout``."""
+        """Wait until the outbox is empty and nothing is left to send from memory
+        (everything PUBACKed); False after ``timeout``."""
         deadline = time.monotonic() + timeout
         with self._drained:
             while True:
-                if not any(self._outbox.depth().values()):
+                if not self._memory and not any(self._outbox.depth().values()):
                     return True
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -318,6 +368,8 @@ class MqttPublisher:
                 self._established(client)
             if self.connected:
                 self._fill(client)
+                if self._memory:
+                    self._fill_from_memory(client)
                 if self.presence and time.monotonic() >= self._next_status:
                     self._publish_status(client, "online")
             elif time.monotonic() > connack_deadline:
@@ -399,6 +451,8 @@ class MqttPublisher:
         self._paho_error: str | None = None
         # mid -> (seq, topic, bytes, monotonic time sent)
         self._inflight: dict[int, tuple[int, str, int, float]] = {}
+        self._inflight_memory: dict[int, Delivery] = {}  # mid -> record sent from memory
+        self._connection += 1
         self._pubacks: list[tuple[int, Any]] = []  # (mid, reason code) from on_publish
         self._refused_here = False  # a PUBACK on this connection had a failure reason
         self._sent_upto = 0
@@ -489,7 +543,7 @@ class MqttPublisher:
             if now - self._connected_at >= STABLE_S:
                 self._careful = False  # the connection holds: the losses were the network's
                 self._limit = self.cfg.max_inflight
-        room = self._limit - len(self._inflight)
+        room = self._limit - len(self._inflight) - len(self._inflight_memory)
         if room <= 0:
             return
         if self._exhausted and not self._dirty and now < self._next_poll:
@@ -516,6 +570,54 @@ class MqttPublisher:
             self.stats.published += 1
             self.stats.historical += historical
 
+    def _fill_from_memory(self, client: paho.Client) -> None:
+        """Publish the records held in memory (send_now) not yet sent on this connection,
+        oldest first, in the room the outbox's left."""
+        room = self._limit - len(self._inflight) - len(self._inflight_memory)
+        if room <= 0:
+            return
+        with self._memory_lock:
+            due = [d for d in self._memory if d.sent_on != self._connection][:room]
+        for d in due:
+            body = dict(d.payload)
+            body["historical"] = d.made < (self._connected_at or 0.0)
+            data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+            info = client.publish(self._topic(d.topic), data, qos=1)
+            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                break  # the connection just went; sent again on the next
+            d.sent_on, d.sent_at = self._connection, time.monotonic()
+            self._inflight_memory[info.mid] = d
+            self.stats.published += 1
+            self.stats.historical += body["historical"]
+
+    def _memory_acked(self, d: Delivery, reason: Any) -> None:
+        """The PUBACK of a record sent from memory: delivered, or refused."""
+        if reason is not None and reason.is_failure:
+            self.stats.refused += 1
+            self._refused_here = True
+            self._memory_refused(d, f"refused a record sent from memory ({reason})")
+            return
+        with self._memory_lock:
+            if d in self._memory:
+                self._memory.remove(d)
+        d.delivered = True
+        d.payload = {}  # the broker has it: only the sink's copy is left, until it lets go
+        self.stats.from_memory += 1
+        with self._drained:
+            self._drained.notify_all()
+
+    def _memory_refused(self, d: Delivery, why: str) -> None:
+        """Send ``d`` from memory no more: the sink puts it in the outbox once the disk
+        has room, where a record the broker refuses is held back."""
+        with self._memory_lock:
+            if d in self._memory:
+                self._memory.remove(d)
+        self.stats.held_back += 1
+        log.error(
+            "%s: the broker %s on %s: it is sent from memory no more, and goes to the "
+            "outbox once the disk has room", self.hostport, why, self._topic(d.topic),
+        )  # fmt: skip
+
     def _poison_check(self, up_s: float) -> None:
         """After losing an established connection: is one record making the broker drop
         us? (Mosquitto 2.0, for one, closes an MQTT 5 connection after refusing a publish
@@ -523,12 +625,20 @@ class MqttPublisher:
         now = time.monotonic()
         # Records the broker may have dropped us for: sent just before the loss.
         in_flight = sorted(e for e in self._inflight.values() if now - e[3] < SUSPECT_S)
-        if not in_flight or up_s >= STABLE_S or self._refused_here:
+        memory = [d for d in self._inflight_memory.values() if now - d.sent_at < SUSPECT_S]
+        if not (in_flight or memory) or up_s >= STABLE_S or self._refused_here:
             # (A record refused in its PUBACK is held back already: no other is to blame.)
             self._short_losses = 0
             self._careful = False
             return
-        if self._careful and len(self._inflight) == 1 and len(in_flight) == 1:
+        alone = len(self._inflight) + len(self._inflight_memory) == 1
+        if self._careful and alone and memory:
+            self._short_losses = 0
+            self._careful = False
+            why = "closes the connection whenever it gets a record sent from memory"
+            self._memory_refused(memory[0], why)
+            return
+        if self._careful and alone:
             seq, topic, size, _ = in_flight[0]
             self._held[seq] = time.monotonic() + HOLD_S
             self.stats.held_back += 1
@@ -560,7 +670,10 @@ class MqttPublisher:
         for mid, reason in pubacks:
             entry = self._inflight.pop(mid, None)
             if entry is None:
-                continue  # a status message
+                d = self._inflight_memory.pop(mid, None)
+                if d is not None:
+                    self._memory_acked(d, reason)
+                continue  # else a status message
             seq, topic, _, _ = entry
             if reason is not None and reason.is_failure:
                 self.stats.refused += 1

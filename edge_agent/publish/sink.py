@@ -16,7 +16,9 @@ SQLite file (``[store] path``); the MQTT thread only reads and deletes from the 
 When the disk refuses a write (full, or failing: :class:`~edge_agent.errors.StorageError`)
 a daemon's sink (``hold=True``) holds the alerts, summaries and events it could not write
 in memory, in order, says so once, and writes them once the disk takes writes again
-(tried every :data:`HOLD_RETRY_S`); the analysis goes on. Other commands stop (exit 74).
+(tried every :data:`HOLD_RETRY_S`); the analysis goes on. Meanwhile, with a broker, it
+sends them from memory (:meth:`MqttPublisher.send_now`), so that the plant is told at
+once; one the broker had by then is not put in the outbox. Other commands stop (exit 74).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from edge_agent.store import EventStore, cleared_why, model_id
 from edge_agent.summary import TREND_FIELDS, Summarizer
 
 if TYPE_CHECKING:
-    from edge_agent.publish.mqtt import MqttPublisher
+    from edge_agent.publish.mqtt import Delivery, MqttPublisher
     from edge_agent.publish.outbox import Outbox
     from edge_agent.scoring import Scorer
 
@@ -46,7 +48,8 @@ log = logging.getLogger("edge_agent.sink")
 # Retention runs at start and then this often (wall time) while running.
 PRUNE_EVERY_S = 6 * 3600.0
 # While the disk refuses writes: the records held in memory at most (two days of
-# summaries, 4.2 kB each; past it the oldest summary or event goes, never an alert), and
+# summaries, 4.1 kB each, 6.0 with the payload until the broker has it; past it the
+# oldest summary or event goes, never an alert), and
 # how often (wall time) to try writing them again.
 MAX_HELD = 3000
 HOLD_RETRY_S = 10.0
@@ -79,6 +82,8 @@ class _Pending:
     record: dict[str, Any]
     model: str | None = None  # an alert's: the model in use when it came
     done: set[str] = field(default_factory=set)
+    delivery: Delivery | None = None  # sent from memory meanwhile (held, with a broker)
+    message: tuple[str, dict[str, Any]] | None = None  # its topic and payload, once made
 
 
 # A command handler gets the parsed command and returns the reply's detail; raising
@@ -214,17 +219,18 @@ class RecordSink:
         """Write the last (partial) summary, give the broker ``drain_timeout`` seconds to
         acknowledge what is queued, and close. Returns the number of messages left in the
         outbox: they stay on disk and the next run sends them."""
-        lost = None
+        held = False
         try:
             self.write((), final=True)
-            if self._held and not self._write_held(now=True):
-                lost = self._held_lost()
+            held = bool(self._held) and not self._write_held(now=True)
         finally:
             left = 0
             if self.publisher is not None:
                 if drain_timeout > 0:
                     self.publisher.wait_drained(drain_timeout)
                 self.publisher.stop()
+            # Said once the broker has had its chance at what is sent from memory.
+            lost = self._held_lost() if held else None
             if self.outbox is not None:
                 left = sum(self.outbox.depth().values())
                 self.outbox.close()
@@ -308,21 +314,29 @@ class RecordSink:
             except StorageError as exc:
                 self._refused(exc)
         self._held.append(item)
+        if self.publisher is not None and self.outbox is not None and "outbox" not in item.done:
+            item.delivery = self.publisher.send_now(*self._outbox_payload(item))
+            for p in self._held:  # the payloads the broker has are not needed any more
+                if p.delivery is not None and p.delivery.delivered:
+                    p.message = None
         if len(self._held) > MAX_HELD:
             old = next((p for p in self._held if p.kind != "alert"), None)
             if old is not None:
                 self._held.remove(old)
                 self.stats.held_dropped += 1
+                if old.delivery is not None:
+                    self.publisher.withdraw(old.delivery)
 
     def _refused(self, exc: StorageError) -> None:
         self.stats.storage_errors += 1
         if not self.hold:
             raise exc
         if not self._held:
+            sending = "; sending them to the broker from memory meanwhile" if self.publisher else ""
             log.error(
                 "%s: holding the alerts, summaries and events in memory (at most %d) and "
-                "trying again every %g s; they are lost if the daemon stops first",
-                exc, MAX_HELD, HOLD_RETRY_S,
+                "trying again every %g s; they are lost if the daemon stops first%s",
+                exc, MAX_HELD, HOLD_RETRY_S, sending,
             )  # fmt: skip
         self._retry_at = time.monotonic() + HOLD_RETRY_S
 
@@ -331,6 +345,7 @@ class RecordSink:
         if not now and time.monotonic() < self._retry_at:
             return False
         n, alerts = len(self._held), sum(p.kind == "alert" for p in self._held)
+        delivered = self._delivered()
         while self._held:
             try:
                 self._write(self._held[0])
@@ -338,34 +353,70 @@ class RecordSink:
                 self._refused(exc)
                 return False
             self._held.popleft()
+        extra = []
+        if delivered:
+            extra.append(f"{delivered} delivered from memory already, not queued again")
+        if self.stats.held_dropped:
+            extra.append(f"{self.stats.held_dropped} summaries or events let go")
         log.info(
             "the disk takes writes again: wrote the %d records held in memory (%d alerts%s)",
-            n, alerts, f"; {self.stats.held_dropped} summaries or events let go"
-            if self.stats.held_dropped else "",
+            n, alerts, "".join(f"; {x}" for x in extra),
         )  # fmt: skip
         return True
 
+    def _delivered(self) -> int:
+        """Held records the broker has from memory."""
+        return sum(p.delivery is not None and p.delivery.delivered for p in self._held)
+
     def _held_lost(self) -> StorageError:
         alerts = sum(p.kind == "alert" for p in self._held)
+        lost = "lost"
+        if self.publisher is not None:
+            lost = f"lost to the event store ({self._delivered()} of them reached the broker)"
         said = (
             f"{len(self._held)} records ({alerts} alerts) held in memory could not be written "
-            "before the stop, and are lost: the disk still refuses writes"
+            f"before the stop, and are {lost}: the disk still refuses writes"
         )
         log.error("%s", said)
         return StorageError(said)
 
+    def _outbox_payload(self, item: _Pending) -> tuple[str, dict[str, Any]]:
+        """The topic (alert, summary, event) and payload that ``item`` is published as,
+        made once: sent from memory and then queued, it keeps its ``id``."""
+        if item.message is None:
+            record = item.record
+            if item.kind == "alert":
+                common = {"site": self.site, "asset": self.asset, "t0": self.ts_offset}
+                payload = schema.alert_payload(record, model=item.model, **common)
+            elif item.kind == "summary":
+                payload = schema.summary_payload(
+                    record, site=self.site, asset=self.asset, t0=self.ts_offset
+                )
+            else:
+                payload = record  # an event: its payload already
+            item.message = (item.kind, payload)
+        return item.message
+
+    def _to_outbox(self, item: _Pending) -> None:
+        """The outbox step of ``item``, unless the broker had it from memory already."""
+        delivery = item.delivery
+        if delivery is None or not delivery.delivered:
+            topic, payload = self._outbox_payload(item)
+            self.outbox.put(topic, topic, payload)  # None at the cap: counted there
+            if delivery is not None:
+                self.publisher.withdraw(delivery)
+        item.done.add("outbox")
+
     def _write(self, item: _Pending) -> None:
         """The steps of ``item`` not yet done; each is marked done once written."""
         record, done = item.record, item.done
-        common = {"site": self.site, "asset": self.asset, "t0": self.ts_offset}
         if item.kind == "alert":
             if self.store is not None and "store" not in done:
-                self.store.record_alert(record, model_id=item.model, **common)
+                self.store.record_alert(
+                    record, model_id=item.model, site=self.site, asset=self.asset,
+                    t0=self.ts_offset,
+                )  # fmt: skip
                 done.add("store")
-            if self.outbox is not None and "outbox" not in done:
-                payload = schema.alert_payload(record, model=item.model, **common)
-                self.outbox.put("alert", "alert", payload)  # None at the cap: counted there
-                done.add("outbox")
         elif item.kind == "summary":
             if self.store is not None and "counters" not in done:
                 counters = {
@@ -381,14 +432,8 @@ class RecordSink:
                 start = self.ts_offset + record["t_start"]
                 self.store.add_trend(self.site, self.asset, start, trend)
                 done.add("trend")
-            if self.outbox is not None and "outbox" not in done:
-                payload = schema.summary_payload(
-                    record, site=self.site, asset=self.asset, t0=self.ts_offset
-                )
-                self.outbox.put("summary", "summary", payload)
-                done.add("outbox")
-        elif self.outbox is not None:  # an event: its payload
-            self.outbox.put("event", "event", record)
+        if self.outbox is not None and "outbox" not in done:
+            self._to_outbox(item)
         if self.publisher is not None:
             self.publisher.notify()
 
