@@ -7,6 +7,7 @@ pipeline; the phase-angle features the checks read are checked analytically too.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -276,3 +277,43 @@ def test_only_a_balanced_current_between_noise_and_running_is_a_running_motors(c
     assert (said is None) == (why is not None)
     if why is None:
         assert "a balanced three-phase set of 0.5 A at 50.0 Hz (i2/i1 0.020), 5 % of" in said
+
+
+def test_systemctl_status_says_when_a_running_motor_reads_stopped(tmp_path):
+    """The status line `systemctl status` shows, over a run whose 100 A nameplate makes
+    the 8.4 A motor read stopped: from 20 windows in a row on, it says why nothing is
+    analysed. (The notifier's clock runs 10 s a call, so each turn of the loop sends one.)"""
+    from edge_agent.acquisition.sources import make_source
+    from edge_agent.cli import _make_sink
+    from edge_agent.config import load_config
+    from edge_agent.service import run as run_service
+    from edge_agent.systemd import STATUS_INTERVAL_S, Notifier
+    from tests.test_systemd import NotifySocket
+
+    rec = tmp_path / "healthy.npy"
+    np.save(rec, simulate(SimulationSpec(duration_s=14.0, seed=1), Config().motor)[1])
+    cfg = load_config(overrides={
+        "acquisition": {"source": "replay", "replay": {"path": str(rec), "speed": 0}},
+        "motor": {"rated_current": 100.0},
+        "store": {"path": str(tmp_path / "edge-agent.db")},
+    })  # fmt: skip
+    ticks = itertools.count(step=STATUS_INTERVAL_S)
+    systemd = NotifySocket()
+    try:
+        notifier = Notifier({"NOTIFY_SOCKET": systemd.address}, clock=lambda: next(ticks))
+        sink = _make_sink(cfg, None, None, ts_offset=0.0, daemon=True)
+        try:
+            run_service(cfg, make_source(cfg), sink, scorer=None, notifier=notifier)
+        finally:
+            sink.close()
+        systemd.wait_for(lambda s: s.having("STOPPING"), 10, "STOPPING=1")
+    finally:
+        systemd.close()
+    statuses = [m["STATUS"] for _, m in systemd.having("STATUS")]
+    said = [x for x in statuses if "running motor's current" in x]
+    assert said, statuses
+    assert said[0].endswith(
+        "; reads stopped with a running motor's current: check [motor] rated_current"
+    )
+    before = statuses[: statuses.index(said[0])]
+    assert any(" windows (0 anomalous, 0 flagged)" in x for x in before)  # not at once
