@@ -6,6 +6,7 @@ the file, line or field at fault and what was expected.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
@@ -82,8 +83,19 @@ def sqlite_error(
             f"{path}: the database is locked by another connection or process for more than "
             f"{busy_timeout_s:g} s while {doing} ({text})"
         )
-    if name.startswith("SQLITE_FULL") or "disk is full" in low:
+    io_error = name.startswith("SQLITE_IOERR") or "disk i/o error" in low
+    # Opening a WAL database makes its -wal and -shm files: on a full disk that fails as
+    # an I/O error, not as SQLITE_FULL.
+    if name.startswith("SQLITE_FULL") or "disk is full" in low or (io_error and _full(path)):
         return StorageError(f"{path}: disk full while {doing} ({text}); free space on its disk")
-    if name.startswith("SQLITE_IOERR") or "disk i/o error" in low:
+    if io_error:
         return StorageError(f"{path}: the disk failed while {doing} ({text})")
     return EdgeAgentError(f"{path}: {doing} failed: {text}")
+
+
+def _full(path: Path | str) -> bool:
+    """The file system holding ``path`` has no block left for this user."""
+    try:
+        return os.statvfs(Path(path).parent).f_bavail == 0
+    except OSError:
+        return False

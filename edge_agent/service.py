@@ -215,7 +215,7 @@ def run(
             text += "; WIRING: " + "; ".join(pipe.wiring.values())
         if baseline.outside:
             text += "; outside the model's baseline: no anomaly alerts"
-        if sink.held:
+        if sink.disk_refused:
             text += f"; DISK FULL OR FAILING: {sink.held} records held in memory, not written"
         if pipe.energised >= ENERGISED_FOR:
             text += "; reads stopped with a running motor's current: check [motor] rated_current"

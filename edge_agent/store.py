@@ -24,6 +24,7 @@ the store from the processing thread (alerts, counters, trend) and the MQTT thre
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -36,7 +37,13 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from edge_agent.errors import AccessDeniedError, EdgeAgentError, InputDataError, sqlite_error
+from edge_agent.errors import (
+    AccessDeniedError,
+    EdgeAgentError,
+    InputDataError,
+    StorageError,
+    sqlite_error,
+)
 from edge_agent.publish.schema import finite_json
 
 __all__ = ["LABELS", "STORE_VERSION", "EventStore", "cleared_why", "merge_stats", "model_id"]
@@ -141,6 +148,11 @@ class EventStore:
             for folder in reversed(missing):
                 folder.mkdir(mode=0o750, exist_ok=True)
         except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise StorageError(
+                    f"{self.path.parent}: disk full while creating the store's folder; free "
+                    "space on its disk"
+                ) from None
             raise AccessDeniedError(
                 f"{self.path.parent}: cannot create the store's folder: {exc.strerror}"
             ) from None

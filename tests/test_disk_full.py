@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_agent_mqtt import ROOT, agent, agent_env, payloads
+from tests.test_agent_mqtt import ASSET, ROOT, SITE, agent, agent_env, payloads
 from tests.test_cli import run
 from tests.test_systemd import NotifySocket
 
@@ -269,3 +269,68 @@ def test_past_the_cap_the_oldest_summaries_are_let_go_never_an_alert(disk, monke
         assert [a["alert_id"] for a in db.alerts()] == ["held-alert"]
     # The newest three summaries, in order.
     assert counters(disk / "edge-agent.db") == [s["t_end"] for s in made[3:6]]
+
+
+def test_a_daemon_started_on_a_full_disk_runs_and_opens_the_store_once_there_is_room(
+    broker, make_subscriber, disk, tmp_path
+):
+    """A power cut with the SD card full: before, the daemon could not open its store and
+    exited 74 at every start, so nothing watched the motor. Now it runs, holds what it
+    makes (and sends it from memory), and opens the store once there is room. The alert
+    the last run left open is cleared then, as this run has judged afresh."""
+    from edge_agent.store import EventStore
+
+    sub = make_subscriber(broker, f"{ROOT}/#")
+    db, out = disk / "edge-agent.db", tmp_path / "live.jsonl"
+    with EventStore(db) as store:  # the last run's, with an alert it left open
+        old = {"type": "alert", "id": "left-open", "state": "raised", "t": 0.0,
+               "fault": "bearing", "severity": "warning", "score": None,
+               "evidence": {}}  # fmt: skip
+        store.record_alert(old, site=SITE, asset=ASSET, t0=time.time() - 3600, model_id=None)
+    filler = fill(disk)
+    systemd = NotifySocket()
+    env = agent_env(
+        db, broker.url, NOTIFY_SOCKET=systemd.address,
+        EDGE_AGENT_OUTPUT__SUMMARY_INTERVAL_S="2",
+        EDGE_AGENT_ACQUISITION__SIMULATOR__DURATION_S="30",
+        EDGE_AGENT_ACQUISITION__SIMULATOR__FAULT="stator-short",
+        EDGE_AGENT_ACQUISITION__SIMULATOR__SEVERITY="30",
+        EDGE_AGENT_ACQUISITION__SIMULATOR__ONSET_S="4",
+    )  # fmt: skip
+    proc = agent("run", "--source", "simulator", "--no-model", "--out", out, env=env)
+    try:
+        sub.wait_for(lambda ms: any(m.topic.endswith("/alert") for m in ms), 90, "the alert")
+        assert os.statvfs(disk).f_bavail == 0  # from memory: the outbox is not open
+        full = lambda s: [m for _, m in s.having("STATUS") if "DISK FULL" in m["STATUS"]]  # noqa: E731
+        systemd.wait_for(full, 30, "a status saying the disk is full")
+        # A label cannot be kept yet: the reply says so (from memory, too).
+        (raised,) = payloads(sub, "alert")
+        body = {"alert_id": raised["alert_id"], "label": "true_positive", "id": "r1"}
+        sub.client.publish(f"{ROOT}/cmd/label", json.dumps(body).encode(), qos=1)
+        sub.wait_for(lambda ms: any(m.topic.endswith("/event") for m in ms), 30, "a reply")
+        (reply,) = payloads(sub, "event")
+        assert reply["request_id"] == "r1" and not reply["ok"]
+        assert "the event store cannot be opened (the disk is full" in reply["error"]
+        os.unlink(filler)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+        systemd.close()
+    assert proc.returncode == 0, err
+    lines = err.splitlines()
+    (started,) = [x for x in lines if "Starting without the event store" in x]
+    assert " ERROR " in started and f"{db}: disk full while opening it" in started
+    assert any(f"{db}: the event store and the outbox open now" in x for x in lines), err
+    records = [json.loads(x) for x in out.read_text().splitlines()]
+    made = [r for r in records if r["type"] == "summary"]
+    (alert,) = [r for r in records if r["type"] == "alert" and r["fault"] == "stator_short"]
+    with contextlib.closing(sqlite3.connect(db)) as c:
+        kept = dict(c.execute("SELECT alert_id, cleared_reason FROM alerts").fetchall())
+    assert kept == {"left-open": "agent restarted", alert["id"]: None}
+    assert len(counters(db)) == len(made)
+    sub.wait_for(lambda ms: len({m.json["id"] for m in ms if m.topic.endswith("/summary")})
+                 >= len(made), 30, "every summary")  # fmt: skip
+    ids = [p["id"] for p in payloads(sub, "summary")]
+    assert len(ids) == len(set(ids)) == len(made)
+    told = [(p["alert_id"], p["state"]) for p in payloads(sub, "alert")]
+    assert told == [(alert["id"], "raised"), ("left-open", "cleared")]

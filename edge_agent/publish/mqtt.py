@@ -145,7 +145,9 @@ class MqttPublisher:
     Configuration problems (no url, a missing TLS or password file, a key that does not
     match its certificate) raise :class:`~edge_agent.errors.ConfigError` here, at
     construction; everything after is retried. ``status_extra`` adds counters to the
-    ``online`` status (called in the publisher's thread).
+    ``online`` status (called in the publisher's thread). ``outbox`` is None when a full
+    disk kept it from opening: records are then sent from memory only, until
+    :meth:`attach_outbox`.
     """
 
     def __init__(
@@ -154,7 +156,7 @@ class MqttPublisher:
         *,
         site: str,
         asset: str,
-        outbox: Outbox,
+        outbox: Outbox | None,
         on_command: Callable[[str, bytes], None] | None = None,
         status_extra: Callable[[], dict] | None = None,
         status_interval_s: float = 60.0,
@@ -279,6 +281,13 @@ class MqttPublisher:
                 self._memory.remove(delivery)
         return delivery.delivered
 
+    def attach_outbox(self, outbox: Outbox) -> None:
+        """The outbox, once a full disk lets it open: what it holds (an earlier run's) is
+        sent from now on, as made before this connection."""
+        self._boundary = outbox.last_seq()
+        self._outbox = outbox
+        self.notify()
+
     @property
     def in_memory(self) -> int:
         """Records being sent from memory, not yet PUBACKed."""
@@ -290,7 +299,8 @@ class MqttPublisher:
         deadline = time.monotonic() + timeout
         with self._drained:
             while True:
-                if not self._memory and not any(self._outbox.depth().values()):
+                outbox = self._outbox
+                if not self._memory and (outbox is None or not any(outbox.depth().values())):
                     return True
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -512,7 +522,7 @@ class MqttPublisher:
     def _established(self, client: paho.Client) -> None:
         """After a successful CONNACK: resend from the start of the outbox, subscribe to
         commands, publish the birth."""
-        self._boundary = self._outbox.last_seq()
+        self._boundary = self._outbox.last_seq() if self._outbox is not None else 0
         self._connected_at = time.monotonic()
         self.connected = True
         self.stats.connects += 1
@@ -544,7 +554,7 @@ class MqttPublisher:
                 self._careful = False  # the connection holds: the losses were the network's
                 self._limit = self.cfg.max_inflight
         room = self._limit - len(self._inflight) - len(self._inflight_memory)
-        if room <= 0:
+        if room <= 0 or self._outbox is None:
             return
         if self._exhausted and not self._dirty and now < self._next_poll:
             return
@@ -754,14 +764,16 @@ class MqttPublisher:
             asset=self.asset,
             reason=reason,
             version=_version() if online else None,
-            outbox=self._outbox.depth() if online else None,
+            outbox=self._outbox.depth() if online and self._outbox is not None else None,
             counters=self._counters() if online else None,
         )
         body["historical"] = False
         return json.dumps(body, separators=(",", ":")).encode()
 
     def _counters(self) -> dict[str, Any]:
-        counters: dict[str, Any] = {f"outbox_{k}": v for k, v in asdict(self._outbox.stats).items()}
+        counters: dict[str, Any] = {}
+        if self._outbox is not None:
+            counters.update({f"outbox_{k}": v for k, v in asdict(self._outbox.stats).items()})
         counters.update({f"mqtt_{k}": v for k, v in asdict(self.stats).items()})
         if self._status_extra is not None:
             try:

@@ -18,7 +18,9 @@ a daemon's sink (``hold=True``) holds the alerts, summaries and events it could 
 in memory, in order, says so once, and writes them once the disk takes writes again
 (tried every :data:`HOLD_RETRY_S`); the analysis goes on. Meanwhile, with a broker, it
 sends them from memory (:meth:`MqttPublisher.send_now`), so that the plant is told at
-once; one the broker had by then is not put in the outbox. Other commands stop (exit 74).
+once; one the broker had by then is not put in the outbox. A daemon that cannot open the
+event store and the outbox at start (a full disk) runs the same way, and opens them once
+the disk lets it. Other commands stop (exit 74).
 """
 
 from __future__ import annotations
@@ -169,19 +171,33 @@ class RecordSink:
         self._next_prune = 0.0
         if publish and not config.mqtt.url:
             raise ValueError("publish=True needs config.mqtt.url")
+        self._publish = publish
+        self._scorer = scorer
+        # The event store and the outbox did not open (a full disk at start, hold=True):
+        # tried again with the records held.
+        self._closed_disk = False
+        # Alerts the last run left open, one per fault, for the pipeline to carry on.
+        self.left_open: list[dict[str, Any]] = []
         if publish or store:
-            path = config.store.resolved_path
-            self.store = EventStore(path)
-            self.store.register_asset(self.site, self.asset, config.motor.model_dump(mode="json"))
-            self._prune()
+            try:
+                self._open_disk()
+            except StorageError as exc:
+                if not hold:
+                    raise
+                self._closed_disk = True
+                self.stats.storage_errors += 1
+                self._retry_at = time.monotonic() + HOLD_RETRY_S
+                log.error(  # once: the tries to open them again are counted
+                    "%s. Starting without the event store and the outbox: the alerts, "
+                    "summaries and events are held in memory (at most %d)%s, and written "
+                    "once they open (tried every %g s); the alerts the last run left open "
+                    "are not carried on", exc, MAX_HELD,
+                    ", sent to the broker from memory meanwhile" if publish else "",
+                    HOLD_RETRY_S,
+                )  # fmt: skip
         if publish:
             from edge_agent.publish.mqtt import MqttPublisher
-            from edge_agent.publish.outbox import Outbox
 
-            s = config.store
-            self.outbox = Outbox(
-                s.resolved_path, max_summaries=s.max_summaries, max_alerts=s.max_alerts
-            )
             self.publisher = MqttPublisher(
                 config.mqtt,
                 site=self.site,
@@ -191,11 +207,68 @@ class RecordSink:
                 status_extra=self._counters,
                 presence=presence,
             )
-        self.set_model(scorer)
-        # Alerts the last run left open, one per fault, for the pipeline to carry on.
-        self.left_open: list[dict[str, Any]] = []
+        if self.store is None:
+            self.set_model(scorer)
         if resume and self.store is not None:
             self._resume_left_open()
+
+    def _open_disk(self) -> None:
+        """Open the event store (registering the motor and the model, applying the
+        retention) and, to publish, the outbox; all or nothing (StorageError)."""
+        from edge_agent.publish.outbox import Outbox
+
+        s = self.config.store
+        store = EventStore(s.resolved_path)
+        try:
+            store.register_asset(self.site, self.asset, self.config.motor.model_dump(mode="json"))
+            scorer = self._scorer
+            mid = None if scorer is None else store.register_model(scorer.card, str(scorer.path))
+            outbox = None
+            if self._publish:
+                outbox = Outbox(
+                    s.resolved_path, max_summaries=s.max_summaries, max_alerts=s.max_alerts
+                )
+        except BaseException:
+            store.close()
+            raise
+        self.store, self.outbox, self.model_id = store, outbox, mid
+        try:
+            self._prune()
+        except StorageError as exc:  # it needs room to write too: next time
+            self.stats.storage_errors += 1
+            if not self.hold:
+                raise
+            log.warning("event store retention did not run: %s", exc)
+
+    def _opened_late(self) -> bool:
+        """Open the event store and the outbox a full disk kept closed at start, if it
+        lets them now; the alerts the last run left open are cleared ("agent restarted"):
+        this run has judged afresh. Whether they are open."""
+        try:
+            self._open_disk()
+        except StorageError:  # said at start
+            self.stats.storage_errors += 1
+            self._retry_at = time.monotonic() + HOLD_RETRY_S
+            return False
+        self._closed_disk = False
+        log.info("%s: the event store and the outbox open now", self.config.store.resolved_path)
+        if self.publisher is not None:
+            self.publisher.attach_outbox(self.outbox)
+        now = time.time()
+        cleared = [
+            self._restart_cleared(a, now)
+            for a in self.store.alerts(
+                site=self.site, asset=self.asset, open_only=True, limit=None
+            )
+        ]
+        for r in cleared:  # behind what is held: they are the newest
+            if self.log_alerts:
+                log_alert(r)
+            self._held.append(_Pending("alert", r))
+            self.stats.alerts += 1
+        if cleared and self.out is not None:
+            self._write_out(cleared)
+        return True
 
     def attach(
         self,
@@ -305,16 +378,21 @@ class RecordSink:
         """Alerts, summaries and events held in memory, not yet written (disk full)."""
         return len(self._held)
 
+    @property
+    def disk_refused(self) -> bool:
+        """Records are held in memory, or the event store could not be opened."""
+        return bool(self._held) or self._closed_disk
+
     def _put(self, item: _Pending) -> None:
         """Write ``item`` to the store and the outbox; behind any held, to keep the order."""
-        if not self._held or self._write_held():
+        if (not self._held and not self._closed_disk) or self._write_held():
             try:
                 self._write(item)
                 return
             except StorageError as exc:
                 self._refused(exc)
         self._held.append(item)
-        if self.publisher is not None and self.outbox is not None and "outbox" not in item.done:
+        if self.publisher is not None and "outbox" not in item.done:
             item.delivery = self.publisher.send_now(*self._outbox_payload(item))
             for p in self._held:  # the payloads the broker has are not needed any more
                 if p.delivery is not None and p.delivery.delivered:
@@ -343,6 +421,8 @@ class RecordSink:
     def _write_held(self, now: bool = False) -> bool:
         """Write what is held, oldest first, if it is time to try; whether all went."""
         if not now and time.monotonic() < self._retry_at:
+            return False
+        if self._closed_disk and not self._opened_late():
             return False
         n, alerts = len(self._held), sum(p.kind == "alert" for p in self._held)
         delivered = self._delivered()
@@ -447,11 +527,7 @@ class RecordSink:
         )
         for a in newest_first:
             if any(kept["fault"] == a["fault"] for kept in self.left_open):
-                records.append({
-                    "type": "alert", "id": a["alert_id"], "state": "cleared",
-                    "t": now - self.ts_offset, "fault": a["fault"], "severity": a["severity"],
-                    "score": None, "evidence": {"reason": "agent restarted"},
-                })  # fmt: skip
+                records.append(self._restart_cleared(a, now))
                 continue
             self.left_open.append(a)
             self.summarizer.resume(a["alert_id"], a["fault"])
@@ -464,8 +540,17 @@ class RecordSink:
                 )  # fmt: skip
         self._emit(records)  # logged there, with the other alerts, when log_alerts
 
+    def _restart_cleared(self, alert: Mapping[str, Any], now: float) -> dict[str, Any]:
+        """The record that clears ``alert`` (from the store) as the agent restarted."""
+        return {
+            "type": "alert", "id": alert["alert_id"], "state": "cleared",
+            "t": now - self.ts_offset, "fault": alert["fault"], "severity": alert["severity"],
+            "score": None, "evidence": {"reason": "agent restarted"},
+        }  # fmt: skip
+
     def set_model(self, scorer: Scorer | None) -> None:
         """Name ``scorer``'s model in later alerts (and register it in the store)."""
+        self._scorer = scorer
         if scorer is None:
             self.model_id = None
         elif self.store is not None:
@@ -509,7 +594,7 @@ class RecordSink:
                 self._reply(name, request_id, error=f"{type(exc).__name__}: {exc}")
             else:
                 self._reply(name, request_id, detail=detail)
-        if self._held:
+        if self._held or self._closed_disk:
             self._write_held()
         if self.store is not None and time.monotonic() >= self._next_prune:
             try:
@@ -521,6 +606,11 @@ class RecordSink:
                 log.warning("event store retention did not run: %s", exc)
 
     def _label(self, command: Any) -> dict[str, Any]:
+        if self._closed_disk:
+            raise schema.CommandError(
+                "label: the event store cannot be opened (the disk is full or failing); "
+                "send it again once it has room"
+            )
         if self.store is None:
             raise schema.CommandError("label: no event store")
         if not self.store.label(command.alert_id, command.label, by=command.by, note=command.note):
@@ -558,7 +648,7 @@ class RecordSink:
         self._event("resolved", ok=True, error=None, detail=dict(detail))
 
     def _event(self, event: str, **fields: Any) -> None:
-        if self.outbox is None:
+        if not self._publish:
             return
         payload = schema.event_payload(
             event, site=self.site, asset=self.asset, ts=time.time(), **fields
