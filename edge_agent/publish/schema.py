@@ -93,7 +93,8 @@ class _Payload(BaseModel):
     ts: float = Field(description="UNIX seconds of the data (not of sending)")
     historical: bool = Field(
         description="true when the message was queued before the current broker connection, "
-        "i.e. sent late from the outbox"
+        "i.e. sent late from the outbox (or, sent from memory while the disk is full, made "
+        "before it)"
     )
     site: str = Field(min_length=1, description="site name (output.site)")
     asset: str = Field(min_length=1, description="asset (motor) name (output.asset)")
@@ -158,8 +159,10 @@ class SummaryPayload(_Payload):
         0,
         ge=0,
         description="windows of a start: from a stop for [alerts] start_s (10 s), then until "
-        "the current settles; scored, but neither anomalous nor in the score fields, and not "
-        "counted in flagged_windows (0 in summaries queued before this field existed)",
+        "the current settles, and again while a surge within a minute of the start settles "
+        "(a star-delta starter's change to delta); scored, but neither anomalous nor in the "
+        "score fields, and not counted in flagged_windows (0 in summaries queued before this "
+        "field existed)",
     )
     outside_baseline_windows: int = Field(
         0,
