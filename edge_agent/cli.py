@@ -287,7 +287,9 @@ def source_options(fn):
         help="With --source replay: the .csv or .npy file to play as if live.",
     )(fn)
     fn = click.option(
-        "--device", help="Serial device path or pyserial URL (socket://, rfc2217://) to read."
+        "--device",
+        help="Serial device path (best its /dev/serial/by-id/ name) or pyserial URL "
+        "(socket://, rfc2217://) to read.",
     )(fn)
     return click.option(
         "--source",

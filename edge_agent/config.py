@@ -57,7 +57,11 @@ class ChannelScaling(_Model):
 class SerialConfig(_Model):
     """A serial ADC: a device path, or a pyserial URL such as ``rfc2217://host:port``."""
 
-    device: str = Field("/dev/ttyACM0", min_length=1)
+    device: str = Field(
+        "/dev/ttyACM0",
+        min_length=1,
+        description="best the adapter's /dev/serial/by-id/ name, which a replug keeps",
+    )
     baud: int = Field(
         2_000_000, gt=0, description="ignored by USB CDC devices; 6 ch at 15 kS/s need ~2 Mbd"
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -179,7 +180,7 @@ def test_garbage_bad_crc_and_dropped_frames_are_counted_exactly_and_flagged(pty)
     assert len(w) == 6
 
 
-def test_an_unplugged_and_replugged_adapter_is_survived_and_the_loss_counted(pty):
+def test_an_unplugged_and_replugged_adapter_is_survived_and_the_loss_counted(pty, caplog):
     n_frames = 700  # 3 s
     frames = _stream(n_frames, 3)
     src, ring, stop, thread = start_source(pty, 3, int(10 * FS), reconnect_max_s=0.2)
@@ -189,7 +190,9 @@ def test_an_unplugged_and_replugged_adapter_is_survived_and_the_loss_counted(pty
     pty.unplug()
     for f in frames[200:260]:  # sent while the cable is out: lost
         pty.write(f)
-    time.sleep(0.5)
+    time.sleep(1.0)  # several attempts to reopen: the journal hears of it once
+    missing = [r for r in caplog.records if "no such serial device" in r.getMessage()]
+    assert len(missing) == 1 and missing[0].levelname == "WARNING"
     pty.plug()
     time.sleep(1.0)  # the source finds the port again (backoff at most 0.2 s)
     for f in frames[260:]:
@@ -206,6 +209,57 @@ def test_an_unplugged_and_replugged_adapter_is_survived_and_the_loss_counted(pty
     assert lost == [60 * FRAME]  # of this many samples
     assert s.lost_samples == 60 * FRAME  # counted from the frame sequence
     assert check_counter(np.concatenate([first, rest]), 0, 3) == [200 * FRAME]
+
+
+def test_an_adapter_back_under_another_kernel_name_is_followed_through_its_by_id_name(
+    tmp_path, monkeypatch, caplog
+):
+    """/dev/ttyACM0 in the config; the adapter comes back as /dev/ttyACM1 (the old name
+    was still held, or another adapter took it), while udev's by-id name follows it. Here
+    the kernel names are the ptys' /dev/pts/N and the by-id folder is the test's."""
+    by_id = tmp_path / "by-id"
+    by_id.mkdir()
+    monkeypatch.setattr("edge_agent.acquisition.ports.BY_ID", by_id)
+    adc = Pty(by_id / "usb-edge_ADC_3ph_0042-if00")
+    try:
+        kernel_name = os.ttyname(adc.slave)
+        src = SerialSource(kernel_name, FS, ROLES6[:3], identity(3), reconnect_max_s=0.2)
+        src.open()
+        (advice,) = [r.getMessage() for r in caplog.records if "keep it across" in r.getMessage()]
+        assert advice.startswith(f"{kernel_name} is {adc.link}: a name such as {kernel_name} ")
+        ring = SampleRing(3, int(10 * FS), dtype=np.float64)
+        stop = threading.Event()
+        thread = threading.Thread(target=src.run, args=(ring, stop), daemon=True)
+        thread.start()
+        frames = _stream(400, 3)
+        for f in frames[:100]:
+            adc.write(f)
+        first, _ = drain(ring, 100 * FRAME, timeout=10)
+        adc.unplug()
+        time.sleep(0.5)  # the source lets go of the old device
+        squatter = os.openpty()  # another adapter takes its name: ours gets a new one
+        assert os.ttyname(squatter[1]) == kernel_name
+        adc.plug()
+        new_name = os.ttyname(adc.slave)
+        assert new_name != kernel_name
+        time.sleep(1.0)
+        os.set_blocking(adc.master, False)  # read by no one, it would block: fail instead
+        for f in frames[100:]:
+            assert select.select([], [adc.master], [], 5.0)[1], "the new device is not read"
+            assert os.write(adc.master, f) == len(f)
+        rest, gaps = drain(ring, 300 * FRAME, timeout=20)
+        stop.set()
+        thread.join(5)
+        for fd in squatter:
+            os.close(fd)
+    finally:
+        adc.close()
+    # Nothing was sent while it was out: the frames' sequence goes on, without a gap.
+    assert first.shape[0] == 100 * FRAME and rest.shape[0] == 300 * FRAME and gaps == []
+    assert check_counter(np.concatenate([first, rest]), 0, 3) == []
+    assert src.stats.reconnects == 1 and src.url == new_name
+    (back,) = [r.getMessage() for r in caplog.records if "the adapter is back as" in r.getMessage()]
+    assert back.startswith(f"{kernel_name}: the adapter is back as {new_name} ({adc.link} points")
 
 
 def _counts_recording(tmp_path: Path, duration_s: float) -> tuple[Path, Path, np.ndarray]:

@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import errno
 import os
+from pathlib import Path
 from typing import Any
 
 from edge_agent.errors import AccessDeniedError, EdgeAgentError, InputMissingError
+
+# udev's names for serial adapters, made from their vendor, product and serial number:
+# they stay the same when an adapter is plugged in again, as /dev/ttyACM0 may not.
+BY_ID = Path("/dev/serial/by-id")
 
 
 def _errno(exc: BaseException) -> int | None:
@@ -60,3 +65,20 @@ def open_port(device: str, baud: int, *, exclusive: bool = False, **kwargs: Any)
         return serial.serial_for_url(device, baudrate=baud, **kwargs)
     except (serial.SerialException, OSError, ValueError) as exc:
         raise port_error(device, exc) from None
+
+
+def stable_name(device: str) -> str | None:
+    """The ``/dev/serial/by-id`` name of ``device`` when it is given by another (a kernel
+    name such as /dev/ttyACM0, which may change when the adapter is plugged in again), or
+    None: a URL, a by-id name already, or none found."""
+    if "://" in device or Path(device).parent == BY_ID:
+        return None
+    try:
+        real = os.path.realpath(device)
+        links = sorted(BY_ID.iterdir())
+    except OSError:
+        return None
+    for link in links:
+        if os.path.realpath(link) == real:
+            return str(link)
+    return None

@@ -8,7 +8,9 @@ or ``stop`` is set. The processing thread reads the ring; it never sees which so
 - :class:`SerialSource` reads protocol frames (docs/serial-protocol.md) or ASCII lines
   from a device path or a pyserial URL (``socket://``, ``rfc2217://``). It survives an
   unplugged cable: it reopens with a capped, doubling backoff, counts the reconnects and
-  marks a gap, and never stitches across the outage.
+  marks a gap, and never stitches across the outage. An adapter given by its kernel name
+  (/dev/ttyACM0) that comes back under another is followed through its
+  ``/dev/serial/by-id`` name.
 - :class:`ReplaySource` plays a recording at ``speed`` times real time (0 = as fast as
   the consumer takes it; then it waits for room rather than overrun the ring).
 - :class:`SimulatorSource` runs the motor simulator at the real rate.
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -28,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_agent.acquisition.framing import AsciiParser, FrameParser, Scaling
-from edge_agent.acquisition.ports import open_port
+from edge_agent.acquisition.ports import open_port, stable_name
 from edge_agent.acquisition.ring import SampleRing
 from edge_agent.config import Config
 from edge_agent.errors import ConfigError, EdgeAgentError
@@ -36,6 +39,7 @@ from edge_agent.errors import ConfigError, EdgeAgentError
 log = logging.getLogger(__name__)
 
 BACKOFF_START_S = 0.1
+REMIND_EVERY = 20  # a failed reopen, said once, is said again every this many attempts
 READ_TIMEOUT_S = 0.05
 PACE_BLOCK_S = 0.01  # live sources release samples in 10 ms blocks
 
@@ -142,6 +146,7 @@ class SerialSource(Source):
         channels = len(roles)
         self.parser = FrameParser(channels) if protocol == "binary" else AsciiParser(channels)
         self.port = None
+        self.by_id: str | None = None  # the adapter's /dev/serial/by-id name, if url is not
 
     def open(self) -> None:
         """Open the port now: a missing device or a permission problem is an error here,
@@ -149,6 +154,14 @@ class SerialSource(Source):
         if self.port is not None:
             return
         self.port = open_port(self.url, self.baud, exclusive=self.exclusive, timeout=READ_TIMEOUT_S)
+        self.by_id = stable_name(self.url)
+        if self.by_id is not None:
+            log.warning(
+                "%s is %s: a name such as %s can change when the adapter is plugged in "
+                "again (while running, edge-agent follows it); set [acquisition.serial] "
+                "device = \"%s\" to keep it across restarts", self.url, self.by_id,
+                self.url, self.by_id,
+            )  # fmt: skip
 
     def run(self, ring: SampleRing, stop: threading.Event) -> None:
         import serial
@@ -210,24 +223,47 @@ class SerialSource(Source):
             self.port = None
 
     def _reopen(self, stop: threading.Event) -> bool:
-        """Reopen with a doubling backoff capped at reconnect_max_s; False if stopped."""
+        """Reopen with a doubling backoff capped at reconnect_max_s; False if stopped.
+
+        A failure is said once (and every REMIND_EVERY attempts at INFO), not at every
+        attempt. An adapter whose by-id name was found at open is reopened by that name:
+        back under another kernel name (ttyACM0 became ttyACM1), it is followed, and a
+        device that took its old name (another adapter) is not read in its place."""
         t0 = time.monotonic()
         delay = BACKOFF_START_S
+        said, attempts = None, 0
         while not stop.wait(delay):
+            attempts += 1
+            device = self.url if self.by_id is None else self.by_id
             try:
                 self.port = open_port(
-                    self.url, self.baud, exclusive=self.exclusive, timeout=READ_TIMEOUT_S
+                    device, self.baud, exclusive=self.exclusive, timeout=READ_TIMEOUT_S
                 )
             except EdgeAgentError as exc:
-                self._note(str(exc))
+                message = str(exc)
+                if message != said:
+                    self._note(message)
+                    said = message
+                elif attempts % REMIND_EVERY == 0:
+                    log.info("%s: not reopened after %d attempts (%.0f s): %s", self.url,
+                             attempts, time.monotonic() - t0, message)  # fmt: skip
                 delay = min(2 * delay, self.reconnect_max_s)
                 continue
             self.stats.reconnects += 1
             self.stats.disconnected_s += time.monotonic() - t0
+            moved = None if self.by_id is None else os.path.realpath(self.by_id)
+            if moved is not None and moved != os.path.realpath(self.url):
+                log.warning(
+                    "%s: the adapter is back as %s (%s points there now): reading it; set "
+                    "[acquisition.serial] device = \"%s\" to keep it across restarts",
+                    self.url, moved, self.by_id, self.by_id,
+                )  # fmt: skip
+                self.url = moved
             log.warning("%s: reconnected after %.1f s", self.url, time.monotonic() - t0)
             return True
         self.stats.disconnected_s += time.monotonic() - t0
         return False
+
 
 
 # --- paced sources: replay and simulator ---------------------------------------------
