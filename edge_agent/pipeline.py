@@ -42,6 +42,15 @@ MAX_START_S = 60.0
 # A rise of i1 by more than this share over START_SETTLED_S, once a start has settled and
 # within MAX_START_S of it, is a second step of the start (star to delta), not the load.
 START_STEP = 0.2
+# A run whose first window of the motor draws more than START_CURRENT times the nameplate
+# current, falling within the window as a start's does (the rms of its last fifth under
+# START_DECAY times its first fifth's), begins in a start: the agent started with the
+# motor, or the recording with its start. A start draws 5-7 times the running current at
+# first, settling with a time constant of 0.5-3 s (a fifth of 0.8 s below the first at 3
+# s); a running motor, even overloaded, or one whose nameplate current is set too low,
+# draws a steady current.
+START_CURRENT = 1.5
+START_DECAY = 0.9
 # Stopped windows in a row that carry a running motor's current (wiring.energised_warning)
 # before the pipeline says so: 10 s, not the edge windows of a stop.
 ENERGISED_FOR = 20
@@ -187,6 +196,7 @@ class Pipeline:
         # START_SETTLED_S.
         self._start_windows: int | None = None
         self._start_settled = False
+        self._motor_seen = False  # a window of the motor, stopped or running, was judged
         self._start_i1: deque[float | None] = deque(
             maxlen=round(START_SETTLED_S / w.hop_s) + 1
         )
@@ -386,14 +396,21 @@ class Pipeline:
         self._long_age = 1
         return out, z is None
 
+    def _watch_start(self) -> None:
+        """A start may follow (a stopped window), or is under way (the run's first)."""
+        self._start_windows = 0
+        self._start_settled = False
+        self._start_i1.clear()
+
     def _starting(self, i1: float | None) -> bool:
         """Whether this window of the running motor, after a stop, is in its start: within
         ``[alerts] start_s`` of the stop's end, or after that while i1 still differs by
         more than START_SETTLED from its value START_SETTLED_S before; and again, once
         settled, from a rise of i1 by more than START_STEP over START_SETTLED_S (a
         star-delta starter's change to delta) until it has settled again. All within
-        MAX_START_S of the stop's end (or start_s, if longer). A start draws several times
-        the running current, which no healthy baseline holds."""
+        MAX_START_S of the stop's end (or start_s, if longer). A run whose first window is
+        a start's (:func:`_in_a_start`) counts from that window. A start draws several
+        times the running current, which no healthy baseline holds."""
         assert self._start_windows is not None
         self._start_windows += 1
         age = self._start_windows * self.config.windows.hop_s
@@ -449,22 +466,24 @@ class Pipeline:
                 # A motor at standstill: its features are of the sensors' noise, and its
                 # wiring cannot be checked (self.wiring stays as the last check left it).
                 flags.append("stopped")
-                self._start_windows = 0
-                self._start_settled = False
-                self._start_i1.clear()
+                self._watch_start()
                 said = energised_warning(features, self.config.motor.rated_current)
                 self.energised = 0 if said is None else self.energised + 1
                 if self.energised >= ENERGISED_FOR and self.energised_seen is None:
                     self.energised_seen = said
             else:
                 self.energised = 0
-                if self._start_windows is not None and self._starting(features["i1"]):
+                i1 = features["i1"]
+                if not self._motor_seen and _in_a_start(x, i1, self.config.motor.rated_current):
+                    self._watch_start()  # the run begins in a start
+                if self._start_windows is not None and self._starting(i1):
                     flags.append("starting")
                 self.wiring = wiring_problems(features)
                 if self.wiring:
                     flags.append("wiring")
                     for check, said in self.wiring.items():
                         self.wiring_seen.setdefault(check, said)
+            self._motor_seen = True
         stopped = "stopped" in flags
         starting = "starting" in flags
         score, threshold, anomalous, outside = None, None, False, False
@@ -585,3 +604,15 @@ def analyze(
         scorer = Scorer.load(config.model.path) if config.model.enabled else None
     pipe = Pipeline(config, fs, roles, scorer)
     return pipe.update(samples)
+
+
+def _in_a_start(x: np.ndarray, i1: float | None, rated_current: float) -> bool:
+    """Whether a window of currents ``x`` (phases by samples) whose positive-sequence
+    current is ``i1`` is a start's: over START_CURRENT x the nameplate current, and
+    falling within the window (START_DECAY)."""
+    if i1 is None or not i1 > START_CURRENT * rated_current:
+        return False
+    n = x.shape[1] // 5
+    first = float(np.sum(np.var(x[:, :n], axis=1, dtype=np.float64)))
+    last = float(np.sum(np.var(x[:, -n:], axis=1, dtype=np.float64)))
+    return last < START_DECAY**2 * first

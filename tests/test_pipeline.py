@@ -448,6 +448,38 @@ def test_a_start_that_takes_long_is_waited_for_until_the_current_settles():
     assert starting == [t / 2 for t in range(13, round(2 * starting[-1]) + 1)]
 
 
+@pytest.mark.parametrize("tau_s", [1.0, 3.0])
+@pytest.mark.parametrize("began_s", [0.0, 1.0])
+def test_a_run_that_begins_in_a_start_raises_no_anomaly_alert(tau_s, began_s):
+    """The agent started with the motor (a power cut to the cabinet, a restart of the
+    daemon), or a recording was triggered by the start: no stop was seen. Before, the
+    default model raised an anomaly alarm 2 s in, cleared 3-8 s later, at every such
+    run with a start settling in a second or more."""
+    from edge_agent.scoring import Scorer
+
+    cfg = Config()
+    x = simulate(SimulationSpec(fs=FS, duration_s=30.0, seed=2), cfg.motor)[1]
+    t = np.arange(len(x)) / FS + began_s  # the start began began_s before the first sample
+    x = x * (1.0 + 5.0 * np.exp(-t / tau_s))[:, None]
+    recs = Pipeline(cfg, FS, scorer=Scorer.load(cfg.model.path)).update(x)
+    windows = [r for r in recs if r["type"] == "window"]
+    starting = [r["t_end"] for r in windows if "starting" in r["flags"]]
+    assert starting[0] == 1.0 and 10.0 < starting[-1] < 14.0
+    assert starting == [t / 2 for t in range(2, round(2 * starting[-1]) + 1)]
+    assert not any(r["anomalous"] for r in windows)
+    assert [r for r in recs if r["type"] == "alert"] == []
+
+
+def test_a_run_that_begins_at_a_steady_current_over_the_nameplate_is_no_start():
+    """A nameplate current set too low (or an overloaded motor): high, but steady."""
+    cfg = Config()
+    low = cfg.model_copy(update={"motor": cfg.motor.model_copy(update={"rated_current": 4.0})})
+    x = simulate(SimulationSpec(fs=FS, duration_s=6.0, seed=1), cfg.motor)[1]  # 8.4 A
+    windows = [r for r in Pipeline(low, FS).update(x) if r["type"] == "window"]
+    assert windows[0]["features"]["i1"] > 2 * 4.0
+    assert not any("starting" in r["flags"] for r in windows)
+
+
 def test_a_fault_present_at_the_start_is_still_found():
     from edge_agent.scoring import Scorer
 
