@@ -278,6 +278,7 @@ def test_a_daemon_started_on_a_full_disk_runs_and_opens_the_store_once_there_is_
     exited 74 at every start, so nothing watched the motor. Now it runs, holds what it
     makes (and sends it from memory), and opens the store once there is room. The alert
     the last run left open is cleared then, as this run has judged afresh."""
+    from edge_agent.publish.outbox import Outbox
     from edge_agent.store import EventStore
 
     sub = make_subscriber(broker, f"{ROOT}/#")
@@ -287,6 +288,8 @@ def test_a_daemon_started_on_a_full_disk_runs_and_opens_the_store_once_there_is_
                "fault": "bearing", "severity": "warning", "score": None,
                "evidence": {}}  # fmt: skip
         store.record_alert(old, site=SITE, asset=ASSET, t0=time.time() - 3600, model_id=None)
+    with contextlib.closing(Outbox(db)) as outbox:  # and a message it could not deliver
+        outbox.put("event", "event", {"id": "undelivered", "ts": time.time() - 3600})
     filler = fill(disk)
     systemd = NotifySocket()
     env = agent_env(
@@ -334,3 +337,6 @@ def test_a_daemon_started_on_a_full_disk_runs_and_opens_the_store_once_there_is_
     assert len(ids) == len(set(ids)) == len(made)
     told = [(p["alert_id"], p["state"]) for p in payloads(sub, "alert")]
     assert told == [(alert["id"], "raised"), ("left-open", "cleared")]
+    # The last run's message, sent once the outbox opened: late, and said so.
+    (late,) = [p for p in payloads(sub, "event") if p["id"] == "undelivered"]
+    assert late["historical"] is True

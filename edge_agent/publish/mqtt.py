@@ -235,6 +235,7 @@ class MqttPublisher:
         self._memory: list[Delivery] = []
         self._memory_lock = threading.Lock()
         self._connection = 0
+        self._attached = False  # an outbox was attached (attach_outbox): a new boundary
         self._new_connection()
 
     def __repr__(self) -> str:
@@ -282,9 +283,9 @@ class MqttPublisher:
         return delivery.delivered
 
     def attach_outbox(self, outbox: Outbox) -> None:
-        """The outbox, once a full disk lets it open: what it holds (an earlier run's) is
-        sent from now on, as made before this connection."""
-        self._boundary = outbox.last_seq()
+        """The outbox, once a full disk lets it open: what it holds (an earlier run's, and
+        what was held meanwhile) is sent from now on, as made before this connection."""
+        self._attached = True  # first: the edge-mqtt thread then takes its boundary
         self._outbox = outbox
         self.notify()
 
@@ -556,6 +557,9 @@ class MqttPublisher:
         room = self._limit - len(self._inflight) - len(self._inflight_memory)
         if room <= 0 or self._outbox is None:
             return
+        if self._attached:
+            self._attached = False
+            self._boundary = self._outbox.last_seq()
         if self._exhausted and not self._dirty and now < self._next_poll:
             return
         self._dirty = False
