@@ -357,6 +357,15 @@ def test_records_put_by_a_killed_process_are_delivered_by_the_next(
     assert pub.stats.historical == len(on_disk)
 
 
+def refusing_broker(why: str, make_broker) -> tuple[Mosquitto, dict[str, Any]]:
+    """A broker that refuses the alert it returns: by its ACL (summaries only), or for its
+    size."""
+    if why == "acl":
+        acl = f"topic readwrite {ROOT}/status\ntopic readwrite {ROOT}/summary\ntopic read #\n"
+        return make_broker(acl=acl), record(0)
+    return make_broker(extra="max_packet_size 2000"), record(0, evidence="x" * 3000)
+
+
 @pytest.mark.parametrize("why", ["acl", "size"])
 def test_a_record_the_broker_refuses_does_not_block_the_others(
     why: str, make_broker, make_subscriber, make_publisher, tmp_path: Path, caplog
@@ -367,13 +376,7 @@ def test_a_record_the_broker_refuses_does_not_block_the_others(
     disconnects without a PUBACK. Either way the alert would be resent first at every
     connect; instead it is held back (it stays in the outbox), the summaries behind it go,
     and it is reported once at ERROR."""
-    if why == "acl":
-        acl = f"topic readwrite {ROOT}/status\ntopic readwrite {ROOT}/summary\ntopic read #\n"
-        broker = make_broker(acl=acl)
-        alert = record(0)
-    else:
-        broker = make_broker(extra="max_packet_size 2000")
-        alert = record(0, evidence="x" * 3000)
+    broker, alert = refusing_broker(why, make_broker)
     sub = make_subscriber(broker, f"{ROOT}/#")
     ob = Outbox(tmp_path / "edge.db")
     ob.put("alert", "alert", alert)
@@ -397,13 +400,7 @@ def test_a_record_sent_from_memory_that_the_broker_refuses_does_not_block_the_ot
     """While the disk is full the sink sends what the outbox cannot take from memory
     (send_now). An alert the broker refuses, as above, is sent from memory no more (the
     sink puts it in the outbox once the disk has room); the summaries go."""
-    if why == "acl":
-        acl = f"topic readwrite {ROOT}/status\ntopic readwrite {ROOT}/summary\ntopic read #\n"
-        broker = make_broker(acl=acl)
-        alert = record(0)
-    else:
-        broker = make_broker(extra="max_packet_size 2000")
-        alert = record(0, evidence="x" * 3000)
+    broker, alert = refusing_broker(why, make_broker)
     sub = make_subscriber(broker, f"{ROOT}/#")
     pub = make_publisher(broker.url, outbox=Outbox(tmp_path / "edge.db"))
     wait_until(lambda: pub.connected, 10, "publisher connected")

@@ -232,13 +232,7 @@ class RecordSink:
             store.close()
             raise
         self.store, self.outbox, self.model_id = store, outbox, mid
-        try:
-            self._prune()
-        except StorageError as exc:  # it needs room to write too: next time
-            self.stats.storage_errors += 1
-            if not self.hold:
-                raise
-            log.warning("event store retention did not run: %s", exc)
+        self._prune()
 
     def _opened_late(self) -> bool:
         """Open the event store and the outbox a full disk kept closed at start, if it
@@ -597,13 +591,7 @@ class RecordSink:
         if self._held or self._closed_disk:
             self._write_held()
         if self.store is not None and time.monotonic() >= self._next_prune:
-            try:
-                self._prune()
-            except StorageError as exc:  # retention needs room to write too: next time
-                self.stats.storage_errors += 1
-                if not self.hold:
-                    raise
-                log.warning("event store retention did not run: %s", exc)
+            self._prune()
 
     def _label(self, command: Any) -> dict[str, Any]:
         if self._closed_disk:
@@ -658,10 +646,19 @@ class RecordSink:
     # --- upkeep --------------------------------------------------------------------------
 
     def _prune(self) -> None:
+        """Apply the retention now and every PRUNE_EVERY_S. It needs room to write too: a
+        daemon's sink puts it off to the next time when the disk refuses."""
         self._next_prune = time.monotonic() + PRUNE_EVERY_S
         if self.store is not None:
             s = self.config.store
-            deleted = self.store.prune(retention_days=s.retention_days, max_mb=s.max_mb)
+            try:
+                deleted = self.store.prune(retention_days=s.retention_days, max_mb=s.max_mb)
+            except StorageError as exc:
+                self.stats.storage_errors += 1
+                if not self.hold:
+                    raise
+                log.warning("event store retention did not run: %s", exc)
+                return
             counts = {k: v for k, v in deleted.items() if k.endswith(("_by_age", "_by_size"))}
             if any(counts.values()):
                 log.info("event store retention: deleted %s", counts)
