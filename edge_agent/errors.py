@@ -94,8 +94,10 @@ def sqlite_error(
 
 
 def _full(path: Path | str) -> bool:
-    """The file system holding ``path`` has no block left for this user."""
+    """The file system holding ``path`` has no block left for this user (root may write
+    the blocks reserved for it)."""
     try:
-        return os.statvfs(Path(path).parent).f_bavail == 0
+        st = os.statvfs(Path(path).parent)
     except OSError:
         return False
+    return (st.f_bfree if os.geteuid() == 0 else st.f_bavail) == 0

@@ -46,9 +46,9 @@ START_STEP = 0.2
 # current, falling within the window as a start's does (the rms of its last fifth under
 # START_DECAY times its first fifth's), begins in a start: the agent started with the
 # motor, or the recording with its start. A start draws 5-7 times the running current at
-# first, settling with a time constant of 0.5-3 s (a fifth of 0.8 s below the first at 3
-# s); a running motor, even overloaded, or one whose nameplate current is set too low,
-# draws a steady current.
+# first, settling with a time constant of 0.5-3 s (at 3 s, the last fifth of the window
+# that begins the start reads 0.8 of its first); a running motor, even overloaded, or one
+# whose nameplate current is set too low, draws a steady current.
 START_CURRENT = 1.5
 START_DECAY = 0.9
 # Stopped windows in a row that carry a running motor's current (wiring.energised_warning)

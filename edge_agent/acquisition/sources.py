@@ -265,7 +265,6 @@ class SerialSource(Source):
         return False
 
 
-
 # --- paced sources: replay and simulator ---------------------------------------------
 
 
