@@ -274,6 +274,12 @@ class MqttPublisher:
         self.notify()
         return delivery
 
+    def pending_payload(self, delivery: Delivery) -> dict[str, Any] | None:
+        """``delivery``'s payload while the broker does not have it; None once it does
+        (its payload is let go then)."""
+        with self._memory_lock:
+            return None if delivery.delivered else delivery.payload
+
     def withdraw(self, delivery: Delivery) -> bool:
         """Send ``delivery`` from memory no more (the outbox has it now, or it is let go);
         whether the broker has it already."""
@@ -611,11 +617,11 @@ class MqttPublisher:
             self._refused_here = True
             self._memory_refused(d, f"refused a record sent from memory ({reason})")
             return
-        with self._memory_lock:
+        with self._memory_lock:  # pending_payload reads both at once
             if d in self._memory:
                 self._memory.remove(d)
-        d.delivered = True
-        d.payload = {}  # the broker has it: only the sink's copy is left, until it lets go
+            d.delivered = True
+            d.payload = {}  # the broker has it: the memory goes
         self.stats.from_memory += 1
         with self._drained:
             self._drained.notify_all()

@@ -50,7 +50,7 @@ log = logging.getLogger("edge_agent.sink")
 # Retention runs at start and then this often (wall time) while running.
 PRUNE_EVERY_S = 6 * 3600.0
 # While the disk refuses writes: the records held in memory at most (two days of
-# summaries, 4.1 kB each, 6.0 with the payload until the broker has it; past it the
+# summaries, 4.1 kB each, 6.0 with its payload until the broker has it; past it the
 # oldest summary or event goes, never an alert), and
 # how often (wall time) to try writing them again.
 MAX_HELD = 3000
@@ -85,7 +85,6 @@ class _Pending:
     model: str | None = None  # an alert's: the model in use when it came
     done: set[str] = field(default_factory=set)
     delivery: Delivery | None = None  # sent from memory meanwhile (held, with a broker)
-    message: tuple[str, dict[str, Any]] | None = None  # its topic and payload, once made
 
 
 # A command handler gets the parsed command and returns the reply's detail; raising
@@ -388,9 +387,6 @@ class RecordSink:
         self._held.append(item)
         if self.publisher is not None and "outbox" not in item.done:
             item.delivery = self.publisher.send_now(*self._outbox_payload(item))
-            for p in self._held:  # the payloads the broker has are not needed any more
-                if p.delivery is not None and p.delivery.delivered:
-                    p.message = None
         if len(self._held) > MAX_HELD:
             old = next((p for p in self._held if p.kind != "alert"), None)
             if old is not None:
@@ -455,27 +451,27 @@ class RecordSink:
         return StorageError(said)
 
     def _outbox_payload(self, item: _Pending) -> tuple[str, dict[str, Any]]:
-        """The topic (alert, summary, event) and payload that ``item`` is published as,
-        made once: sent from memory and then queued, it keeps its ``id``."""
-        if item.message is None:
-            record = item.record
-            if item.kind == "alert":
-                common = {"site": self.site, "asset": self.asset, "t0": self.ts_offset}
-                payload = schema.alert_payload(record, model=item.model, **common)
-            elif item.kind == "summary":
-                payload = schema.summary_payload(
-                    record, site=self.site, asset=self.asset, t0=self.ts_offset
-                )
-            else:
-                payload = record  # an event: its payload already
-            item.message = (item.kind, payload)
-        return item.message
+        """The topic (alert, summary, event) and payload that ``item`` is published as."""
+        record = item.record
+        if item.kind == "alert":
+            common = {"site": self.site, "asset": self.asset, "t0": self.ts_offset}
+            return "alert", schema.alert_payload(record, model=item.model, **common)
+        if item.kind == "summary":
+            payload = schema.summary_payload(
+                record, site=self.site, asset=self.asset, t0=self.ts_offset
+            )
+            return "summary", payload
+        return "event", record  # its payload already
 
     def _to_outbox(self, item: _Pending) -> None:
-        """The outbox step of ``item``, unless the broker had it from memory already."""
+        """The outbox step of ``item``, unless the broker had it from memory already; one
+        sent from memory is queued with the same payload (and ``id``)."""
         delivery = item.delivery
-        if delivery is None or not delivery.delivered:
+        if delivery is None:
             topic, payload = self._outbox_payload(item)
+        else:
+            topic, payload = delivery.topic, self.publisher.pending_payload(delivery)
+        if payload is not None:
             self.outbox.put(topic, topic, payload)  # None at the cap: counted there
             if delivery is not None:
                 self.publisher.withdraw(delivery)
