@@ -57,6 +57,23 @@ def fill(where: Path) -> Path:
     return filler
 
 
+def stator_short_env(db: Path, url: str, onset_s: float, **extra: str) -> dict[str, str]:
+    """The daemon's environment: the simulator for 30 s with a stator short from
+    ``onset_s``, a summary every 2 s."""
+    return agent_env(
+        db, url, EDGE_AGENT_OUTPUT__SUMMARY_INTERVAL_S="2",
+        EDGE_AGENT_ACQUISITION__SIMULATOR__DURATION_S="30",
+        EDGE_AGENT_ACQUISITION__SIMULATOR__FAULT="stator-short",
+        EDGE_AGENT_ACQUISITION__SIMULATOR__SEVERITY="30",
+        EDGE_AGENT_ACQUISITION__SIMULATOR__ONSET_S=str(onset_s), **extra,
+    )  # fmt: skip
+
+
+def disk_full_statuses(systemd: NotifySocket) -> list[dict[str, str]]:
+    """The STATUS= messages that say the disk is full."""
+    return [m for _, m in systemd.having("STATUS") if "DISK FULL" in m["STATUS"]]
+
+
 def counters(db: Path) -> list[float]:
     with contextlib.closing(sqlite3.connect(db)) as c:
         return [ts for (ts,) in c.execute("SELECT ts FROM counters ORDER BY ts")]
@@ -67,13 +84,7 @@ def test_the_daemon_holds_what_a_full_disk_refuses_and_writes_it_once_there_is_r
 ):
     sub = make_subscriber(broker, f"{ROOT}/#")
     db, out = disk / "edge-agent.db", tmp_path / "live.jsonl"
-    env = agent_env(
-        db, broker.url, EDGE_AGENT_OUTPUT__SUMMARY_INTERVAL_S="2",
-        EDGE_AGENT_ACQUISITION__SIMULATOR__DURATION_S="30",
-        EDGE_AGENT_ACQUISITION__SIMULATOR__FAULT="stator-short",
-        EDGE_AGENT_ACQUISITION__SIMULATOR__SEVERITY="30",
-        EDGE_AGENT_ACQUISITION__SIMULATOR__ONSET_S="8",
-    )  # fmt: skip
+    env = stator_short_env(db, broker.url, 8)
     proc = agent("run", "--source", "simulator", "--no-model", "--out", out, env=env)
     try:
         sub.wait_for(lambda ms: any(m.topic.endswith("/summary") for m in ms), 90, "a summary")
@@ -212,14 +223,13 @@ def test_a_daemon_stopped_while_the_disk_is_full_says_what_is_lost_and_exits_74(
             time.sleep(0.2)  # running: its first summary is in the store
         fill(disk)
         # `systemctl status` says so (the status is sent every 10 s).
-        full = lambda s: [m for _, m in s.having("STATUS") if "DISK FULL" in m["STATUS"]]  # noqa: E731
-        systemd.wait_for(full, 30, "a status saying the disk is full")
+        systemd.wait_for(disk_full_statuses, 30, "a status saying the disk is full")
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
         systemd.close()
-    said = full(systemd)[0]["STATUS"]
+    said = disk_full_statuses(systemd)[0]["STATUS"]
     assert re.search(r"; DISK FULL OR FAILING: \d+ records held in memory, not written$", said)
     assert proc.returncode == 74, err
     last = err.rstrip().splitlines()[-1]
@@ -292,20 +302,12 @@ def test_a_daemon_started_on_a_full_disk_runs_and_opens_the_store_once_there_is_
         outbox.put("event", "event", {"id": "undelivered", "ts": time.time() - 3600})
     filler = fill(disk)
     systemd = NotifySocket()
-    env = agent_env(
-        db, broker.url, NOTIFY_SOCKET=systemd.address,
-        EDGE_AGENT_OUTPUT__SUMMARY_INTERVAL_S="2",
-        EDGE_AGENT_ACQUISITION__SIMULATOR__DURATION_S="30",
-        EDGE_AGENT_ACQUISITION__SIMULATOR__FAULT="stator-short",
-        EDGE_AGENT_ACQUISITION__SIMULATOR__SEVERITY="30",
-        EDGE_AGENT_ACQUISITION__SIMULATOR__ONSET_S="4",
-    )  # fmt: skip
+    env = stator_short_env(db, broker.url, 4, NOTIFY_SOCKET=systemd.address)
     proc = agent("run", "--source", "simulator", "--no-model", "--out", out, env=env)
     try:
         sub.wait_for(lambda ms: any(m.topic.endswith("/alert") for m in ms), 90, "the alert")
         assert os.statvfs(disk).f_bavail == 0  # from memory: the outbox is not open
-        full = lambda s: [m for _, m in s.having("STATUS") if "DISK FULL" in m["STATUS"]]  # noqa: E731
-        systemd.wait_for(full, 30, "a status saying the disk is full")
+        systemd.wait_for(disk_full_statuses, 30, "a status saying the disk is full")
         # A label cannot be kept yet: the reply says so (from memory, too).
         (raised,) = payloads(sub, "alert")
         body = {"alert_id": raised["alert_id"], "label": "true_positive", "id": "r1"}
