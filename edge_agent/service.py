@@ -52,9 +52,9 @@ def compile_kernels_apart() -> None:
     LLVM keeps what a compile allocated (about 170 MB here) in the process for good, while
     loading the same kernels from the cache costs little. A daemon that compiled them
     itself on its first start would carry that for as long as it runs, which on a small
-    board may be months; compiled apart, the daemon only loads them (2.4 s more per start
-    here once they are cached). If the child fails, the daemon compiles them itself, as
-    before. The child's stdout is not the daemon's: that may be the records' stream.
+    board may be months; compiled apart, the daemon only loads them. If the child fails,
+    the daemon compiles them itself, as before. The child's stdout is not the daemon's:
+    that may be the records' stream.
 
     ``-P`` (Python 3.11+): the child must import the daemon's edge_agent, not a source
     tree in the working folder (``python -c`` would put it first on sys.path), e.g. when
@@ -69,6 +69,39 @@ def compile_kernels_apart() -> None:
     ).returncode
     if rc != 0:
         log.warning("compiling the kernels in a child process failed (exit %d): compiling here", rc)
+
+
+def load_kernels(backend: str, notifier: Notifier) -> None:
+    """Compile every kernel and load it, in a child (:func:`compile_kernels_apart`) unless
+    numba's cache holds them all already (:mod:`edge_agent.kernel_cache`)."""
+    from edge_agent import kernels
+    from edge_agent.kernel_cache import Stamp, cache_key, cache_misses
+
+    key, stamp = cache_key(backend), Stamp()
+    stamped = stamp.holds(key)
+    if stamped:
+        notifier.send("STATUS=loading the analysis kernels from the cache")
+    else:
+        notifier.send("STATUS=compiling the analysis kernels (minutes on a first start)")
+        log.info(
+            "compiling the analysis kernels into numba's cache, in a child process (minutes on "
+            "a small board): the cache is new, or edge-agent, Python, numba or the CPU changed "
+            "since a start last loaded them all from it"
+        )
+        compile_kernels_apart()
+    kernels.warm_up()
+    missed = cache_misses()
+    if not missed:
+        if not stamped:
+            stamp.write(key)
+    elif stamped:
+        log.warning(
+            "%d kernel signatures were not in numba's cache although %s says it holds them "
+            "all: compiled here, so this process keeps the compiler's memory (about 170 MB) "
+            "until it stops; the next start compiles them apart again",
+            missed, stamp.path,
+        )  # fmt: skip
+        stamp.remove()
 
 
 @dataclass
@@ -131,10 +164,9 @@ def run(
     the ``reload`` command does.
     Raises whatever the source raised, after analysing what it delivered.
     """
-    from edge_agent import kernels
     from edge_agent.features import fft_backend
 
-    # Compile every kernel (in a child, see compile_kernels_apart) and load it, and build
+    # Compile every kernel (in a child, see load_kernels) and load it, and build
     # the pipeline (which measures its FFT plans the first time on a machine), before the
     # source opens: a first compile takes longer than the ring holds, and the samples that
     # arrived meanwhile would be lost. Then open it here, so that a missing device or a
@@ -142,10 +174,7 @@ def run(
     # error before either.
     own_notifier = notifier is None
     notifier = Notifier() if notifier is None else notifier
-    fft_backend()
-    notifier.send("STATUS=compiling the analysis kernels (minutes on a first start)")
-    compile_kernels_apart()
-    kernels.warm_up()
+    load_kernels(fft_backend(), notifier)
     pipe = Pipeline(config, source.fs, source.roles, scorer)
     source.open()
     pipe.t0 = time.time() if t0 is None else float(t0)

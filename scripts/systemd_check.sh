@@ -140,6 +140,8 @@ check "in the dialout group" grep -Eq "^Groups:.*[[:space:]]$(getent group dialo
 check "the compiled kernels are in the CacheDirectory" \
     test "$(find /var/cache/edge-agent/numba -name '*.nbi' | wc -l)" -gt 0
 echo "   $(find /var/cache/edge-agent/numba -name '*.nbi' | wc -l) kernels cached"
+check "and stamped as holding them all (the next start skips the compiling child)" \
+    test -s /var/cache/edge-agent/numba/edge-agent-kernels.json
 check "the status line counts windows" wait_for 60 \
     sh -c "systemctl show -P StatusText edge-agent | grep -q 'simulator: [1-9][0-9]* windows'"
 echo "   status: $(prop StatusText)"
@@ -174,6 +176,8 @@ echo "== restart (the kernels are cached now)"
 t=$SECONDS
 check "systemctl restart" systemctl restart edge-agent
 echo "   restart took $((SECONDS - t)) s"
+check "it loaded the kernels without compiling them in a child (once, at the first start)" \
+    test "$(journalctl -u edge-agent -o cat | grep -c 'in a child process')" = 1
 
 echo "== a hung daemon (SIGSTOP): the watchdog"
 n=$(prop NRestarts)
