@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -727,6 +728,14 @@ store_option = click.option(
 )
 
 
+def asset_option(default: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option(
+        "--asset",
+        help="Only the motor named so: SITE/ASSET, or ASSET when one site has it (its "
+        f"daemon's [output] site and asset). Default: {default}.",
+    )
+
+
 @main.command()
 @click.argument("alert_id", required=False)
 @click.option("--open", "open_only", is_flag=True, help="Only alerts not yet cleared.")
@@ -743,6 +752,7 @@ store_option = click.option(
     show_default=True,
     help="Show at most this many, the newest (0: all).",
 )
+@asset_option("every motor in the store, each alert's named when there are several")
 @click.option("--json", "as_json", is_flag=True, help="A JSON object per alert, for scripts.")
 @store_option
 @config_option
@@ -751,6 +761,7 @@ def alerts(
     open_only: bool,
     since: str | None,
     fault: str | None,
+    asset: str | None,
     limit: int,
     as_json: bool,
     store: Path | None,
@@ -764,7 +775,7 @@ def alerts(
     (its first 4 or more characters will do), that alert whole, with its evidence and why
     it was cleared. Reads the store while the daemon runs. Exits 66 when there is no
     store, 77 when it is not yours to read (sudo), 65 for an id that fits no alert or
-    several.
+    several, or an --asset the store does not hold.
     """
     import time
 
@@ -785,7 +796,15 @@ def alerts(
             text = history.as_json(one) if as_json else history.format_alert(one, now)
             click.echo(text, nl=as_json)
             return
-        found = db.alerts(since=since_ts, open_only=open_only, fault=fault, limit=(limit or None))
+        site, asset = (None, None) if asset is None else history.find_motor(db, asset)
+        found = db.alerts(
+            site=site,
+            asset=asset,
+            since=since_ts,
+            open_only=open_only,
+            fault=fault,
+            limit=(limit or None),
+        )
     if as_json:
         for a in found:
             click.echo(history.as_json(a))
@@ -851,6 +870,7 @@ def label(
     show_default=True,
     help="A line per span of 1h, 2h, 3h, 4h, 6h, 8h, 12h, 1d or 1w (on the local clock).",
 )
+@asset_option("every motor in the store, each in a table of its own")
 @click.option("--json", "as_json", is_flag=True, help="A JSON object per span, for scripts.")
 @store_option
 @config_option
@@ -858,6 +878,7 @@ def trend(
     names: tuple[str, ...],
     since: str,
     every: str,
+    asset: str | None,
     as_json: bool,
     store: Path | None,
     config_path: Path | None,
@@ -871,8 +892,10 @@ def trend(
     i1, i2_i1, epva_2f_db, brb_lsb_db, ecc_lsb_db, bearing_outer_db, bearing_inner_db,
     v2_v1, score_p95 and anomalous_windows; then stopped_windows and
     outside_baseline_windows (not judged for an anomaly) when there were any. The event
-    store keeps the summaries hour by hour for store.retention_days. Exits 66 when
-    there is no store, 77 when it is not yours to read (sudo).
+    store keeps the summaries hour by hour for store.retention_days, of each motor its
+    daemon watched ([output] site and asset): a table each, never averaged together.
+    Exits 66 when there is no store, 77 when it is not yours to read (sudo), 65 for an
+    --asset it does not hold.
     """
     import json
     import time
@@ -885,16 +908,27 @@ def trend(
     cfg = _config(config_path)
     path = history.locate_store(cfg, store)
     with history.open_store(path) as db:  # from the start of the span holding --since
-        hours = db.trend(since=history.span_start(since_ts, span))
-    chosen = list(names or history.TREND_DEFAULT)
-    rows = history.trend_rows(hours, span, chosen)
-    if not names:  # the defaults this motor has data for
-        chosen = history.default_columns(rows)
-    if as_json:
-        for r in rows:
-            click.echo(json.dumps({k: r[k] for k in ("start", "summaries", "windows", *chosen)}))
-        return
-    click.echo(history.format_trend(rows, chosen, span, path), nl=False)
+        motor = None if asset is None else history.find_motor(db, asset)
+        site, asset = motor or (None, None)
+        hours = db.trend(site=site, asset=asset, since=history.span_start(since_ts, span))
+    # A motor's summaries are never averaged with another's: a table each.
+    motors: dict[tuple[str, str] | None, list[dict[str, Any]]] = {}
+    for h in hours:
+        motors.setdefault((h["site"], h["asset"]), []).append(h)
+    tables = []
+    for m in sorted(motors) or [motor]:
+        chosen = list(names or history.TREND_DEFAULT)
+        rows = history.trend_rows(motors.get(m, []), span, chosen)
+        if not names:  # the defaults this motor has data for
+            chosen = history.default_columns(rows)
+        if as_json:
+            for r in rows:
+                fields = {k: r[k] for k in ("start", "summaries", "windows", *chosen)}
+                click.echo(json.dumps({"site": m[0], "asset": m[1], **fields}))
+            continue
+        name = None if m is None else history.motor_name(*m)
+        tables.append(history.format_trend(rows, chosen, span, path, name))
+    click.echo("\n".join(tables), nl=False)
 
 
 @main.command()

@@ -37,10 +37,12 @@ __all__ = [
     "check_names",
     "default_columns",
     "find_alert",
+    "find_motor",
     "format_alert",
     "format_alerts",
     "format_trend",
     "locate_store",
+    "motor_name",
     "open_store",
     "parse_every",
     "parse_since",
@@ -141,6 +143,32 @@ def find_alert(store: EventStore, prefix: str) -> dict[str, Any]:
     return found[0]
 
 
+def motor_name(site: str, asset: str) -> str:
+    """How a motor is named to a person: ``site/asset``, as in its MQTT topics."""
+    return f"{site}/{asset}"
+
+
+def find_motor(store: EventStore, name: str) -> tuple[str, str]:
+    """The (site, asset) that ``--asset`` names: ``SITE/ASSET``, or an asset alone when
+    one site has it.
+
+    Raises InputDataError (65) naming the motors the store holds when none fits, or those
+    that fit when several do."""
+    held = store.motors()
+    site, _, asset = name.strip().rpartition("/")
+    found = [m for m in held if m[1] == asset and (not site or m[0] == site)]
+    if len(found) == 1:
+        return found[0]
+    names = ", ".join(motor_name(*m) for m in (found or held))
+    if found:
+        raise InputDataError(f"--asset {name!r} fits {names}: give SITE/ASSET")
+    raise InputDataError(
+        f"{store.path}: no motor named {name!r}; it holds "
+        + (names if held else "none yet")
+        + " ([output] site and asset name a motor)"
+    )
+
+
 def when(ts: float | None) -> str:
     """Local date and time of UNIX ``ts`` to the second; empty for None."""
     return time.strftime(_TIME, time.localtime(ts)) if ts is not None else ""
@@ -179,14 +207,20 @@ def format_alerts(
     open_ = sum(a["cleared_ts"] is None for a in alerts)
     n = len(alerts)
     newest = " (the newest)" if limited else ""
-    head = f"{path}: {n} alert{'' if n == 1 else 's'}{newest}, {open_} open"
+    motors = sorted({motor_name(a["site"], a["asset"]) for a in alerts})
+    of = f" of {motors[0]}" if len(motors) == 1 else ""
+    head = f"{path}: {n} alert{'' if n == 1 else 's'}{newest}{of}, {open_} open"
     if not alerts:
         return head + "\n"
+    if len(motors) > 1:
+        head += f" ({len(motors)} motors)"
+    width = max(map(len, motors))
     lines = [f"{head}; times in {zone}, newest first", ""]
     for a in alerts:
         label = a["label"] or "unlabelled"
+        motor = f"{motor_name(a['site'], a['asset']):<{width}}  " if len(motors) > 1 else ""
         lines.append(
-            f"{when(a['raised_ts'])}  {a['fault']:<16} {a['severity']:<7}  "
+            f"{when(a['raised_ts'])}  {motor}{a['fault']:<16} {a['severity']:<7}  "
             f"{_state(a, now):<22} {label:<14} {a['alert_id']}"
         )
         said = describe_alert(a["fault"], a["evidence"])
@@ -316,11 +350,18 @@ def _cells(cells: Sequence[str], widths: Sequence[int]) -> str:
 
 
 def format_trend(
-    rows: Sequence[Mapping[str, Any]], names: Sequence[str], every: float, path: Path
+    rows: Sequence[Mapping[str, Any]],
+    names: Sequence[str],
+    every: float,
+    path: Path,
+    motor: str | None = None,
 ) -> str:
-    """The table of ``edge-agent trend``: a line per span, a column per name."""
+    """The table of ``edge-agent trend``: a line per span, a column per name; ``motor``
+    (:func:`motor_name`) is whose summaries they are."""
     zone = time.strftime("%Z", time.localtime(rows[0]["start"] if rows else None))
     head = f"{path}: {len(rows)} span{'' if len(rows) == 1 else 's'} of summaries"
+    if motor is not None:
+        head += f" of {motor}"
     if not rows:
         return head + "\n"
     fmt = "%Y-%m-%d %H:%M" if every < _UNITS["d"] else "%Y-%m-%d"

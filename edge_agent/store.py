@@ -281,6 +281,16 @@ class EventStore:
             for s, a, n, f, u in rows
         ]
 
+    def motors(self) -> list[tuple[str, str]]:
+        """Every (site, asset) the store holds anything of, sorted: those registered (a
+        daemon registers its own as it opens the store), and those of alerts and trend
+        rows kept."""
+        with self._read() as c:
+            return c.execute(
+                "SELECT site, asset FROM assets UNION SELECT site, asset FROM alerts "
+                "UNION SELECT site, asset FROM trend ORDER BY site, asset"
+            ).fetchall()
+
     def register_model(self, card: Mapping[str, Any], path: str | os.PathLike[str]) -> str:
         """Record a model card (idempotent); returns its :func:`model_id`."""
         mid = model_id(card)

@@ -200,7 +200,7 @@ def test_alerts_lists_what_the_daemon_raised_and_label_marks_it(daemon, tmp_path
     assert res.exit_code == 0, res.output
     head, blank, row, evidence = res.output.splitlines()
     assert blank == ""
-    assert head.startswith(f"{store}: 1 alert, 0 open; times in ")
+    assert head.startswith(f"{store}: 1 alert of site/motor, 0 open; times in ")
     assert "broken_rotor_bar watch" in row and "cleared after " in row
     assert row.split()[-2:-1] == ["unlabelled"]
     ident = row.split()[-1]
@@ -256,7 +256,7 @@ def ids(output: str) -> list[str]:
 
 def test_alerts_filters_by_state_fault_age_and_count(store3):
     everything = cli("alerts", "--store", store3).output
-    assert everything.startswith(f"{store3}: 3 alerts, 2 open")
+    assert everything.startswith(f"{store3}: 3 alerts of s/m, 2 open")
     assert ids(everything) == ["bbbb3333-anomaly", "aaaa2222-brb", "aaaa1111-bearing"]
     assert "open for 3.0 d" in everything and "cleared after 60 min" in everything
     assert ids(cli("alerts", "--open", "--store", store3).output) == [
@@ -269,7 +269,7 @@ def test_alerts_filters_by_state_fault_age_and_count(store3):
         "bbbb3333-anomaly", "aaaa2222-brb"
     ]  # fmt: skip
     limited = cli("alerts", "--limit", "1", "--store", store3).output
-    assert limited.startswith(f"{store3}: 1 alert (the newest), 1 open")
+    assert limited.startswith(f"{store3}: 1 alert (the newest) of s/m, 1 open")
     assert cli("alerts", "--since", "2099-01-01", "--store", store3).output == (
         f"{store3}: 0 alerts, 0 open\n"
     )
@@ -461,7 +461,7 @@ def test_trend_shows_a_fault_growing_day_by_day(weeks):
     res = cli("trend", "--store", weeks, "--since", "7d")
     assert res.exit_code == 0, res.output
     head, _, columns, *rows = res.output.splitlines()
-    assert head.startswith(f"{weeks}: 7 spans of summaries, oldest first")
+    assert head.startswith(f"{weeks}: 7 spans of summaries of site/motor, oldest first")
     # The windows not judged for an anomaly are shown when there were any.
     assert columns.split() == ["from", "windows", "i1", "brb_lsb_db", "anomalous_windows",
                                "outside_baseline_windows"]  # fmt: skip
@@ -527,3 +527,57 @@ def test_old_hours_of_trend_go_with_the_retention(weeks):
         deleted = db.prune(retention_days=7.0, max_mb=256.0, now=midnight)
         assert deleted["trend_by_age"] == 14 * 24
         assert len(db.trend()) == 7 * 24
+
+
+def test_a_store_of_two_motors_never_mixes_them(weeks):
+    """A store holds every motor its daemon watched under a name: the Pi moved to another
+    motor in the cabinet, or [output] asset renamed. Their summaries are never averaged
+    together, and --asset picks one (its asset alone, or SITE/ASSET)."""
+    t = time.localtime()
+    midnight = time.mktime((t.tm_year, t.tm_mon, t.tm_mday, 0, 0, 0, 0, 0, -1))
+    with EventStore(weeks) as db:  # a fan, 2 A, healthy, watched the last 3 days
+        for k in range(3 * 144):
+            db.add_trend("site", "fan-2", midnight - 3 * DAY + 600 * k,
+                         {"windows": 1200, "i1": 2.0, "brb_lsb_db": -70.0})  # fmt: skip
+        for ident, asset, t0 in (("aaaa-motor", "motor", 5), ("bbbb-fan", "fan-2", 1)):
+            rec = {"id": ident, "state": "raised", "t": midnight - t0 * 3600, "fault": "bearing",
+                   "severity": "watch", "score": None, "evidence": {}}  # fmt: skip
+            db.record_alert(rec, site="site", asset=asset, t0=0.0, model_id=None)
+    both = cli("trend", "--since", "2d", "--store", weeks)
+    assert both.exit_code == 0, both.output
+    fan, motor = re.split(f"\n(?={re.escape(str(weeks))})", both.output)  # in name order
+    assert fan.startswith(f"{weeks}: 2 spans of summaries of site/fan-2, oldest first")
+    assert motor.startswith(f"{weeks}: 2 spans of summaries of site/motor, oldest first")
+    assert [r.split()[2:4] for r in fan.splitlines()[3:]] == [["2", "-70.0"]] * 2
+    assert [r.split()[2:4] for r in motor.splitlines()[3:]] == [["8", "-41.0"], ["8", "-40.0"]]
+    for name in ("fan-2", "site/fan-2"):
+        one = cli("trend", "--since", "2d", "--asset", name, "--store", weeks).output
+        assert one == fan
+    out = cli("trend", "i1", "--since", "2d", "--json", "--store", weeks).output
+    spans = [json.loads(line) for line in out.splitlines()]
+    assert [(s["asset"], s["i1"]) for s in spans] == [("fan-2", 2.0)] * 2 + [("motor", 8.0)] * 2
+    assert {s["site"] for s in spans} == {"site"}
+    # Alerts of several motors name theirs; --asset keeps one motor's.
+    listed = cli("alerts", "--store", weeks).output.splitlines()
+    assert listed[0].startswith(f"{weeks}: 2 alerts, 2 open (2 motors)")
+    assert [line.split()[2] for line in listed[2:]] == ["site/fan-2", "site/motor"]
+    only = cli("alerts", "--asset", "motor", "--store", weeks).output
+    assert only.startswith(f"{weeks}: 1 alert of site/motor, 1 open") and "aaaa-motor" in only
+    # A name the store does not hold says which it does.
+    res = cli("trend", "--asset", "pump", "--store", weeks)
+    assert res.exit_code == 65
+    assert f"{weeks}: no motor named 'pump'; it holds site/fan-2, site/motor" in res.output
+
+
+def test_an_asset_of_two_sites_needs_its_site(tmp_path):
+    path = tmp_path / "edge-agent.db"
+    with EventStore(path) as db:
+        for site in ("north", "south"):
+            db.register_asset(site, "pump", {})
+    res = cli("alerts", "--asset", "pump", "--store", path)
+    assert res.exit_code == 65
+    assert "--asset 'pump' fits north/pump, south/pump: give SITE/ASSET" in res.output
+    res = cli("alerts", "--asset", "south/pump", "--store", path)
+    assert res.exit_code == 0 and res.output == f"{path}: 0 alerts, 0 open\n"
+    res = cli("trend", "--asset", "south/pump", "--store", path)
+    assert res.output == f"{path}: 0 spans of summaries of south/pump\n"
