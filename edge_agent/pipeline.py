@@ -42,14 +42,19 @@ MAX_START_S = 60.0
 # A rise of i1 by more than this share over START_SETTLED_S, once a start has settled and
 # within MAX_START_S of it, is a second step of the start (star to delta), not the load.
 START_STEP = 0.2
-# A run whose first window of the motor draws more than START_CURRENT times the nameplate
-# current, falling within the window as a start's does (the rms of its last fifth under
-# START_DECAY times its first fifth's), begins in a start: the agent started with the
-# motor, or the recording with its start. A start draws 5-7 times the running current at
-# first, settling with a time constant of 0.5-3 s (at 3 s, the last fifth of the window
-# that begins the start reads 0.8 of its first); a running motor, even overloaded, or one
-# whose nameplate current is set too low, draws a steady current.
+# A start draws 5-7 times the nameplate current at first. While the load accelerates it
+# stays over START_LOCKED times it, nearly flat (for seconds with a fan's or a
+# centrifuge's inertia), and then falls in a fraction of a second; a lighter load's start
+# decays sooner, with a time constant of 0.5-3 s. So a start has not settled while i1 is
+# over START_LOCKED x the nameplate. A run whose first window of the motor draws more
+# than START_CURRENT times the nameplate current begins in a start (the agent started
+# with the motor, or the recording with its start) when that current is a start's: over
+# START_LOCKED x the nameplate, or falling within the window as a start's does (the rms of
+# its last fifth under START_DECAY times its first fifth's; at a time constant of 3 s it
+# reads 0.8). A running motor, even overloaded, or one whose nameplate current is set
+# too low, draws a steady current.
 START_CURRENT = 1.5
+START_LOCKED = 3.0
 START_DECAY = 0.9
 # Stopped windows in a row that carry a running motor's current (wiring.energised_warning)
 # before the pipeline says so: 10 s, not the edge windows of a stop.
@@ -405,7 +410,8 @@ class Pipeline:
     def _starting(self, i1: float | None) -> bool:
         """Whether this window of the running motor, after a stop, is in its start: within
         ``[alerts] start_s`` of the stop's end, or after that while i1 still differs by
-        more than START_SETTLED from its value START_SETTLED_S before; and again, once
+        more than START_SETTLED from its value START_SETTLED_S before, or is still a
+        start's (over START_LOCKED x the nameplate current); and again, once
         settled, from a rise of i1 by more than START_STEP over START_SETTLED_S (a
         star-delta starter's change to delta) until it has settled again. All within
         MAX_START_S of the stop's end (or start_s, if longer). A run whose first window is
@@ -425,7 +431,12 @@ class Pipeline:
         if self._start_settled:
             # A second step of the start: the current rises again.
             self._start_settled = not (known and i1 - then > START_STEP * then)
-        elif age > start_s and known and abs(i1 - then) <= START_SETTLED * i1:
+        elif (
+            age > start_s
+            and known
+            and abs(i1 - then) <= START_SETTLED * i1
+            and i1 <= START_LOCKED * self.config.motor.rated_current
+        ):
             self._start_settled = True
         return not self._start_settled
 
@@ -609,9 +620,11 @@ def analyze(
 def _in_a_start(x: np.ndarray, i1: float | None, rated_current: float) -> bool:
     """Whether a window of currents ``x`` (phases by samples) whose positive-sequence
     current is ``i1`` is a start's: over START_CURRENT x the nameplate current, and
-    falling within the window (START_DECAY)."""
+    over START_LOCKED x it or falling within the window (START_DECAY)."""
     if i1 is None or not i1 > START_CURRENT * rated_current:
         return False
+    if i1 > START_LOCKED * rated_current:
+        return True
     n = x.shape[1] // 5
     first = float(np.sum(np.var(x[:, :n], axis=1, dtype=np.float64)))
     last = float(np.sum(np.var(x[:, -n:], axis=1, dtype=np.float64)))

@@ -159,7 +159,8 @@ class SummaryPayload(_Payload):
         0,
         ge=0,
         description="windows of a start: from a stop for [alerts] start_s (10 s), then until "
-        "the current settles, and again while a surge within a minute of the start settles "
+        "the current settles under 3 x the nameplate current, and again while a surge "
+        "within a minute of the start settles "
         "(a star-delta starter's change to delta); also from the first window of a run that "
         "begins in a start; scored, but neither anomalous nor in the "
         "score fields, and not counted in flagged_windows (0 in summaries queued before this "
