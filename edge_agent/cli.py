@@ -67,7 +67,8 @@ def analysis_options(fn):
     return click.option(
         "--model",
         type=click.Path(path_type=Path),
-        help="Model bundle folder (default: the config's, else the bundled default).",
+        help="Model bundle folder (default: the config's, else the bundled default); not "
+        "used when trained for a motor of another nameplate than [motor]'s (logged).",
     )(fn)
 
 
@@ -233,11 +234,26 @@ def _open_out(out: Path | None, mode: str = "w"):
 
 
 def _load_scorer(cfg: Config, model: Path | None, no_model: bool):
+    """The model to score with: ``--model``, else the config's; None with ``--no-model``,
+    and when the model was trained for another motor than ``[motor]`` (logged: its
+    scores and line levels say nothing of this one)."""
+    import logging
+
     from edge_agent.scoring import Scorer
 
     if no_model or (model is None and not cfg.model.enabled):
         return None
-    return Scorer.load(model or cfg.model.path)
+    scorer = Scorer.load(model or cfg.model.path)
+    other = scorer.another_motor(cfg.motor.model_dump())
+    if other is None:
+        return scorer
+    logging.getLogger(__name__).warning(
+        "model %s: %s. Its scores and line levels say nothing of this motor, so it is not "
+        "used: no anomaly alerts until `edge-agent train` learns this motor's own baseline "
+        "(model.path then names it), or [motor] is set right if the model is this motor's",
+        scorer.path, other,
+    )  # fmt: skip
+    return None
 
 
 def mqtt_option(default: str):
@@ -980,6 +996,13 @@ def evaluate(
 
     cfg = _config(config_path)
     scorer = Scorer.load(model or cfg.model.path)
+    other = scorer.another_motor(cfg.motor.model_dump())
+    if other is not None:
+        click.echo(
+            f"warning: model {scorer.path}: {other}: evaluated as asked, but `run` and "
+            "`replay` would not use it with this [motor]",
+            err=True,
+        )
     report = run_evaluation(
         labels, cfg, scorer, fs=fs, columns=parse_columns(columns), max_fpr=max_fpr
     )

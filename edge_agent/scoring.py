@@ -16,7 +16,7 @@ import math
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnxruntime as ort
@@ -29,6 +29,10 @@ if TYPE_CHECKING:
 __all__ = ["BUNDLE_FORMAT", "DEFAULT_MODEL_DIR", "Scorer", "operating_limits"]
 
 BUNDLE_FORMAT = "edge-agent-model/1"  # same as edge_agent.training.bundle (not imported: onnx)
+# A model judges only a motor whose nameplate current is within this factor of its own
+# (Scorer.another_motor): its motor's nameplate corrected after training (10.4 A for
+# 10 A) keeps it; a motor of another size does not.
+MOTOR_CURRENT_TOLERANCE = 1.25
 _MODEL = "model.onnx"
 _CARD = "model.json"
 
@@ -43,6 +47,11 @@ def _default_model_dir() -> Traversable:
 
 
 DEFAULT_MODEL_DIR: Traversable = _default_model_dir()
+
+
+def _nameplate(motor: Any) -> tuple[float, float, int]:
+    """Nameplate current (A), frequency (Hz) and pole pairs of a motor's settings."""
+    return float(motor["rated_current"]), float(motor["rated_hz"]), int(motor["pole_pairs"])
 
 
 def _first_line(exc: BaseException) -> str:
@@ -324,6 +333,29 @@ class Scorer:
                 "Hz of the model's training"
             )
         return None
+
+    def another_motor(self, motor: Mapping[str, Any]) -> str | None:
+        """How the motor the model was trained for (the card's ``motor``) differs from
+        ``motor`` (``MotorConfig.model_dump()``) in what its features depend on, or None:
+        its nameplate current (by more than MOTOR_CURRENT_TOLERANCE), frequency or pole
+        pairs. The model's features are in amperes of its motor, so its scores and line
+        levels say nothing of another. None when the card names no motor."""
+        trained = self.card.get("motor")
+        try:
+            (i_t, f_t, p_t), (i_m, f_m, p_m) = _nameplate(trained), _nameplate(motor)
+        except (KeyError, TypeError, ValueError):
+            return None
+        if (
+            i_t > 0
+            and 1 / MOTOR_CURRENT_TOLERANCE <= i_m / i_t <= MOTOR_CURRENT_TOLERANCE
+            and math.isclose(f_m, f_t, rel_tol=0.01)
+            and p_m == p_t
+        ):
+            return None
+        return (
+            f"trained for a motor of {i_t:g} A, {f_t:g} Hz, {p_t} pole pairs; [motor] here "
+            f"is {i_m:g} A, {f_m:g} Hz, {p_m} pole pairs"
+        )
 
     def is_anomalous(self, score: float | None) -> bool:
         """True if ``score`` exceeds the threshold; a missing score is never anomalous."""

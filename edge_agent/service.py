@@ -240,6 +240,8 @@ def run(
         )
         if publisher is not None:
             text += f"; MQTT {'connected' if publisher.connected else 'disconnected'}"
+        if pipe.scorer is None:
+            text += "; no model: no anomaly alerts"
         if pipe.wiring:
             text += "; WIRING: " + "; ".join(pipe.wiring.values())
         if baseline.outside:

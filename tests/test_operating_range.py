@@ -231,3 +231,84 @@ def test_evaluate_says_which_windows_ran_outside_the_baseline(narrow, tmp_path):
     assert report["windows"]["false_positives"] == 19 and light["false_alarms"] == []
     assert "19 windows of 1 recording ran outside the model's baseline" in said
     assert "false alarms: 0 of 2 healthy recordings raised an alert" in said
+
+
+def plate(**changes: float) -> dict:
+    """The default [motor] settings, as Scorer.another_motor takes them, with ``changes``."""
+    return Config().motor.model_copy(update=changes).model_dump()
+
+
+def test_a_model_knows_the_motor_it_was_trained_for():
+    scorer = Scorer.load()  # the bundled default: a simulated 10 A, 50 Hz, 4-pole motor
+    assert scorer.another_motor(plate()) is None
+    assert scorer.another_motor(plate(rated_current=12.0)) is None  # a nameplate corrected
+    assert scorer.another_motor(plate(rated_current=13.0)) == (
+        "trained for a motor of 10 A, 50 Hz, 2 pole pairs; [motor] here is 13 A, 50 Hz, "
+        "2 pole pairs"
+    )
+    assert scorer.another_motor(plate(rated_current=7.9)) is not None
+    assert "60 Hz" in scorer.another_motor(plate(rated_hz=60.0, rated_rpm=1740.0))
+    assert "3 pole pairs" in scorer.another_motor(plate(pole_pairs=3, rated_rpm=960.0))
+    del scorer.card["motor"]  # a bundle whose card names no motor is not second-guessed
+    assert scorer.another_motor(plate(rated_current=30.0)) is None
+
+
+def test_a_model_of_another_motor_is_not_used(tmp_path, caplog):
+    """The bundled model, trained on a simulated 10 A motor, on a healthy 30 A one whose
+    [motor] says so: before, every window was anomalous and an anomaly alarm was raised
+    2 s in, on a healthy motor, from the first day of an installation that had not yet
+    trained its own model. Now the model is not used, and the log says why and what to do."""
+    config = tmp_path / "motor.toml"
+    config.write_text("[motor]\nrated_current = 30.0\nrated_rpm = 1470.0\n")
+    big = Config().motor.model_copy(update={"rated_current": 30.0, "rated_rpm": 1470.0})
+    rec = tmp_path / "healthy.npy"
+    write_recording(rec, SimulationSpec(fs=15000.0, duration_s=8.0, seed=3), big)
+    out = tmp_path / "out.jsonl"
+    with caplog.at_level(logging.WARNING):
+        code, said = run("replay", rec, "--fs", 15000, "--config", config, "--out", out)
+    assert code == 0, said
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1 and "models/default: trained for a motor of 10 A" in warned[0]
+    assert "[motor] here is 30 A" in warned[0] and "`edge-agent train`" in warned[0]
+    recs = [json.loads(line) for line in out.read_text().splitlines()]
+    windows = [r for r in recs if r["type"] == "window"]
+    assert len(windows) == 15 and all(r["score"] is None for r in windows)
+    assert not [r for r in recs if r["type"] == "alert"]
+    # `evaluate` measures the model asked for, saying that replay would not use it.
+    (tmp_path / "labels.csv").write_text("file,label\nhealthy.npy,healthy\n")
+    code, said = run("evaluate", tmp_path / "labels.csv", "--fs", 15000, "--config", config)
+    assert code == 0 and "`run` and `replay` would not use it with this [motor]" in said
+    # Its nameplate current set 4 % off the model's motor: the model is used.
+    config.write_text("[motor]\nrated_current = 10.4\n")
+    code, said = run("replay", rec, "--fs", 15000, "--config", config, "--out", out)
+    recs = [json.loads(line) for line in out.read_text().splitlines()]
+    assert code == 0 and all(r["score"] is not None for r in recs if r["type"] == "window")
+
+
+def test_the_daemon_says_it_runs_without_the_model_of_another_motor(tmp_path, caplog):
+    """`run` (as under systemd) on that 30 A motor: the journal says why the model is not
+    used, and `systemctl status` that no anomaly alert can come."""
+    from tests.test_systemd import NotifySocket
+
+    big = Config().motor.model_copy(update={"rated_current": 30.0, "rated_rpm": 1470.0})
+    rec = tmp_path / "healthy.npy"
+    write_recording(rec, SimulationSpec(fs=15000.0, duration_s=4.0, seed=3), big)
+    config = tmp_path / "motor.toml"
+    config.write_text(
+        "[motor]\nrated_current = 30.0\nrated_rpm = 1470.0\n"
+        f'[acquisition]\nsource = "replay"\nfs = 15000.0\n[acquisition.replay]\npath = "{rec}"\n'
+        f'speed = 0\n[store]\npath = "{tmp_path / "edge-agent.db"}"\n'
+    )
+    systemd = NotifySocket()
+    try:
+        with caplog.at_level(logging.WARNING):
+            res = CliRunner(env={"NOTIFY_SOCKET": systemd.address}).invoke(
+                main, ["run", "--config", str(config), "--out", str(tmp_path / "out.jsonl")]
+            )
+        assert res.exit_code == 0, res.output
+        systemd.wait_for(lambda s: s.having("STOPPING"), 10, "STOPPING=1")
+    finally:
+        systemd.close()
+    assert any("[motor] here is 30 A" in r.getMessage() for r in caplog.records)
+    stopping = systemd.having("STOPPING")[-1][1]["STATUS"]
+    assert "; no model: no anomaly alerts" in stopping, stopping
