@@ -996,6 +996,9 @@ def evaluate(
 
     cfg = _config(config_path)
     scorer = Scorer.load(model or cfg.model.path)
+    report = run_evaluation(
+        labels, cfg, scorer, fs=fs, columns=parse_columns(columns), max_fpr=max_fpr
+    )
     other = scorer.another_motor(cfg.motor.model_dump())
     if other is not None:
         click.echo(
@@ -1003,9 +1006,6 @@ def evaluate(
             "`replay` would not use it with this [motor]",
             err=True,
         )
-    report = run_evaluation(
-        labels, cfg, scorer, fs=fs, columns=parse_columns(columns), max_fpr=max_fpr
-    )
     click.echo(format_report(report), nl=False)
     if out is not None:
         stream, _ = _open_out(out)
