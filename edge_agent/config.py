@@ -287,8 +287,7 @@ class AlertConfig(_Model):
         description="anomaly alerts: seconds after a stopped motor starts, and then until "
         "its current has settled under 3 x rated_current (and again while a second surge "
         "settles, such as a star-delta starter's change to delta, within 60 s), whose "
-        "windows raise none: a "
-        "start draws several times the running current",
+        "windows raise none: a start draws several times the running current",
     )
     baseline_margin: float = Field(
         0.1,

@@ -2,9 +2,9 @@
 
 The daemon has a child process compile the kernels into numba's cache and then only loads
 them (:func:`edge_agent.service.compile_kernels_apart`): the compiler's memory stays with
-the child. Started every time, the child costs a start its own imports and loads (2.2 s
-here, far more on a small board) although the cache already holds everything but after
-an install or an upgrade.
+the child. Started every time, the child costs a start its own imports and loads (1.7 s
+of 3.7 s to ready here, more on a small board), although after the first start the
+cache holds every kernel until an upgrade.
 
 Numba keeps no public record of what its cache holds, so the daemon keeps its own: once a
 start has loaded every kernel from the cache (no dispatcher counted a cache miss), it
