@@ -441,7 +441,8 @@ def check_wiring(
     currents, and with voltages wired, the voltages and each phase's displacement
     angle. Then what to fix: a CT reversed, open or on the wrong input, two leads
     swapped, the voltages in another order than the currents, a signal clipping the
-    ADC, or a nameplate current that is not this motor's. Stop the service first
+    ADC, or a nameplate current that is not this motor's; and a model ([model]) the
+    service would not use, being of another motor or broken. Stop the service first
     (`systemctl stop edge-agent`): it holds the serial port. Exits 0 when the wiring
     reads right, 65 when something is to fix, 75 when the motor is not running (start
     it and check again); 66 for a missing device, 77 for one this user may not open.

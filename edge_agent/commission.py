@@ -82,7 +82,32 @@ def check_wiring(
         result = run_service(config, source, sink, scorer=None, stop=stop, on_ready=on_ready)
     finally:
         sink.close()
-    return judge(config, result, sink.records, voltages=len(source.roles) > 3)
+    report = judge(config, result, sink.records, voltages=len(source.roles) > 3)
+    said = model_warning(config)
+    if said is not None:
+        report.warnings.append(said)
+    return report
+
+
+def model_warning(config: Config) -> str | None:
+    """Why the service will not judge this motor with its model ([model]), or None: a
+    model of another motor, or one that does not load."""
+    from edge_agent.errors import EdgeAgentError
+    from edge_agent.scoring import Scorer
+
+    if not config.model.enabled:
+        return None
+    try:
+        scorer = Scorer.load(config.model.path)
+    except EdgeAgentError as exc:
+        return f"the model does not load, and `run` refuses it: {exc}"
+    other = scorer.another_motor(config.motor.model_dump())
+    if other is None:
+        return None
+    return (
+        f"model {scorer.path}: {other}: the service will run without it, raising no anomaly "
+        "alert, until `edge-agent train` learns this motor's own baseline"
+    )
 
 
 def judge(

@@ -139,6 +139,27 @@ def test_a_clipping_adc_and_a_wrong_nameplate_are_said(tmp_path):
     assert "warning: the motor draws 8.3" in res.output and "wiring OK" in res.output
 
 
+def test_the_installer_is_told_when_the_model_is_of_another_motor(tmp_path):
+    """The bundled model is a simulated 10 A motor's: on a 30 A nameplate the service
+    would run without it. The wiring itself reads right."""
+    big = Config().motor.model_copy(update={"rated_current": 30.0, "rated_rpm": 1470.0})
+    path = tmp_path / "big.npy"
+    np.save(path, simulate(SimulationSpec(duration_s=6.0, seed=1), big)[1])
+    env = {"EDGE_AGENT_MOTOR__RATED_CURRENT": "30", "EDGE_AGENT_MOTOR__RATED_RPM": "1470"}
+    res = check(path, env=env)
+    assert res.exit_code == 0, res.output
+    assert line(res.output, "warning: model ").endswith(
+        "trained for a motor of 10 A, 50 Hz, 2 pole pairs; [motor] here is 30 A, 50 Hz, 2 "
+        "pole pairs: the service will run without it, raising no anomaly alert, until "
+        "`edge-agent train` learns this motor's own baseline"
+    )
+    assert "wiring OK" in res.output
+    res = check(path, env={**env, "EDGE_AGENT_MODEL__PATH": str(tmp_path / "none")})
+    assert res.exit_code == 0 and "warning: the model does not load, and `run` refuses it: " \
+        "model bundle" in res.output  # fmt: skip
+    assert "warning: model" not in check(recording(tmp_path, "right")).output
+
+
 @pytest.fixture
 def pty(tmp_path):
     p = Pty(tmp_path / "ttyADC")
