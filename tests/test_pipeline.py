@@ -493,7 +493,7 @@ def test_a_start_whose_current_stays_high_while_its_load_accelerates_raises_no_a
     is a start until it falls under 3 times the nameplate current, after a stop or at the
     run's beginning (None: the motor stopped at 4 s and started at 8 s). Before, the
     default model raised an anomaly alarm 2 s into a run that began so (from a start of 3
-    s on), and 10 s after a stop when the start took longer than start_s (10 s)."""
+    s on), and, after a stop, once start_s (10 s) had passed in a start that took longer."""
     from edge_agent.scoring import Scorer
 
     cfg = Config()
