@@ -424,6 +424,12 @@ def run(
     show_default=True,
     help="Signal to analyse.",
 )
+@click.option(
+    "--record",
+    type=click.Path(path_type=Path),
+    help="Also keep every sample read, in A and V, as a .npy file: with the motor healthy "
+    "and the wiring right, a baseline run for `edge-agent train` (with --fs).",
+)
 @config_option
 @click.pass_context
 def check_wiring(
@@ -432,6 +438,7 @@ def check_wiring(
     device: str | None,
     recording: Path | None,
     seconds: float,
+    record: Path | None,
     config_path: Path | None,
 ) -> None:
     """Check the sensors' wiring on the running motor, before starting the service.
@@ -450,6 +457,7 @@ def check_wiring(
     from edge_agent.acquisition.sources import make_source
     from edge_agent.commission import check_wiring as check
     from edge_agent.commission import format_report
+    from edge_agent.recording import NpyWriter
 
     cfg = _config(config_path, **source_overrides(source, device, recording))
     src = make_source(cfg)
@@ -457,8 +465,21 @@ def check_wiring(
     def on_ready() -> None:
         click.echo(f"edge-agent check-wiring: reading {src.name} for {seconds:g} s", err=True)
 
-    report = check(cfg, src, seconds, on_ready)
+    writer = NpyWriter(record, len(src.roles)) if record is not None else None
+    try:
+        report = check(cfg, src, seconds, on_ready, writer)
+    finally:
+        if writer is not None:
+            writer.close()
     click.echo(format_report(report, cfg), nl=False)
+    if writer is not None:
+        use = (
+            f"a healthy run to learn from: edge-agent train {record} [more runs] --fs "
+            f"{src.fs:g}{f' --config {config_path}' if config_path else ''} --out DIR"
+            if report.ok
+            else "not one to learn from until the above is mended"
+        )
+        click.echo(f"recorded {record}: {writer.rows / src.fs:.1f} s at {src.fs:g} Hz; {use}")
     if not report.ok:
         ctx.exit(65 if report.problems else 75)
 

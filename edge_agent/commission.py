@@ -23,6 +23,7 @@ from edge_agent.config import Config
 from edge_agent.diagnosis import RUNNING_CURRENT
 from edge_agent.features import PHASES
 from edge_agent.publish.sink import RecordSink
+from edge_agent.recording import NpyWriter
 from edge_agent.service import RunResult
 from edge_agent.wiring import energised_warning, nameplate_warning, running
 
@@ -70,16 +71,23 @@ class _Windows(RecordSink):
 
 
 def check_wiring(
-    config: Config, source: Any, seconds: float, on_ready: Callable[[], None] | None = None
+    config: Config,
+    source: Any,
+    seconds: float,
+    on_ready: Callable[[], None] | None = None,
+    record: NpyWriter | None = None,
 ) -> CommissionReport:
     """Analyse ``seconds`` of ``source`` (or less, if it ends) and judge the wiring.
-    ``on_ready`` is called once the source is open, as samples begin to flow."""
+    ``on_ready`` is called once the source is open, as samples begin to flow. ``record``
+    also keeps every sample read."""
     from edge_agent.service import run as run_service
 
     stop = threading.Event()
     sink = _Windows(config, seconds, stop)
     try:
-        result = run_service(config, source, sink, scorer=None, stop=stop, on_ready=on_ready)
+        result = run_service(
+            config, source, sink, scorer=None, stop=stop, on_ready=on_ready, record=record
+        )
     finally:
         sink.close()
     report = judge(config, result, sink.records, voltages=len(source.roles) > 3)

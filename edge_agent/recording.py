@@ -371,8 +371,8 @@ class NpyWriter:
 
     The header is written first with room for any row count, and rewritten with the final
     count by :meth:`close`; until then the file holds the rows written so far behind a
-    header that says 0 rows. ``edge-agent run --record`` uses it to keep what the ADC sent,
-    for ``replay`` or ``train`` later.
+    header that says 0 rows. ``run --record`` and ``check-wiring --record`` use it to keep
+    what the ADC sent, for ``replay`` or ``train`` later.
     """
 
     _SHAPE_WIDTH = 20  # digits reserved for the row count

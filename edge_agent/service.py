@@ -369,7 +369,8 @@ class BaselineWatch:
                 log.warning(
                     "no anomaly alerts while %s: the model's score says nothing of the motor "
                     "there (the other rules still judge it). If the motor runs so for good, "
-                    "record a healthy run (edge-agent run --record) and train again", why,
+                    "record a healthy run (edge-agent check-wiring --record, README) and "
+                    "train again", why,
                 )  # fmt: skip
 
 

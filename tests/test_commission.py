@@ -160,6 +160,26 @@ def test_the_installer_is_told_when_the_model_is_of_another_motor(tmp_path):
     assert "warning: model" not in check(recording(tmp_path, "right")).output
 
 
+def test_the_check_records_what_it_read_for_train(tmp_path):
+    """The installer records a healthy run as they check the wiring (the service stopped:
+    it holds the ADC): the samples as read, in A and V, and whether to learn from them."""
+    source = recording(tmp_path, "right")
+    out = tmp_path / "healthy-1.npy"
+    res = check(source, "--record", str(out))
+    assert res.exit_code == 0, res.output
+    kept = np.load(out)  # at least the 4 s checked (all 6, as a replay runs ahead)
+    assert kept.shape[1] == 6 and len(kept) >= 4 * FS
+    np.testing.assert_array_equal(kept, np.load(source)[: len(kept)])
+    assert line(res.output, "recorded ") == (
+        f"recorded {out}: {len(kept) / FS:.1f} s at 15000 Hz; a healthy run to learn from: "
+        f"edge-agent train {out} [more runs] --fs 15000 --out DIR"
+    )
+    res = check(recording(tmp_path, "reversed", change=reverse_ib), "--record",
+                str(tmp_path / "bad.npy"))  # fmt: skip
+    assert res.exit_code == 65
+    assert line(res.output, "recorded ").endswith("not one to learn from until the above is mended")
+
+
 @pytest.fixture
 def pty(tmp_path):
     p = Pty(tmp_path / "ttyADC")

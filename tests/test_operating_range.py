@@ -208,7 +208,8 @@ def test_the_daemon_says_when_the_motor_leaves_the_baseline_and_when_it_is_back(
     assert [level for level, _, _ in said] == ["WARNING", "INFO"], said
     assert 35.5 <= said[0][2] <= 37.0 and 55.0 <= said[1][2] <= 58.0
     assert said[0][1].startswith("no anomaly alerts while the current, i1 ")
-    assert "record a healthy run (edge-agent run --record) and train again" in said[0][1]
+    assert "record a healthy run (edge-agent check-wiring --record, README) and train " \
+        "again" in said[0][1]  # fmt: skip
     assert said[1][1] == "the motor runs within the model's baseline again: anomaly alerts resume"
     assert not watch.outside and OUTSIDE_FOR == INSIDE_AGAIN == 20
 
