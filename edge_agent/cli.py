@@ -473,12 +473,19 @@ def check_wiring(
             writer.close()
     click.echo(format_report(report, cfg), nl=False)
     if writer is not None:
-        use = (
-            f"a healthy run to learn from: edge-agent train {record} [more runs] --fs "
-            f"{src.fs:g}{f' --config {config_path}' if config_path else ''} --out DIR"
-            if report.ok
-            else "not one to learn from until the above is mended"
-        )
+        flagged = report.windows - report.clean
+        if not report.ok:
+            use = "not one to learn from until the above is mended"
+        elif flagged:  # a .npy has no times: a gap's samples would seem to follow on
+            use = (
+                f"not one to learn from: {flagged} of its {report.windows} windows hold a "
+                "gap or samples missing, which a recording without times hides; record again"
+            )
+        else:
+            use = (
+                f"a healthy run to learn from: edge-agent train {record} [more runs] --fs "
+                f"{src.fs:g}{f' --config {config_path}' if config_path else ''} --out DIR"
+            )
         click.echo(f"recorded {record}: {writer.rows / src.fs:.1f} s at {src.fs:g} Hz; {use}")
     if not report.ok:
         ctx.exit(65 if report.problems else 75)

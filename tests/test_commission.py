@@ -178,6 +178,20 @@ def test_the_check_records_what_it_read_for_train(tmp_path):
                 str(tmp_path / "bad.npy"))  # fmt: skip
     assert res.exit_code == 65
     assert line(res.output, "recorded ").endswith("not one to learn from until the above is mended")
+    # 10 ms lost at 3 s (the times of a CSV show it): the .npy, without times, would hide it.
+    x = np.load(source)[:, :3]
+    t = np.arange(len(x)) / FS
+    keep = (t < 3.0) | (t >= 3.01)
+    gap = tmp_path / "gap.csv"
+    np.savetxt(gap, np.column_stack([t, x])[keep], fmt="%.6f", delimiter=",",
+               header="t_s,ia,ib,ic", comments="")  # fmt: skip
+    res = check(gap, "--record", str(tmp_path / "gap.npy"))
+    assert res.exit_code == 0, res.output  # the wiring reads right
+    said = line(res.output, "recorded ").split("; ", 1)[1]
+    assert said.startswith("not one to learn from: ") and said.endswith(
+        " windows hold a gap or samples missing, which a recording without times hides; "
+        "record again"
+    )
 
 
 @pytest.fixture
