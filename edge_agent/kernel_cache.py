@@ -68,12 +68,10 @@ def cache_misses() -> int:
     import importlib
     import pkgutil
 
+    from numba.core.registry import CPUDispatcher
+
     from edge_agent import kernels
 
-    try:
-        from numba.core.registry import CPUDispatcher
-    except ImportError:  # pragma: no cover - numba moved it
-        return 0
     seen: dict[int, Any] = {}
     for info in pkgutil.iter_modules(kernels.__path__):
         module = importlib.import_module(f"{kernels.__name__}.{info.name}")

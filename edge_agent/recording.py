@@ -406,9 +406,13 @@ class NpyWriter:
         self.rows += x.shape[0]
 
     def close(self) -> None:
-        """Write the final row count into the header and close. Safe to call twice."""
+        """Write the final row count into the header and close; a file that got no row
+        (the source failed to open) is removed, so that no empty recording is left for
+        ``train``. Safe to call twice."""
         if self._fh.closed:
             return
         self._fh.seek(0)
         self._fh.write(self._header())
         self._fh.close()
+        if self.rows == 0:
+            self.path.unlink(missing_ok=True)

@@ -192,6 +192,11 @@ def test_the_check_records_what_it_read_for_train(tmp_path):
         " windows hold a gap or samples missing, which a recording without times hides; "
         "record again"
     )
+    # An adapter not plugged in: nothing read, and no empty recording left for train.
+    none = tmp_path / "none.npy"
+    args = ["--source", "serial", "--device", str(tmp_path / "ttyNONE"), "--record", str(none)]
+    res = CliRunner().invoke(main, ["check-wiring", *args])
+    assert res.exit_code == 66 and "no such serial device" in res.output and not none.exists()
 
 
 @pytest.fixture
