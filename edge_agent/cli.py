@@ -131,10 +131,14 @@ def check_config(file: Path | None, config_path: Path | None) -> None:
     type=click.Path(path_type=Path),
     help="Recording to write: .csv (t_s,ia,ib,ic[,va,vb,vc]) or .npy.",
 )
-@click.option("--fs", type=float, default=15000.0, show_default=True, help="Sample rate, Hz.")
+@click.option(
+    "--fs", type=float, help="Sample rate, Hz. Default: the config's [acquisition] fs (15000)."
+)
 @click.option("--duration", type=float, default=10.0, show_default=True, help="Length, s.")
 @click.option(
-    "--supply-hz", type=float, default=50.0, show_default=True, help="Supply frequency, Hz."
+    "--supply-hz",
+    type=float,
+    help="Supply frequency, Hz. Default: the config's [motor] supply_hz, else its rated_hz (50).",
 )
 @click.option(
     "--load",
@@ -181,9 +185,9 @@ def check_config(file: Path | None, config_path: Path | None) -> None:
 @config_option
 def simulate(
     output: Path,
-    fs: float,
+    fs: float | None,
     duration: float,
-    supply_hz: float,
+    supply_hz: float | None,
     load: float,
     fault: str | None,
     severity: float | None,
@@ -197,15 +201,17 @@ def simulate(
 ) -> None:
     """Write a synthetic three-phase motor recording, healthy or with a fault.
 
-    The motor is the config's [motor] nameplate (default: 4-pole, 1440 rpm at 50 Hz, 10 A).
+    The motor is the config's [motor] nameplate (default: 4-pole, 1440 rpm at 50 Hz, 10 A),
+    fed at its frequency and sampled at the config's rate, as `run` with the simulator
+    source has it.
     """
     from edge_agent import simulate as sim
 
     cfg = _config(config_path)
     spec = sim.SimulationSpec(
-        fs=fs,
+        fs=cfg.acquisition.fs if fs is None else fs,
         duration_s=duration,
-        supply_hz=supply_hz,
+        supply_hz=(cfg.motor.supply_hz or cfg.motor.rated_hz) if supply_hz is None else supply_hz,
         load=load,
         fault=fault,
         severity=severity,
@@ -221,7 +227,7 @@ def simulate(
         n = sim.write_recording(output, spec, cfg.motor)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    click.echo(f"wrote {output}: {n} samples, {n / fs:g} s at {fs:g} Hz", err=True)
+    click.echo(f"wrote {output}: {n} samples, {n / spec.fs:g} s at {spec.fs:g} Hz", err=True)
 
 
 def _open_out(out: Path | None, mode: str = "w"):

@@ -244,6 +244,24 @@ def test_simulate_rejects_bad_arguments_as_usage_errors(tmp_path):
     assert res.exit_code == 2 and ".csv" in res.output
 
 
+def test_simulate_runs_the_configured_motor_at_its_frequency_and_rate(tmp_path):
+    """A 60 Hz motor's config (the ITSC motor's: 1 kS/s): the simulator runs it at 60 Hz
+    and 1 kS/s, as `run` with the simulator source does; before, at 50 Hz and 15 kS/s
+    unless told, so a model trained on it learned another supply than the motor's."""
+    config = Path(__file__).parent / "data" / "itsc_motor.toml"
+    rec, out = tmp_path / "sim.csv", tmp_path / "out.jsonl"
+    res = run("simulate", "--duration", "6", "-o", rec, "--config", config)
+    assert res.exit_code == 0 and "6000 samples, 6 s at 1000 Hz" in res.output, res.output
+    assert run("replay", rec, "--config", config, "--no-model", "--out", out).exit_code == 0
+    windows = [json.loads(x) for x in out.read_text().splitlines()]
+    hz = [r["features"]["supply_hz"] for r in windows if r["type"] == "window"]
+    assert len(hz) == 11 and all(h == pytest.approx(60.0, abs=0.01) for h in hz)
+    # Told otherwise, it runs as told.
+    res = run("simulate", "--duration", "2", "--fs", "5000", "--supply-hz", "50", "-o",
+              tmp_path / "x.npy", "--config", config)  # fmt: skip
+    assert res.exit_code == 0 and "10000 samples, 2 s at 5000 Hz" in res.output
+
+
 def test_train_refuses_too_little_data(tmp_path):
     f = tmp_path / "short.csv"
     assert run("simulate", "--duration", "2", "--fs", "2000", "-o", f).exit_code == 0
