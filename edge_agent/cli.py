@@ -68,7 +68,9 @@ def analysis_options(fn):
         "--model",
         type=click.Path(path_type=Path),
         help="Model bundle folder (default: the config's, else the bundled default); not "
-        "used when trained for a motor of another nameplate than [motor]'s (logged).",
+        "used when trained for a motor of another nameplate than [motor]'s, nor by `run` "
+        "on a serial or tcp source when trained on a simulated motor, as the bundled "
+        "default was (logged).",
     )(fn)
 
 
@@ -239,10 +241,11 @@ def _open_out(out: Path | None, mode: str = "w"):
         raise EdgeAgentError(f"{out}: cannot write: {exc.strerror}") from None
 
 
-def _load_scorer(cfg: Config, model: Path | None, no_model: bool):
+def _load_scorer(cfg: Config, model: Path | None, no_model: bool, source: str | None = None):
     """The model to score with: ``--model``, else the config's; None with ``--no-model``,
-    and when the model was trained for another motor than ``[motor]`` (logged: its
-    scores and line levels say nothing of this one)."""
+    and when the model must not judge this motor read from ``source`` (`run`'s
+    ``[acquisition] source``, None for a replay): a model of another motor than
+    ``[motor]``, or of a simulated motor on an ADC (``Scorer.refusal``; logged)."""
     import logging
 
     from edge_agent.scoring import Scorer
@@ -250,14 +253,16 @@ def _load_scorer(cfg: Config, model: Path | None, no_model: bool):
     if no_model or (model is None and not cfg.model.enabled):
         return None
     scorer = Scorer.load(model or cfg.model.path)
-    other = scorer.another_motor(cfg.motor.model_dump())
-    if other is None:
+    motor = cfg.motor.model_dump()
+    why = scorer.refusal(motor, source)
+    if why is None:
         return scorer
     logging.getLogger(__name__).warning(
-        "model %s: %s. Its scores and line levels say nothing of this motor, so it is not "
-        "used: no anomaly alerts until `edge-agent train` learns this motor's own baseline "
-        "(model.path then names it), or [motor] is set right if the model is this motor's",
-        scorer.path, other,
+        "model %s: %s, so it is not used: no anomaly alerts until `edge-agent train` learns "
+        "this motor's own baseline (model.path then names it)%s",
+        scorer.path, why,
+        ", or [motor] is set right if the model is this motor's"
+        if scorer.another_motor(motor) else "",
     )  # fmt: skip
     return None
 
@@ -377,12 +382,12 @@ def run(
     }
     cfg = _config(config_path, **overrides)
     src = make_source(cfg)
-    scorer = _load_scorer(cfg, model, no_model)
+    scorer = _load_scorer(cfg, model, no_model, cfg.acquisition.source)
     stop = threading.Event()
 
     def reload() -> tuple[Config, Any]:
         new = _config(config_path, **overrides)
-        return new, _load_scorer(new, model, no_model)
+        return new, _load_scorer(new, model, no_model, new.acquisition.source)
 
     def on_ready() -> None:
         click.echo(

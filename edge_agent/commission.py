@@ -99,7 +99,8 @@ def check_wiring(
 
 def model_warning(config: Config) -> str | None:
     """Why the service will not judge this motor with its model ([model]), or None: a
-    model of another motor, or one that does not load."""
+    model of another motor, or of a simulated one on an ADC (``Scorer.refusal``), or one
+    that does not load."""
     from edge_agent.errors import EdgeAgentError
     from edge_agent.scoring import Scorer
 
@@ -109,12 +110,12 @@ def model_warning(config: Config) -> str | None:
         scorer = Scorer.load(config.model.path)
     except EdgeAgentError as exc:
         return f"the model does not load, and `run` refuses it: {exc}"
-    other = scorer.another_motor(config.motor.model_dump())
-    if other is None:
+    why = scorer.refusal(config.motor.model_dump(), config.acquisition.source)
+    if why is None:
         return None
     return (
-        f"model {scorer.path}: {other}: the service will run without it, raising no anomaly "
-        "alert, until `edge-agent train` learns this motor's own baseline"
+        f"model {scorer.path}: {why}, so the service will run without it, raising no "
+        "anomaly alert, until `edge-agent train` learns this motor's own baseline"
     )
 
 

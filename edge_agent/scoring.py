@@ -33,6 +33,9 @@ BUNDLE_FORMAT = "edge-agent-model/1"  # same as edge_agent.training.bundle (not 
 # (Scorer.another_motor): its motor's nameplate corrected after training (10.4 A for
 # 10 A) keeps it; a motor of another size does not.
 MOTOR_CURRENT_TOLERANCE = 1.25
+# Sources that read a real motor (an ADC), where a model of a simulated one is not used
+# (Scorer.refusal); a recording or the simulator is judged by any model asked for.
+MEASURED_SOURCES = ("serial", "tcp")
 _MODEL = "model.onnx"
 _CARD = "model.json"
 
@@ -142,6 +145,17 @@ def _check_operating_range(card: dict, where: str) -> dict[str, tuple[float, flo
     return out
 
 
+def _check_simulated(card: dict, where: str) -> bool:
+    """The card's optional "simulated": true for a model of a simulated motor."""
+    value = card.get("simulated", False)
+    if not isinstance(value, bool):
+        raise InputDataError(
+            f"{where}: 'simulated' is {value!r}; expected true (a model of a simulated motor, "
+            "as the bundled default) or false"
+        )
+    return value
+
+
 def operating_limits(
     operating_range: Mapping[str, Sequence[float]], margin: float
 ) -> tuple[float, float, float]:
@@ -191,6 +205,8 @@ class Scorer:
         # The current and supply frequency of the training windows (A, Hz), low and high.
         self.operating_range = _check_operating_range(card, str(path / _CARD))
         self._normalisation = _check_normalisation(card, self.feature_names, str(path / _CARD))
+        # Trained on a simulated motor (the bundled default), not on recordings of one.
+        self.simulated = _check_simulated(card, str(path / _CARD))
 
     @classmethod
     def load(cls, path: str | Path | Traversable | None = None) -> Scorer:
@@ -220,6 +236,7 @@ class Scorer:
         _check_baseline(card, str(card_path))
         _check_negative_sequence(card, str(card_path))
         _check_operating_range(card, str(card_path))
+        _check_simulated(card, str(card_path))
 
         try:
             model_bytes = folder.joinpath(_MODEL).read_bytes()
@@ -356,6 +373,24 @@ class Scorer:
             f"trained for a motor of {i_t:g} A, {f_t:g} Hz, {p_t} pole pairs; [motor] here "
             f"is {i_m:g} A, {f_m:g} Hz, {p_m} pole pairs"
         )
+
+    def refusal(self, motor: Mapping[str, Any], source: str | None) -> str | None:
+        """Why this model must not judge the motor ``motor`` (``MotorConfig.model_dump()``)
+        read from ``source`` (``[acquisition] source``, None for a replay), or None: a
+        model of another motor (another_motor), or a model of a simulated motor on a
+        source that reads a real one (MEASURED_SOURCES). A real motor's healthy harmonics,
+        asymmetry and Park's vector are not a simulation's: the ITSC motor's healthy runs
+        scored every window anomalous against a model of simulated runs of its nameplate."""
+        other = self.another_motor(motor)
+        if other is not None:
+            return f"{other}. Its scores and line levels say nothing of this motor"
+        if self.simulated and source in MEASURED_SOURCES:
+            return (
+                f"it learned a simulated motor (its card says so), and the {source} source "
+                "reads a real one, whose healthy harmonics, asymmetry and Park's vector are "
+                "not a simulation's: it would call healthy windows anomalous"
+            )
+        return None
 
     def is_anomalous(self, score: float | None) -> bool:
         """True if ``score`` exceeds the threshold; a missing score is never anomalous."""

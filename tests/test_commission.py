@@ -150,8 +150,9 @@ def test_the_installer_is_told_when_the_model_is_of_another_motor(tmp_path):
     assert res.exit_code == 0, res.output
     assert line(res.output, "warning: model ").endswith(
         "trained for a motor of 10 A, 50 Hz, 2 pole pairs; [motor] here is 30 A, 50 Hz, 2 "
-        "pole pairs: the service will run without it, raising no anomaly alert, until "
-        "`edge-agent train` learns this motor's own baseline"
+        "pole pairs. Its scores and line levels say nothing of this motor, so the service "
+        "will run without it, raising no anomaly alert, until `edge-agent train` learns this "
+        "motor's own baseline"
     )
     assert "wiring OK" in res.output
     res = check(path, env={**env, "EDGE_AGENT_MODEL__PATH": str(tmp_path / "none")})
@@ -251,6 +252,10 @@ def test_the_installer_checks_a_live_adc_on_its_serial_port(pty, tmp_path):
     assert out.startswith("serial: ")
     assert line(out, "data ").startswith("data        0 samples lost, 0 windows clipped")
     assert "problem: " in out and "hold vb, vc, va: give them those roles" in out
+    # No model of this motor yet: the bundled one learned a simulated motor, and the service
+    # would not use it on this ADC.
+    assert "learned a simulated motor (its card says so), and the serial source reads a " \
+        "real one" in line(out, "warning: model ")  # fmt: skip
 
 
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="python -P is 3.11's")

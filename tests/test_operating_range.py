@@ -313,3 +313,95 @@ def test_the_daemon_says_it_runs_without_the_model_of_another_motor(tmp_path, ca
     assert any("[motor] here is 30 A" in r.getMessage() for r in caplog.records)
     stopping = systemd.having("STOPPING")[-1][1]["STATUS"]
     assert "; no model: no anomaly alerts" in stopping, stopping
+
+
+def test_a_model_of_a_simulated_motor_judges_no_real_one(itsc_model, tmp_path):
+    """The bundled model learned simulated runs of the default nameplate; a real motor of
+    that nameplate, read from an ADC, is no simulation (its harmonics, asymmetry and Park's
+    vector differ), so its card says so and `run` does not use it on a serial or tcp
+    source. A recording and the simulator are judged as asked: `replay` of the README."""
+    default = Scorer.load()
+    assert default.simulated is True
+    for source in ("serial", "tcp"):
+        said = default.refusal(plate(), source)
+        assert said is not None and said.startswith(
+            f"it learned a simulated motor (its card says so), and the {source} source reads "
+            "a real one"
+        )
+    for source in (None, "replay", "simulator"):
+        assert default.refusal(plate(), source) is None
+    # A model of another motor is refused whatever the source, saying why.
+    assert default.refusal(plate(rated_current=30.0), None).endswith(
+        "[motor] here is 30 A, 50 Hz, 2 pole pairs. Its scores and line levels say nothing "
+        "of this motor"
+    )
+    # A model trained on the motor's own recordings judges it on its ADC.
+    own = Scorer.load(itsc_model)
+    itsc = Config.model_validate(
+        {"motor": {"rated_current": 3.0, "rated_hz": 60.0, "rated_rpm": 1725.0}}
+    ).motor.model_dump()
+    assert own.simulated is False and own.refusal(itsc, "serial") is None
+    # A card whose "simulated" is no boolean is refused, naming the key.
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "model.onnx").write_bytes((itsc_model / "model.onnx").read_bytes())
+    card = json.loads((itsc_model / "model.json").read_text())
+    (bad / "model.json").write_text(json.dumps({**card, "simulated": "yes"}))
+    with pytest.raises(InputDataError, match=r"model.json: 'simulated' is 'yes'; expected true"):
+        Scorer.load(bad)
+
+
+def test_the_daemon_on_an_adc_runs_without_the_bundled_model(tmp_path):
+    """`run` reading an emulated ADC on a serial port, with no model of its own ([model]
+    path unset): the journal says the bundled model learned a simulated motor and is not
+    used, no window is scored, and the diagnosis still runs."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from edge_agent.acquisition.emulator import Emulator, to_counts
+    from edge_agent.acquisition.framing import Scaling
+    from tests.test_acquisition import FRAME, Pty
+
+    adc = Pty(tmp_path / "ttyADC")
+    config = tmp_path / "adc.toml"
+    config.write_text(
+        '[acquisition]\nsource = "serial"\nchannels = ["ia", "ib", "ic"]\n'
+        f'[acquisition.serial]\ndevice = "{adc.link}"\n'
+        + "".join(f"[acquisition.scaling.{ch}]\ngain = 0.001\n" for ch in ("ia", "ib", "ic"))
+    )
+    scaling = Scaling(offset=np.zeros(3), gain=np.full(3, 0.001))
+    counts = to_counts(simulate(SimulationSpec(duration_s=4.0, seed=2), Config().motor)[1],
+                       scaling)[0]  # fmt: skip
+    out = tmp_path / "out.jsonl"
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "edge_agent", "run", "--config", str(config), "--out",
+             str(out)],
+            env=dict(os.environ), stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        said = []
+        for line in proc.stderr:  # start-up ends with this line, the port open
+            said.append(line)
+            if "edge-agent run: reading serial" in line:
+                break
+        assert proc.poll() is None, "".join(said)
+        Emulator(adc.write, 15000.0, 3, frame_samples=FRAME).play_counts(
+            counts[i : i + 1500] for i in range(0, counts.shape[0], 1500)
+        )
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        adc.close()
+    said = "".join(said) + err
+    assert proc.returncode == 0, said
+    (warned,) = [x for x in said.splitlines() if "learned a simulated motor" in x]
+    assert "models/default: it learned a simulated motor (its card says so), and the serial " \
+        "source reads a real one" in warned  # fmt: skip
+    assert "so it is not used: no anomaly alerts until `edge-agent train`" in warned
+    windows = [r for r in map(json.loads, out.read_text().splitlines()) if r["type"] == "window"]
+    assert len(windows) >= 6 and all(r["score"] is None for r in windows)
+    assert all(r["features"]["i1"] > 0 for r in windows)  # analysed all the same

@@ -292,14 +292,15 @@ def train_baseline(
     epochs: int = 1500,
     seed: int = 0,
     created: str | None = None,
-    motor_baseline: bool = True,
+    simulated: bool = False,
 ) -> tuple[Path, FitResult, float, Baseline]:
     """Fit the autoencoder on healthy recordings and write a model bundle to ``out_dir``.
 
-    With ``motor_baseline`` the card keeps the healthy level of the eccentricity and
-    bearing lines, and the healthy negative sequence, which the diagnosis judges later
-    windows by: only for recordings of the motor itself, never for a stand-in (the bundled
-    default is trained on a simulator).
+    The card keeps the healthy level of the eccentricity and bearing lines, and the
+    healthy negative sequence, which the diagnosis judges later windows by; not when the
+    recordings are ``simulated`` (the bundled default). A simulated motor is no reference
+    for a real one: the card then says ``"simulated": true``, and `run` does not use the
+    model on an ADC (``Scorer.refusal``).
     """
     base = collect_features(paths, config, fs=fs, columns=columns)
     floor = np.array([FEATURE_RESOLUTION.get(k, 0.0) for k in MODEL_FEATURES])
@@ -321,8 +322,9 @@ def train_baseline(
         "windows": config.windows.model_dump(mode="json"),
         # Of the model's own training windows, so also for a stand-in motor's.
         "operating_range": base.operating_range(),
+        "simulated": simulated,
     }
-    if motor_baseline:
+    if not simulated:
         # What the eccentricity and bearing rules compare each line with, and the stator
         # rule, without voltages, the negative sequence (diagnosis.py).
         extra["baseline"] = base.line_levels()
