@@ -89,6 +89,8 @@ def test_time_gaps_are_reported_where_they_happen(tmp_path):
     with open_recording(path, chunk_samples=32) as rec:
         gaps = [c.start + g for c in rec.chunks() for g in c.gaps]
     assert gaps == [60]
+    # The sample rate is that of the steps, not of the span with the gap (664 Hz before).
+    assert rec.fs == 1000.0
 
 
 @settings(max_examples=30, deadline=None)
