@@ -341,7 +341,8 @@ def source_overrides(source: str | None, device: str | None, recording: Path | N
 @click.option(
     "--record",
     type=click.Path(path_type=Path),
-    help="Also keep every sample received, in A and V, as a .npy file (for replay or train).",
+    help="Also keep every sample received, in A and V, as a .npy file (for replay or train); "
+    "samples lost on the way are rows of NaN, so that a replay sees the gap.",
 )
 @mqtt_option("the config's [mqtt] url")
 @config_option
@@ -404,7 +405,7 @@ def run(
     previous = {sig: signal.signal(sig, on_signal) for sig in signals}
     # Appended to: a restart of the daemon must not erase the records before it.
     stream, close = _open_out(cfg.output.path, "a")
-    writer = NpyWriter(record, len(src.roles)) if record is not None else None
+    writer = NpyWriter(record, len(src.roles), src.fs) if record is not None else None
     try:
         sink = _make_sink(cfg, stream, scorer, ts_offset=0.0, daemon=True)
         sink.start()
@@ -439,7 +440,8 @@ def run(
     "--record",
     type=click.Path(path_type=Path),
     help="Also keep every sample read, in A and V, as a .npy file: with the motor healthy "
-    "and the wiring right, a baseline run for `edge-agent train` (with --fs).",
+    "and the wiring right, a baseline run for `edge-agent train` (with --fs). Samples lost "
+    "on the way are rows of NaN, whose windows train leaves out.",
 )
 @config_option
 @click.pass_context
@@ -476,7 +478,7 @@ def check_wiring(
     def on_ready() -> None:
         click.echo(f"edge-agent check-wiring: reading {src.name} for {seconds:g} s", err=True)
 
-    writer = NpyWriter(record, len(src.roles)) if record is not None else None
+    writer = NpyWriter(record, len(src.roles), src.fs) if record is not None else None
     try:
         report = check(cfg, src, seconds, on_ready, writer)
     finally:
@@ -487,15 +489,16 @@ def check_wiring(
         flagged = report.windows - report.clean
         if not report.ok:
             use = "not one to learn from until the above is mended"
-        elif flagged:  # a .npy has no times: a gap's samples would seem to follow on
-            use = (
-                f"not one to learn from: {flagged} of its {report.windows} windows hold a "
-                "gap or samples missing, which a recording without times hides; record again"
+        else:  # samples lost are rows of NaN in it: train leaves their windows out
+            left_out = (
+                f" (train leaves out the {flagged} of its {report.windows} windows that hold "
+                "a gap or samples missing)"
+                if flagged
+                else ""
             )
-        else:
             use = (
-                f"a healthy run to learn from: edge-agent train {record} [more runs] --fs "
-                f"{src.fs:g}{f' --config {config_path}' if config_path else ''} --out DIR"
+                f"a healthy run to learn from{left_out}: edge-agent train {record} [more runs] "
+                f"--fs {src.fs:g}{f' --config {config_path}' if config_path else ''} --out DIR"
             )
         click.echo(f"recorded {record}: {writer.rows / src.fs:.1f} s at {src.fs:g} Hz; {use}")
     if not report.ok:

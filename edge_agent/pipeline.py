@@ -248,7 +248,7 @@ class Pipeline:
         """:meth:`update` with each chunk of a recording (``Recording.chunks()``: objects
         with ``samples`` and ``gaps``), yielding the records as they come."""
         for chunk in chunks:
-            yield from self.update(chunk.samples, chunk.gaps)
+            yield from self.update(chunk.samples, chunk.gaps, chunk.lost)
 
     def reload(self, scorer: Scorer | None, alerts: AlertConfig) -> list[dict[str, Any]]:
         """Score later windows with ``scorer`` and judge them by ``alerts``.

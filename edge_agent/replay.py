@@ -11,7 +11,7 @@ from typing import IO, TYPE_CHECKING
 from edge_agent.config import Config
 from edge_agent.pipeline import Pipeline, PipelineStats
 from edge_agent.publish.sink import RecordSink
-from edge_agent.recording import open_recording
+from edge_agent.recording import gaps_in, open_recording
 from edge_agent.wiring import describe_wiring
 
 if TYPE_CHECKING:
@@ -73,15 +73,15 @@ def replay(
         step = max(1, round(0.1 * rec.fs)) if speed else None
         for chunk in rec.chunks():
             pieces = (
-                [(chunk.samples, chunk.gaps)]
+                [(chunk.samples, chunk.gaps, chunk.lost)]
                 if step is None
                 else [
-                    (chunk.samples[i : i + step], [g - i for g in chunk.gaps if i <= g < i + step])
+                    (chunk.samples[i : i + step], *gaps_in(chunk, i, i + step))
                     for i in range(0, chunk.samples.shape[0], step)
                 ]
             )
-            for samples, gaps in pieces:
-                sink.write(pipe.update(samples, gaps))
+            for samples, gaps, lost in pieces:
+                sink.write(pipe.update(samples, gaps, lost))
                 sink.poll()
                 if speed:
                     ahead = pipe.stats.samples / rec.fs / speed - (time.perf_counter() - t_wall)

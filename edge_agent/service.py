@@ -276,9 +276,9 @@ def run(
             chunk = ring.read()
             if chunk:
                 if record is not None:
-                    record.write(chunk.data)
+                    record.write(chunk.data, chunk.gaps, chunk.gap_lost)
                 if history.capacity:
-                    history.push(chunk.data, time.time())
+                    history.push(chunk.data, time.time(), chunk.gaps, chunk.gap_lost)
                 before, energised = set(pipe.wiring), pipe.energised_seen
                 records = pipe.update(chunk.data, chunk.gaps, chunk.gap_lost)
                 sink.write(records, sum(max(0, n) for n in chunk.gap_lost))

@@ -4,7 +4,8 @@ An engineer looking at an alert wants the waveform behind it. :class:`RawHistory
 the last ``[store] snapshot_s`` seconds of every channel as received (float32: a 16-bit
 ADC's samples exactly, half the memory: 30 s of 6 channels at 15 kS/s is 10.8 MB), and
 :meth:`RawHistory.save` writes them as a ``.npy`` file that ``edge-agent replay`` and
-``train`` read. Old snapshot files are deleted beyond ``[store] snapshots_keep``.
+``train`` read, samples lost in transit as rows of NaN. Old snapshot files are deleted
+beyond ``[store] snapshots_keep``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_agent.recording import NpyWriter
+from edge_agent.recording import NpyWriter, with_lost_rows
 
 
 class RawHistory:
@@ -32,12 +33,17 @@ class RawHistory:
         self._filled = 0
         self._t_end = 0.0  # time of the end of the last sample pushed, s
 
-    def push(self, block: np.ndarray, t_end: float) -> None:
-        """Append ``block`` (n, channels); ``t_end`` is the time just after its last sample."""
+    def push(
+        self, block: np.ndarray, t_end: float, gaps: Sequence[int] = (), lost: Sequence[int] = ()
+    ) -> None:
+        """Append ``block`` (n, channels); ``t_end`` is the time just after its last sample.
+        A loss before a row of ``gaps`` (``lost`` samples each, where known) is kept as rows
+        of NaN, as a recording keeps it, so that a snapshot's replay sees the gap."""
         self._t_end = float(t_end)
         cap = self.capacity
         if cap == 0:
             return
+        block = with_lost_rows(block, gaps, lost, cap)
         n = block.shape[0]
         if n >= cap:
             self._buf[:] = block[-cap:]

@@ -324,6 +324,64 @@ def test_run_over_a_serial_line_for_60_s_equals_replay(pty, tmp_path):
     assert fl[-1]["brb_lsb_db"] == pytest.approx(-45.0, abs=0.5)
 
 
+def test_a_recording_of_a_run_that_lost_frames_replays_as_the_run_went(pty, tmp_path):
+    """`run --record` while frames are lost on the line: the recording keeps each lost
+    sample as a row of NaN, so that its replay flags the same windows, at the same times,
+    with the same features, as the live run. Before, the recording joined the samples
+    across each loss, unseen: its replay analysed a phase jump as a motor's signal."""
+    cfg, npy, counts = _counts_recording(tmp_path, 8.0)
+    frames = [
+        encode_frame(counts[i : i + FRAME], seq=k, t_us=round(i / FS * 1e6))
+        for k, i in enumerate(range(0, counts.shape[0], FRAME))
+    ]
+    dropped = {400, 401, 402, 1200}  # 3 frames 1.7 s in, 1 frame 5.1 s in
+    out, raw = tmp_path / "run.jsonl", tmp_path / "raw.npy"
+    env = dict(os.environ, EDGE_AGENT_ACQUISITION__SERIAL__DEVICE=str(pty.link))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge_agent", "run", "--config", str(cfg), "--no-model",
+         "--out", str(out), "--record", str(raw)],
+        env=env, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    for line in proc.stderr:
+        if "edge-agent run: reading serial" in line:
+            break
+    assert proc.poll() is None, "edge-agent run ended before reading"
+    t0 = time.monotonic()
+    for k, frame in enumerate(frames):  # at the real rate, in bursts of 0.1 s
+        if k % 23 == 0:
+            time.sleep(max(0.0, t0 + k * FRAME / FS - time.monotonic()))
+        if k not in dropped:
+            pty.write(frame)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert f"samples lost: {4 * FRAME} in transit" in err
+    # The recording: every sample sent, a NaN row in place of each one lost.
+    got = np.load(raw)
+    lost_rows = np.isnan(got).all(axis=1)
+    assert got.shape == counts.shape and np.flatnonzero(lost_rows).tolist() == [
+        i for k in sorted(dropped) for i in range(k * FRAME, (k + 1) * FRAME)
+    ]
+    np.testing.assert_array_equal(got[~lost_rows], np.load(npy)[~lost_rows])
+    rep = tmp_path / "rep.jsonl"
+    subprocess.run(
+        [sys.executable, "-m", "edge_agent", "replay", str(raw), "--fs", "15000", "--config",
+         str(cfg), "--no-model", "--out", str(rep)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    live, offline = (
+        [r for r in map(json.loads, f.read_text().splitlines()) if r["type"] == "window"]
+        for f in (out, rep)
+    )
+    assert len(live) == len(offline) == 14  # (8 s - 4 frames - 1 s) / 0.5 s + 1
+    assert [r["flags"] for r in offline] == [r["flags"] for r in live]
+    assert sum("gap" in r["flags"] for r in live) == 4
+    assert [r["features"] for r in offline] == [r["features"] for r in live]
+    start = [r["t_start"] - live[0]["t_start"] for r in live]
+    assert [r["t_start"] for r in offline] == pytest.approx(start, abs=1e-6)
+
+
 def test_adc_emulate_command_writes_scaled_frames_to_a_device(pty, tmp_path):
     from click.testing import CliRunner
 

@@ -179,7 +179,8 @@ def test_the_check_records_what_it_read_for_train(tmp_path):
                 str(tmp_path / "bad.npy"))  # fmt: skip
     assert res.exit_code == 65
     assert line(res.output, "recorded ").endswith("not one to learn from until the above is mended")
-    # 10 ms lost at 3 s (the times of a CSV show it): the .npy, without times, would hide it.
+    # 10 ms lost at 3 s (the times of a CSV show it): the .npy, which has no times, keeps
+    # them as rows of NaN, so that train sees the gap and leaves its windows out.
     x = np.load(source)[:, :3]
     t = np.arange(len(x)) / FS
     keep = (t < 3.0) | (t >= 3.01)
@@ -189,10 +190,10 @@ def test_the_check_records_what_it_read_for_train(tmp_path):
     res = check(gap, "--record", str(tmp_path / "gap.npy"))
     assert res.exit_code == 0, res.output  # the wiring reads right
     said = line(res.output, "recorded ").split("; ", 1)[1]
-    assert said.startswith("not one to learn from: ") and said.endswith(
-        " windows hold a gap or samples missing, which a recording without times hides; "
-        "record again"
-    )
+    assert said.startswith("a healthy run to learn from (train leaves out the ")
+    assert "windows that hold a gap or samples missing): edge-agent train " in said
+    lost = np.flatnonzero(np.isnan(np.load(tmp_path / "gap.npy")).all(axis=1))
+    assert lost.tolist() == list(range(45000, 45150))  # 150 samples, where they were
     # An adapter not plugged in: nothing read, and no empty recording left for train.
     none = tmp_path / "none.npy"
     args = ["--source", "serial", "--device", str(tmp_path / "ttyNONE"), "--record", str(none)]

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from edge_agent.errors import InputDataError, InputMissingError
-from edge_agent.recording import open_recording
+from edge_agent.recording import MAX_GAP_S, NpyWriter, open_recording
 
 
 def write_csv(path, data, fs=1000.0, header="t_s,ia,ib,ic", t=None):
@@ -87,10 +87,67 @@ def test_time_gaps_are_reported_where_they_happen(tmp_path):
     path = tmp_path / "r.csv"
     write_csv(path, np.zeros((100, 3)), t=t)
     with open_recording(path, chunk_samples=32) as rec:
-        gaps = [c.start + g for c in rec.chunks() for g in c.gaps]
-    assert gaps == [60]
+        chunks = list(rec.chunks())
+    assert [c.start + g for c in chunks for g in c.gaps] == [60]
+    assert [n for c in chunks for n in c.lost] == [50]  # how many samples it lost
     # The sample rate is that of the steps, not of the span with the gap (664 Hz before).
     assert rec.fs == 1000.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(1, 40),  # rows of one write, as a ring's chunk
+            st.lists(st.tuples(st.integers(0, 40), st.integers(0, 30)), max_size=3),
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    st.integers(1, 50),
+)
+def test_npy_writer_keeps_each_loss_where_it_was_and_how_long(tmp_path_factory, writes, chunk):
+    """`run --record` writes a ring's chunks, each with its gaps (samples lost before a
+    row; 0: how many is not known): read back in chunks of any size, the samples are
+    those written, each gap is where it was, and it lost as many samples as the source
+    said (one where it did not know). Losses that meet add up; one after the last sample
+    has no sample to follow."""
+    path = tmp_path_factory.mktemp("rec") / "r.npy"
+    w = NpyWriter(path, 3, fs=1000.0)
+    rng = np.random.default_rng(0)
+    sent, expected = [], {}
+    n = 0
+    for rows, marks in writes:
+        x = rng.normal(size=(rows, 3))
+        marks = {min(g, rows): k for g, k in marks}  # one loss per row, at most
+        w.write(x, list(marks), list(marks.values()))
+        for g, k in marks.items():
+            expected[n + g] = expected.get(n + g, 0) + max(1, k)
+        sent.append(x)
+        n += rows
+    w.close()
+    expected.pop(n, None)  # a loss at the very end: no sample follows it
+    assert np.load(path).shape == (w.rows, 3)
+    with open_recording(path, fs=1000.0, chunk_samples=chunk) as rec:
+        got, chunks = read_all(rec)
+    np.testing.assert_array_equal(got, np.concatenate(sent))
+    found: dict[int, int] = {}
+    before = 0
+    for c in chunks:
+        for g, k in zip(c.gaps, c.lost, strict=True):
+            found[before + g] = found.get(before + g, 0) + k
+        before += len(c.samples)
+    assert found == expected
+
+
+def test_npy_writer_caps_a_long_loss(tmp_path):
+    """A loss the source counted as a minute long is kept as MAX_GAP_S of NaN rows."""
+    w = NpyWriter(tmp_path / "r.npy", 3, fs=100.0)
+    w.write(np.ones((5, 3)), [2], [6000])
+    w.close()
+    x = np.load(tmp_path / "r.npy")
+    assert x.shape == (5 + round(MAX_GAP_S * 100), 3)
+    assert np.isnan(x[2 : 2 + round(MAX_GAP_S * 100)]).all()
 
 
 @settings(max_examples=30, deadline=None)
@@ -103,16 +160,23 @@ def test_time_gaps_are_reported_where_they_happen(tmp_path):
 )
 def test_npy_round_trip_any_dtype_values_and_chunk_size(tmp_path_factory, data, chunk):
     """Float32, float64 or raw int16 ADC codes, NaN and ±inf included: every sample comes
-    back, as float64, in order, whatever the chunk size."""
+    back, as float64, in order, whatever the chunk size; but a row that is NaN in every
+    column, which stands for a sample lost (NpyWriter), is a gap."""
     path = tmp_path_factory.mktemp("npy") / "r.npy"
     np.save(path, data)
     with open_recording(path, fs=2000.0, chunk_samples=chunk) as rec:
-        got, chunks = read_all(rec)
+        got, chunks = read_all(rec) if data.shape[0] else (None, [])
     used = 6 if data.shape[1] >= 6 else 3  # three currents, and three voltages if there
     assert rec.roles == ["ia", "ib", "ic", "va", "vb", "vc"][:used]
+    lost = np.isnan(data).all(axis=1) if data.dtype.kind == "f" else np.zeros(len(data), bool)
+    if lost.all():
+        assert chunks == []
+        return
     assert got.dtype == np.float64
-    np.testing.assert_array_equal(got, data[:, :used].astype(np.float64))
-    assert sum(len(c.samples) for c in chunks) == data.shape[0]
+    np.testing.assert_array_equal(got, data[~lost, :used].astype(np.float64))
+    after = [c.start + g for c in chunks for g in c.gaps]  # file rows
+    assert sum(len(c.samples) for c in chunks) == (~lost).sum()
+    assert sum(n for c in chunks for n in c.lost) == lost[: max(after, default=0)].sum()
 
 
 def test_npy_streams_and_maps_columns(tmp_path):

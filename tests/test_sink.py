@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -98,6 +99,26 @@ def test_raw_history_keeps_the_last_seconds_across_wraps(tmp_path):
     assert sorted(p.name for p in tmp_path.glob("*.npy")) == sorted(
         p["path"].rsplit("/", 1)[-1] for p in saved[1:]
     )  # the oldest beyond keep=2 is gone
+
+
+def test_a_snapshot_keeps_the_samples_lost_in_it_as_a_gap(tmp_path):
+    """A snapshot spanning a loss on the line (5 samples counted lost, then a loss of
+    unknown length) keeps them as rows of NaN: its replay sees two gaps, where they were,
+    and times that count the 5."""
+    from edge_agent.recording import open_recording
+
+    h = RawHistory(fs=100.0, roles=["ia", "ib", "ic"], seconds=2.0)
+    x = np.arange(3 * 120, dtype=np.float64).reshape(120, 3)
+    h.push(x[:60], t_end=0.6)
+    h.push(x[60:], t_end=1.25, gaps=[0, 30], lost=[5, 0])
+    saved = h.save(tmp_path, "m", 2.0, keep=1)
+    got = np.load(saved["path"])
+    assert got.shape == (126, 3) and saved["seconds"] == 1.26
+    assert np.flatnonzero(np.isnan(got).all(axis=1)).tolist() == [60, 61, 62, 63, 64, 95]
+    with open_recording(Path(saved["path"]), fs=100.0) as rec:
+        (chunk,) = rec.chunks()
+    np.testing.assert_array_equal(chunk.samples, x)
+    assert (chunk.gaps, chunk.lost) == ([60, 90], [5, 1])
 
 
 def test_raw_history_refuses_a_snapshot_with_nothing_to_save(tmp_path):

@@ -35,6 +35,7 @@ from edge_agent.acquisition.ports import open_port, stable_name
 from edge_agent.acquisition.ring import SampleRing
 from edge_agent.config import Config
 from edge_agent.errors import ConfigError, EdgeAgentError
+from edge_agent.recording import gaps_in
 
 log = logging.getLogger(__name__)
 
@@ -308,14 +309,14 @@ class ReplaySource(Source):
         try:
             for chunk in self.recording.chunks():
                 for i, piece in _blocks(chunk.samples, block):
-                    gaps = [g - i for g in chunk.gaps if i <= g < i + piece.shape[0]]
+                    gaps, lost = gaps_in(chunk, i, i + piece.shape[0])
                     if not pacer.wait(self.stats.samples, stop):
                         return
                     if self.speed <= 0:  # as fast as possible, but never overrun the ring
                         while ring.capacity - ring.available < piece.shape[0]:
                             if stop.wait(0.002):
                                 return
-                    self._deliver(ring, piece, gaps)
+                    self._deliver(ring, piece, gaps, lost)
         finally:
             self.recording.close()
 
