@@ -413,9 +413,11 @@ def _lost_rows(block: np.ndarray, carried: int) -> tuple[np.ndarray, list[int], 
     index in what is left of the sample after each run of them, how many rows each run
     held (with ``carried`` rows that ended the blocks before), and the rows at the end of
     ``block`` that the next block's first sample follows."""
-    marks = np.isnan(block).all(axis=1)
-    if not carried and not marks.any():
+    first = np.isnan(block[:, 0])  # the candidates, cheaply (all columns: 20 times longer)
+    if not carried and not first.any():
         return block, [], [], 0
+    marks = first
+    marks[first] = np.isnan(block[first]).all(axis=1)
     edges = np.diff(np.concatenate(([0], marks.view(np.int8), [0])))
     begins, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
     marked_before = np.concatenate(([0], np.cumsum(marks)))
