@@ -19,7 +19,7 @@ import click
 
 from edge_agent import __version__
 from edge_agent.config import Config, load_config, to_toml
-from edge_agent.errors import EdgeAgentError
+from edge_agent.errors import EdgeAgentError, StorageError
 
 # Seconds a stopping daemon gives the broker to acknowledge what is queued (the rest waits
 # in the outbox for the next start).
@@ -425,6 +425,8 @@ def run(
         if writer is not None:
             writer.close()
     click.echo(result.summary(), err=True)
+    if writer is not None and writer.failed is not None:
+        raise StorageError(f"{writer.failed}; it holds what was received until then")
 
 
 @main.command("check-wiring")
@@ -501,6 +503,8 @@ def check_wiring(
                 f"--fs {src.fs:g}{f' --config {config_path}' if config_path else ''} --out DIR"
             )
         click.echo(f"recorded {record}: {writer.rows / src.fs:.1f} s at {src.fs:g} Hz; {use}")
+        if writer.failed is not None:  # the check went on; the recording is shorter
+            raise StorageError(f"{writer.failed}; it holds what was read until then")
     if not report.ok:
         ctx.exit(65 if report.problems else 75)
 

@@ -11,6 +11,7 @@ before a bad line are still delivered first, so nothing already accepted is lost
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 from collections.abc import Iterator, Sequence
@@ -21,7 +22,7 @@ from typing import ClassVar
 import numpy as np
 
 from edge_agent.config import CURRENT_CHANNELS, VOLTAGE_CHANNELS
-from edge_agent.errors import InputDataError, InputMissingError
+from edge_agent.errors import InputDataError, InputMissingError, StorageError
 
 TIME_COLUMN = "t_s"
 DEFAULT_CHUNK = 32768
@@ -469,13 +470,25 @@ class NpyWriter:
     def __init__(self, path: str | Path, channels: int, fs: float | None = None) -> None:
         self.path = Path(path)
         self.channels = int(channels)
+        self.fs = fs
         self.max_gap_rows = round(MAX_GAP_S * fs) if fs else None
         self.rows = 0
+        # Why writing stopped (the disk full or failing), or None: the file then holds the
+        # rows written before, whole, and close() still makes it a valid .npy of them.
+        self.failed: str | None = None
         try:
-            self._fh = self.path.open("wb")
+            # Unbuffered: a write the disk refuses fails here, not at a later flush, and
+            # what it wrote in part can be cut off.
+            self._fh = self.path.open("wb", buffering=0)
         except OSError as exc:
             raise InputMissingError(f"{self.path}: cannot write: {exc.strerror}") from None
-        self._fh.write(self._header())
+        try:
+            self._put(self._header())
+        except OSError as exc:
+            self._fh.close()
+            self.path.unlink(missing_ok=True)
+            raise StorageError(f"{self.path}: cannot write: {exc.strerror}") from None
+        self._start = self._fh.tell()
 
     def _header(self) -> bytes:
         d = (
@@ -488,26 +501,63 @@ class NpyWriter:
         d = d + " " * (total - pre - len(d) - 1) + "\n"
         return b"\x93NUMPY\x01\x00" + len(d).to_bytes(2, "little") + d.encode("latin1")
 
+    def _put(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[self._fh.write(view) :]
+
     def write(
         self, samples: np.ndarray, gaps: Sequence[int] = (), lost: Sequence[int] = ()
     ) -> None:
         """Append ``samples`` (n, channels); ``gaps`` are indices of samples that follow a
-        loss of ``lost`` samples each (0 or none: not known), as a ring's chunk has them."""
+        loss of ``lost`` samples each (0 or none: not known), as a ring's chunk has them.
+
+        Raises StorageError when the disk refuses the rows (full or failing): the file is
+        cut back to the rows written before, and takes no more (``failed`` says why)."""
         x = np.ascontiguousarray(samples, dtype="<f8")
         if x.ndim != 2 or x.shape[1] != self.channels:
             raise ValueError(f"samples have shape {x.shape}; expected (n, {self.channels})")
+        if self.failed is not None:
+            raise StorageError(self.failed)
         x = with_lost_rows(x, gaps, lost, self.max_gap_rows)
-        self._fh.write(x.tobytes())
+        data = memoryview(x.tobytes())
+        done = 0
+        try:
+            while done < len(data):
+                done += self._fh.write(data[done:])
+        except OSError as exc:
+            # A full disk takes what fits: keep its whole rows, cut off a part of one.
+            self.rows += done // (8 * self.channels)
+            whole = self._start + self.rows * self.channels * 8
+            with contextlib.suppress(OSError):
+                self._fh.truncate(whole)
+                self._fh.seek(whole)
+            kept = (
+                f"{self.rows / self.fs:.1f} s ({self.rows} rows)"
+                if self.fs
+                else f"{self.rows} rows"
+            )
+            self.failed = f"{self.path}: recording stopped after {kept}: {exc.strerror}"
+            raise StorageError(self.failed) from None
         self.rows += x.shape[0]
 
     def close(self) -> None:
         """Write the final row count into the header and close; a file that got no row
         (the source failed to open) is removed, so that no empty recording is left for
-        ``train``. Safe to call twice."""
+        ``train``. Safe to call twice. Raises StorageError if the header cannot be
+        written (the file then says it holds no rows)."""
         if self._fh.closed:
             return
-        self._fh.seek(0)
-        self._fh.write(self._header())
-        self._fh.close()
-        if self.rows == 0:
-            self.path.unlink(missing_ok=True)
+        try:
+            self._fh.seek(0)
+            self._put(self._header())
+        except OSError as exc:
+            raise StorageError(
+                f"{self.path}: cannot write the row count into its header ({exc.strerror}); "
+                f"it holds {self.rows} rows of {self.channels} float64 after "
+                f"{self._start} bytes"
+            ) from None
+        finally:
+            self._fh.close()
+            if self.rows == 0:
+                self.path.unlink(missing_ok=True)

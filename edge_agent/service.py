@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from edge_agent.acquisition.ring import RingStats, SampleRing
 from edge_agent.acquisition.sources import Source, SourceStats
 from edge_agent.config import Config
-from edge_agent.errors import EdgeAgentError
+from edge_agent.errors import EdgeAgentError, StorageError
 from edge_agent.pipeline import ENERGISED_FOR, Pipeline, PipelineStats
 from edge_agent.publish.schema import CommandError
 from edge_agent.publish.sink import RecordSink
@@ -275,8 +275,11 @@ def run(
             ring.wait(0.5)
             chunk = ring.read()
             if chunk:
-                if record is not None:
-                    record.write(chunk.data, chunk.gaps, chunk.gap_lost)
+                if record is not None and record.failed is None:
+                    try:
+                        record.write(chunk.data, chunk.gaps, chunk.gap_lost)
+                    except StorageError as exc:  # the recording stops; the analysis not
+                        log.error("%s; the analysis goes on", exc)
                 if history.capacity:
                     history.push(chunk.data, time.time(), chunk.gaps, chunk.gap_lost)
                 before, energised = set(pipe.wiring), pipe.energised_seen

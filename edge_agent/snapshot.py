@@ -10,6 +10,7 @@ beyond ``[store] snapshots_keep``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from collections.abc import Sequence
@@ -18,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_agent.errors import StorageError
 from edge_agent.recording import NpyWriter, with_lost_rows
 
 
@@ -78,11 +80,15 @@ class RawHistory:
         while path.exists():
             k += 1
             path = folder / f"{name}-{stamp}-{k}.npy"
-        writer = NpyWriter(path, x.shape[1])
+        writer = NpyWriter(path, x.shape[1], self.fs)
         try:
             writer.write(x)
-        finally:
             writer.close()
+        except StorageError as exc:  # the disk full: no part of a snapshot is left
+            with contextlib.suppress(StorageError):
+                writer.close()
+            path.unlink(missing_ok=True)
+            raise StorageError(f"snapshot not saved: {exc}") from None
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         for old in sorted(folder.glob(f"{name}-*.npy"), key=lambda p: p.stat().st_mtime)[:-keep]:
             old.unlink(missing_ok=True)

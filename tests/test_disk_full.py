@@ -342,3 +342,36 @@ def test_a_daemon_started_on_a_full_disk_runs_and_opens_the_store_once_there_is_
     # The last run's message, sent once the outbox opened: late, and said so.
     (late,) = [p for p in payloads(sub, "event") if p["id"] == "undelivered"]
     assert late["historical"] is True
+
+
+def test_a_recording_that_fills_the_disk_stops_and_the_analysis_goes_on(disk, tmp_path):
+    """`run --record` onto a disk that fills 12 s into a 20 s run: the recording stops
+    there, a valid .npy of every sample until then; the run analyses the whole 20 s and
+    exits 74 naming the file. Before, the run ended with a traceback at the full disk, and
+    the file's header said it held no rows. A disk full from the start fails before
+    anything runs."""
+    import numpy as np
+
+    source = tmp_path / "motor.npy"
+    assert run("simulate", "--duration", "20", "--seed", "4", "-o", source).exit_code == 0
+    rec, out = disk / "rec.npy", tmp_path / "out.jsonl"
+    env = {**os.environ, "EDGE_AGENT_ACQUISITION__REPLAY__SPEED": "0"}
+    proc = agent("run", "--source", "replay", "--recording", source, "--no-model", "--out",
+                 out, "--record", rec, env=env)  # fmt: skip
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 74, err
+    (stopped,) = [x for x in err.splitlines() if " ERROR " in x]
+    said = re.search(r"recording stopped after ([\d.]+) s \((\d+) rows\): No space left", stopped)
+    assert said and stopped.endswith("; the analysis goes on"), stopped
+    assert f"error: {rec}: recording stopped after " in err
+    kept = np.load(rec)  # a valid .npy of the samples until the disk was full
+    assert kept.shape == (int(said[2]), 3) and 11 < int(said[2]) / 15000 < 12  # 4 MB
+    np.testing.assert_array_equal(kept, np.load(source)[: len(kept)])
+    windows = [r for r in map(json.loads, out.read_text().splitlines()) if r["type"] == "window"]
+    assert len(windows) == 39  # the whole 20 s analysed
+    # A disk full before the check begins: said before anything runs.
+    rec.unlink()
+    fill(disk)
+    res = run("check-wiring", "--source", "replay", "--recording", source, "--record", rec)
+    assert res.exit_code == 74 and f"{rec}: cannot write: No space left on device" in res.output
+    assert not rec.exists()
