@@ -474,7 +474,7 @@ class NpyWriter:
         self.max_gap_rows = round(MAX_GAP_S * fs) if fs else None
         self.rows = 0
         # Why writing stopped (the disk full or failing), or None: the file then holds the
-        # rows written before, whole, and close() still makes it a valid .npy of them.
+        # whole rows that fit, and close() still makes it a valid .npy of them.
         self.failed: str | None = None
         try:
             # Unbuffered: a write the disk refuses fails here, not at a later flush, and
@@ -512,8 +512,8 @@ class NpyWriter:
         """Append ``samples`` (n, channels); ``gaps`` are indices of samples that follow a
         loss of ``lost`` samples each (0 or none: not known), as a ring's chunk has them.
 
-        Raises StorageError when the disk refuses the rows (full or failing): the file is
-        cut back to the rows written before, and takes no more (``failed`` says why)."""
+        Raises StorageError when the disk refuses the rows (full or failing): the file
+        keeps the whole rows that fit, and takes no more (``failed`` says why)."""
         x = np.ascontiguousarray(samples, dtype="<f8")
         if x.ndim != 2 or x.shape[1] != self.channels:
             raise ValueError(f"samples have shape {x.shape}; expected (n, {self.channels})")
