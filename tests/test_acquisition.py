@@ -278,21 +278,37 @@ def _counts_recording(tmp_path: Path, duration_s: float) -> tuple[Path, Path, np
     return cfg_path, npy, counts
 
 
-def test_run_over_a_serial_line_for_60_s_equals_replay(pty, tmp_path):
-    """The issue's acceptance run: 15 kS/s × 6 channels for 60 s through `edge-agent run`."""
-    cfg, npy, counts = _counts_recording(tmp_path, 60.0)
-    out, raw = tmp_path / "run.jsonl", tmp_path / "raw.npy"
+def start_recording(pty: Pty, cfg: Path, out: Path, raw: Path) -> subprocess.Popen:
+    """`edge-agent run --record` reading the ADC on ``pty``, once it reads (start-up:
+    imports, the kernels compiled or loaded, the port opened, ends with a line)."""
     env = dict(os.environ, EDGE_AGENT_ACQUISITION__SERIAL__DEVICE=str(pty.link))
     proc = subprocess.Popen(
         [sys.executable, "-m", "edge_agent", "run", "--config", str(cfg), "--no-model",
          "--out", str(out), "--record", str(raw)],
         env=env, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    # Start-up (imports, the kernels compiled or loaded, the port opened) ends with a line.
     for line in proc.stderr:
         if "edge-agent run: reading serial" in line:
             break
     assert proc.poll() is None, "edge-agent run ended before reading"
+    return proc
+
+
+def replayed(recording: Path, cfg: Path, out: Path) -> Path:
+    """`edge-agent replay` of ``recording`` (15 kS/s) into ``out``."""
+    subprocess.run(
+        [sys.executable, "-m", "edge_agent", "replay", str(recording), "--fs", "15000",
+         "--config", str(cfg), "--no-model", "--out", str(out)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return out
+
+
+def test_run_over_a_serial_line_for_60_s_equals_replay(pty, tmp_path):
+    """The issue's acceptance run: 15 kS/s × 6 channels for 60 s through `edge-agent run`."""
+    cfg, npy, counts = _counts_recording(tmp_path, 60.0)
+    out, raw = tmp_path / "run.jsonl", tmp_path / "raw.npy"
+    proc = start_recording(pty, cfg, out, raw)
     emu = Emulator(pty.write, FS, 6, frame_samples=FRAME)
     t0 = time.monotonic()
     emu.play_counts(counts[i : i + 1500] for i in range(0, counts.shape[0], 1500))
@@ -308,12 +324,7 @@ def test_run_over_a_serial_line_for_60_s_equals_replay(pty, tmp_path):
     assert got.shape == counts.shape
     np.testing.assert_array_equal(got, np.load(npy))
     # And the analysis is that of replaying the same samples.
-    rep = tmp_path / "rep.jsonl"
-    subprocess.run(
-        [sys.executable, "-m", "edge_agent", "replay", str(npy), "--fs", "15000", "--config",
-         str(cfg), "--no-model", "--out", str(rep)],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    rep = replayed(npy, cfg, tmp_path / "rep.jsonl")
     live = [json.loads(x) for x in out.read_text().splitlines()]
     offline = [json.loads(x) for x in rep.read_text().splitlines()]
     fl = [r["features"] for r in live if r["type"] == "window"]
@@ -336,16 +347,7 @@ def test_a_recording_of_a_run_that_lost_frames_replays_as_the_run_went(pty, tmp_
     ]
     dropped = {400, 401, 402, 1200}  # 3 frames 1.7 s in, 1 frame 5.1 s in
     out, raw = tmp_path / "run.jsonl", tmp_path / "raw.npy"
-    env = dict(os.environ, EDGE_AGENT_ACQUISITION__SERIAL__DEVICE=str(pty.link))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "edge_agent", "run", "--config", str(cfg), "--no-model",
-         "--out", str(out), "--record", str(raw)],
-        env=env, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    for line in proc.stderr:
-        if "edge-agent run: reading serial" in line:
-            break
-    assert proc.poll() is None, "edge-agent run ended before reading"
+    proc = start_recording(pty, cfg, out, raw)
     t0 = time.monotonic()
     for k, frame in enumerate(frames):  # at the real rate, in bursts of 0.1 s
         if k % 23 == 0:
@@ -364,12 +366,7 @@ def test_a_recording_of_a_run_that_lost_frames_replays_as_the_run_went(pty, tmp_
         i for k in sorted(dropped) for i in range(k * FRAME, (k + 1) * FRAME)
     ]
     np.testing.assert_array_equal(got[~lost_rows], np.load(npy)[~lost_rows])
-    rep = tmp_path / "rep.jsonl"
-    subprocess.run(
-        [sys.executable, "-m", "edge_agent", "replay", str(raw), "--fs", "15000", "--config",
-         str(cfg), "--no-model", "--out", str(rep)],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    rep = replayed(raw, cfg, tmp_path / "rep.jsonl")
     live, offline = (
         [r for r in map(json.loads, f.read_text().splitlines()) if r["type"] == "window"]
         for f in (out, rep)
