@@ -426,6 +426,13 @@ class StoreConfig(_Model):
         30.0, ge=0, le=60, description="raw samples kept for the snapshot command, s (0 = none)"
     )
     snapshots_keep: int = Field(20, ge=1, description="snapshot files kept; oldest deleted")
+    reserve_mb: float = Field(
+        8.0,
+        ge=0,
+        le=1024,
+        description="disk kept free beside the database (a file, <path>.reserve) for a stop "
+        "on a full disk: the records then held in memory are written into it (0 = none)",
+    )
 
     @property
     def resolved_path(self) -> Path:

@@ -211,30 +211,59 @@ def test_with_the_disk_full_and_the_broker_away_the_records_reach_it_once_it_is_
     assert lost and int(lost[1]) == int(lost[2]) >= len(late), last
 
 
-def test_a_daemon_stopped_while_the_disk_is_full_says_what_is_lost_and_exits_74(disk, tmp_path):
-    db = disk / "edge-agent.db"
+def stopped_on_a_full_disk(db: Path, out: str | Path, **extra: str):
+    """The daemon, a summary a second, stopped once the disk has been full long enough for
+    `systemctl status` to say so (the status is sent every 10 s): its stderr, and the
+    status messages that said the disk is full."""
     systemd = NotifySocket()
     env = agent_env(db, None, EDGE_AGENT_OUTPUT__SUMMARY_INTERVAL_S="1",
-                    NOTIFY_SOCKET=systemd.address)  # fmt: skip
-    proc = agent("run", "--source", "simulator", "--no-model", "--out", os.devnull, env=env)
+                    NOTIFY_SOCKET=systemd.address, **extra)  # fmt: skip
+    proc = agent("run", "--source", "simulator", "--no-model", "--out", out, env=env)
     try:
         deadline = time.monotonic() + 90
         while not (db.exists() and counters(db)) and time.monotonic() < deadline:
             time.sleep(0.2)  # running: its first summary is in the store
-        fill(disk)
-        # `systemctl status` says so (the status is sent every 10 s).
+        fill(db.parent)
         systemd.wait_for(disk_full_statuses, 30, "a status saying the disk is full")
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
         systemd.close()
-    said = disk_full_statuses(systemd)[0]["STATUS"]
+    return proc, err, disk_full_statuses(systemd)
+
+
+def test_a_daemon_stopped_while_the_disk_is_full_says_what_is_lost_and_exits_74(disk, tmp_path):
+    """With no room kept in reserve ([store] reserve_mb = 0), what is held is lost."""
+    db = disk / "edge-agent.db"
+    proc, err, full = stopped_on_a_full_disk(db, os.devnull, EDGE_AGENT_STORE__RESERVE_MB="0")
+    said = full[0]["STATUS"]
     assert re.search(r"; DISK FULL OR FAILING: \d+ records held in memory, not written$", said)
     assert proc.returncode == 74, err
     last = err.rstrip().splitlines()[-1]
     assert last.startswith("edge-agent: error: ") and "records (0 alerts) held in memory" in last
     assert "could not be written before the stop, and are lost" in last
+    assert not (disk / "edge-agent.db.reserve").exists()
+
+
+def test_a_daemon_stopped_while_the_disk_is_full_writes_what_it_holds_into_its_reserve(
+    disk, tmp_path
+):
+    """The daemon keeps room beside the database ([store] reserve_mb, here 0.5 MB of the
+    4 MB disk): stopped while the disk is full, it frees that room and writes every
+    summary it held into the store; before, they were lost and it exited 74."""
+    db, out = disk / "edge-agent.db", tmp_path / "out.jsonl"
+    reserve = disk / "edge-agent.db.reserve"
+    proc, err, full = stopped_on_a_full_disk(db, out, EDGE_AGENT_STORE__RESERVE_MB="0.5")
+    assert full and proc.returncode == 0, err
+    (held,) = [x for x in err.splitlines() if "holding the alerts" in x]
+    assert f"a stop first writes them into the room kept free in {reserve}" in held
+    (freed,) = [x for x in err.splitlines() if "still refuses writes at the stop" in x]
+    assert f"deleted {reserve}, the 0.5 MB kept free for this, to write the " in freed
+    assert "the disk takes writes again: wrote the " in err
+    made = [r for r in map(json.loads, out.read_text().splitlines()) if r["type"] == "summary"]
+    assert len(made) >= 10 and len(counters(db)) == len(made)  # every summary, stored
+    assert not reserve.exists()  # the disk is still full: made again at a start with room
 
 
 def test_a_replay_onto_a_full_disk_exits_74_naming_the_file(disk, tmp_path):

@@ -25,13 +25,16 @@ the disk lets it. Other commands stop (exit 74).
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import os
 import queue
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from edge_agent.config import Config
@@ -55,6 +58,57 @@ PRUNE_EVERY_S = 6 * 3600.0
 # how often (wall time) to try writing them again.
 MAX_HELD = 3000
 HOLD_RETRY_S = 10.0
+
+
+class Reserve:
+    """Disk space kept free for a stop on a full disk: a file of ``size`` bytes at ``path``
+    (``[store] reserve_mb``, beside the database). A daemon stopped while the disk refuses
+    writes deletes it and writes the records it holds in memory into the room it leaves
+    (a summary took 1.6 kB of the database on this machine, an alert 0.7 kB, so 8 MB holds
+    more than MAX_HELD); it is made again once the disk has room for it and as much
+    again, never on a disk so full that it would take the last of it."""
+
+    def __init__(self, path: Path, size: int) -> None:
+        self.path = path
+        self.size = int(size)
+
+    def keep(self) -> bool:
+        """Make the file if it is not there and the disk has room; whether it is there."""
+        if self.size <= 0:
+            return False
+        if self.path.exists():
+            return True
+        try:
+            st = os.statvfs(self.path.parent)
+            if st.f_bavail * st.f_frsize < 2 * self.size:
+                return False
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError:
+            return False
+        try:
+            try:
+                os.posix_fallocate(fd, 0, self.size)
+            except OSError as exc:
+                if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                    raise
+                block = bytes(1 << 16)  # a file system without fallocate: write zeros
+                for _ in range(0, self.size, len(block)):
+                    os.write(fd, block)
+            os.fsync(fd)
+        except OSError:
+            os.close(fd)
+            self.path.unlink(missing_ok=True)
+            return False
+        os.close(fd)
+        return True
+
+    def release(self) -> bool:
+        """Delete the file; whether there was one to free."""
+        try:
+            self.path.unlink()
+        except OSError:
+            return False
+        return True
 
 
 def dumps(record: dict[str, Any]) -> str:
@@ -177,6 +231,13 @@ class RecordSink:
         self._closed_disk = False
         # Alerts the last run left open, one per fault, for the pipeline to carry on.
         self.left_open: list[dict[str, Any]] = []
+        # A daemon's room for a stop on a full disk (Reserve); made once the store opens.
+        self._reserve: Reserve | None = None
+        if hold and (publish or store):
+            db = config.store.resolved_path
+            self._reserve = Reserve(
+                db.with_name(db.name + ".reserve"), round(config.store.reserve_mb * 2**20)
+            )
         if publish or store:
             try:
                 self._open_disk()
@@ -232,6 +293,8 @@ class RecordSink:
             raise
         self.store, self.outbox, self.model_id = store, outbox, mid
         self._prune()
+        if self._reserve is not None:
+            self._reserve.keep()
 
     def _opened_late(self) -> bool:
         """Open the event store and the outbox a full disk kept closed at start, if it
@@ -289,6 +352,13 @@ class RecordSink:
         try:
             self.write((), final=True)
             held = bool(self._held) and not self._write_held(now=True)
+            if held and self._reserve is not None and self._reserve.release():
+                log.warning(
+                    "the disk still refuses writes at the stop: deleted %s, the %g MB kept "
+                    "free for this, to write the %d records held in memory",
+                    self._reserve.path, self._reserve.size / 2**20, len(self._held),
+                )  # fmt: skip
+                held = not self._write_held(now=True)
         finally:
             left = 0
             if self.publisher is not None:
@@ -401,10 +471,14 @@ class RecordSink:
             raise exc
         if not self._held:
             sending = "; sending them to the broker from memory meanwhile" if self.publisher else ""
+            if self._reserve is not None and self._reserve.path.exists():
+                stop = f"a stop first writes them into the room kept free in {self._reserve.path}"
+            else:
+                stop = "they are lost if the daemon stops first"
             log.error(
                 "%s: holding the alerts, summaries and events in memory (at most %d) and "
-                "trying again every %g s; they are lost if the daemon stops first%s",
-                exc, MAX_HELD, HOLD_RETRY_S, sending,
+                "trying again every %g s; %s%s",
+                exc, MAX_HELD, HOLD_RETRY_S, stop, sending,
             )  # fmt: skip
         self._retry_at = time.monotonic() + HOLD_RETRY_S
 
@@ -432,6 +506,8 @@ class RecordSink:
             "the disk takes writes again: wrote the %d records held in memory (%d alerts%s)",
             n, alerts, "".join(f"; {x}" for x in extra),
         )  # fmt: skip
+        if self._reserve is not None:
+            self._reserve.keep()  # if the disk has room for it again
         return True
 
     def _delivered(self) -> int:
