@@ -146,6 +146,8 @@ check "the status line counts windows" wait_for 60 \
     sh -c "systemctl show -P StatusText edge-agent | grep -q 'simulator: [1-9][0-9]* windows'"
 echo "   status: $(prop StatusText)"
 check "the event store is in the StateDirectory" test -s /var/lib/edge-agent/edge-agent.db
+check "with 8 MB kept free beside it for a stop on a full disk" \
+    test "$(stat -c %s /var/lib/edge-agent/edge-agent.db.reserve)" = 8388608
 check "summaries reach the broker, under the asset named in edge-agent.env" \
     wait_for 60 grep -q '^edge-agent/site/vm-motor/summary ' /root/mqtt.log
 check "edge-agent trend, as root, reads the service's store unasked" sh -c \
