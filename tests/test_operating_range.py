@@ -319,7 +319,7 @@ def test_a_model_of_a_simulated_motor_judges_no_real_one(itsc_model, tmp_path):
     """The bundled model learned simulated runs of the default nameplate; a real motor of
     that nameplate, read from an ADC, is no simulation (its harmonics, asymmetry and Park's
     vector differ), so its card says so and `run` does not use it on a serial or tcp
-    source. A recording and the simulator are judged as asked: `replay` of the README."""
+    source. A recording and the simulator are judged as asked (the README's first command)."""
     default = Scorer.load()
     assert default.simulated is True
     for source in ("serial", "tcp"):
@@ -354,7 +354,7 @@ def test_a_model_of_a_simulated_motor_judges_no_real_one(itsc_model, tmp_path):
 def test_the_daemon_on_an_adc_runs_without_the_bundled_model(tmp_path):
     """`run` reading an emulated ADC on a serial port, with no model of its own ([model]
     path unset): the journal says the bundled model learned a simulated motor and is not
-    used, no window is scored, and the diagnosis still runs."""
+    used, and no window is scored; every window is analysed all the same."""
     import os
     import signal
     import subprocess
@@ -376,12 +376,11 @@ def test_the_daemon_on_an_adc_runs_without_the_bundled_model(tmp_path):
     counts = to_counts(simulate(SimulationSpec(duration_s=4.0, seed=2), Config().motor)[1],
                        scaling)[0]  # fmt: skip
     out = tmp_path / "out.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge_agent", "run", "--config", str(config), "--out", str(out)],
+        env=dict(os.environ), stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
     try:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "edge_agent", "run", "--config", str(config), "--out",
-             str(out)],
-            env=dict(os.environ), stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
         said = []
         for line in proc.stderr:  # start-up ends with this line, the port open
             said.append(line)
@@ -395,6 +394,7 @@ def test_the_daemon_on_an_adc_runs_without_the_bundled_model(tmp_path):
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
     finally:
+        proc.kill()
         adc.close()
     said = "".join(said) + err
     assert proc.returncode == 0, said
