@@ -126,3 +126,22 @@ def test_raw_history_refuses_a_snapshot_with_nothing_to_save(tmp_path):
         RawHistory(100.0, ["ia", "ib", "ic"], 1.0).save(tmp_path, "x", 1.0, keep=1)
     with pytest.raises(ValueError, match="snapshot_s = 0"):
         RawHistory(100.0, ["ia", "ib", "ic"], 0.0).save(tmp_path, "x", 1.0, keep=1)
+
+
+def test_the_reserve_is_kept_at_its_size_and_never_takes_the_last_of_the_disk(tmp_path):
+    """The daemon's room for a stop on a full disk (`[store] reserve_mb`): made at its size,
+    made again at another size when the setting changes, gone with 0; and not made where
+    the disk lacks twice its size."""
+    import os
+
+    from edge_agent.publish.sink import Reserve
+
+    path = tmp_path / "edge-agent.db.reserve"
+    assert Reserve(path, 1 << 20).keep() and path.stat().st_size == 1 << 20
+    assert Reserve(path, 1 << 19).keep() and path.stat().st_size == 1 << 19
+    assert not Reserve(path, 0).keep() and not path.exists()
+    assert Reserve(path, 1 << 16).keep() and Reserve(path, 1 << 16).release()
+    assert not path.exists() and not Reserve(path, 1 << 16).release()
+    st = os.statvfs(tmp_path)
+    free = st.f_bavail * st.f_frsize
+    assert not Reserve(path, free // 2 + (1 << 20)).keep() and not path.exists()

@@ -73,11 +73,16 @@ class Reserve:
         self.size = int(size)
 
     def keep(self) -> bool:
-        """Make the file if it is not there and the disk has room; whether it is there."""
+        """Make the file if it is not there and the disk has room; whether it is there.
+        One of another size (``reserve_mb`` changed; 0: none) is deleted first."""
+        try:
+            if self.path.stat().st_size == self.size > 0:
+                return True
+            self.path.unlink()
+        except OSError:
+            pass
         if self.size <= 0:
             return False
-        if self.path.exists():
-            return True
         try:
             st = os.statvfs(self.path.parent)
             if st.f_bavail * st.f_frsize < 2 * self.size:
