@@ -253,16 +253,12 @@ def _load_scorer(cfg: Config, model: Path | None, no_model: bool, source: str | 
     if no_model or (model is None and not cfg.model.enabled):
         return None
     scorer = Scorer.load(model or cfg.model.path)
-    motor = cfg.motor.model_dump()
-    why = scorer.refusal(motor, source)
+    why = scorer.refusal(cfg.motor.model_dump(), source)
     if why is None:
         return scorer
     logging.getLogger(__name__).warning(
         "model %s: %s, so it is not used: no anomaly alerts until `edge-agent train` learns "
-        "this motor's own baseline (model.path then names it)%s",
-        scorer.path, why,
-        ", or [motor] is set right if the model is this motor's"
-        if scorer.another_motor(motor) else "",
+        "this motor's own baseline (model.path then names it)", scorer.path, why,
     )  # fmt: skip
     return None
 
@@ -464,10 +460,11 @@ def check_wiring(
     angle. Then what to fix: a CT reversed, open or on the wrong input, two leads
     swapped, the voltages in another order than the currents, a signal clipping the
     ADC, or a nameplate current that is not this motor's; and a model ([model]) the
-    service would not use, being of another motor or broken. Stop the service first
-    (`systemctl stop edge-agent`): it holds the serial port. Exits 0 when the wiring
-    reads right, 65 when something is to fix, 75 when the motor is not running (start
-    it and check again); 66 for a missing device, 77 for one this user may not open.
+    service would not use: another motor's, a simulated motor's on an ADC, or broken.
+    Stop the service first (`systemctl stop edge-agent`): it holds the serial port. Exits
+    0 when the wiring reads right, 65 when something is to fix, 75 when the motor is not
+    running (start it and check again); 66 for a missing device, 77 for one this user
+    may not open, 74 when the disk refuses the --record file.
     """
     from edge_agent.acquisition.sources import make_source
     from edge_agent.commission import check_wiring as check

@@ -383,7 +383,10 @@ class Scorer:
         scored every window anomalous against a model of simulated runs of its nameplate."""
         other = self.another_motor(motor)
         if other is not None:
-            return f"{other}. Its scores and line levels say nothing of this motor"
+            return (
+                f"{other}. Its scores and line levels say nothing of this motor (if the "
+                "model is this motor's, set [motor] right)"
+            )
         if self.simulated and source in MEASURED_SOURCES:
             return (
                 f"it learned a simulated motor (its card says so), and the {source} source "

@@ -150,9 +150,9 @@ def test_the_installer_is_told_when_the_model_is_of_another_motor(tmp_path):
     assert res.exit_code == 0, res.output
     assert line(res.output, "warning: model ").endswith(
         "trained for a motor of 10 A, 50 Hz, 2 pole pairs; [motor] here is 30 A, 50 Hz, 2 "
-        "pole pairs. Its scores and line levels say nothing of this motor, so the service "
-        "will run without it, raising no anomaly alert, until `edge-agent train` learns this "
-        "motor's own baseline"
+        "pole pairs. Its scores and line levels say nothing of this motor (if the model is "
+        "this motor's, set [motor] right), so the service will run without it, raising no "
+        "anomaly alert, until `edge-agent train` learns this motor's own baseline"
     )
     assert "wiring OK" in res.output
     res = check(path, env={**env, "EDGE_AGENT_MODEL__PATH": str(tmp_path / "none")})

@@ -333,7 +333,7 @@ def test_a_model_of_a_simulated_motor_judges_no_real_one(itsc_model, tmp_path):
     # A model of another motor is refused whatever the source, saying why.
     assert default.refusal(plate(rated_current=30.0), None).endswith(
         "[motor] here is 30 A, 50 Hz, 2 pole pairs. Its scores and line levels say nothing "
-        "of this motor"
+        "of this motor (if the model is this motor's, set [motor] right)"
     )
     # A model trained on the motor's own recordings judges it on its ADC.
     own = Scorer.load(itsc_model)
