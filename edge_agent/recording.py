@@ -520,14 +520,12 @@ class NpyWriter:
         if self.failed is not None:
             raise StorageError(self.failed)
         x = with_lost_rows(x, gaps, lost, self.max_gap_rows)
-        data = memoryview(x.tobytes())
-        done = 0
         try:
-            while done < len(data):
-                done += self._fh.write(data[done:])
+            self._put(x.tobytes())
         except OSError as exc:
-            # A full disk takes what fits: keep its whole rows, cut off a part of one.
-            self.rows += done // (8 * self.channels)
+            # A full disk takes what fits (unbuffered: the position says how much): keep
+            # its whole rows, cut off a part of one.
+            self.rows = (self._fh.tell() - self._start) // (8 * self.channels)
             whole = self._start + self.rows * self.channels * 8
             with contextlib.suppress(OSError):
                 self._fh.truncate(whole)
