@@ -14,16 +14,22 @@ size of each kernel's source file, as numba checks them. A start whose stamp nam
 same skips the child. A stamp can still be wrong, e.g. when the cache was emptied under
 it: that start then compiles the missing kernels itself, as the daemon did before it had
 the child, says so, and removes the stamp, so the next start compiles apart again.
+
+Daemons of several motors on one computer (``edge-agent@.service``) share the cache. A
+lock beside the stamp lets one of them compile at a time: the others, started with it at
+boot, wait, find the stamp it wrote, and only load the kernels.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +136,30 @@ class Stamp:
                 tmp.unlink(missing_ok=True)
             return False
         return True
+
+    @contextlib.contextmanager
+    def lock(self, waiting: Callable[[], None]) -> Iterator[None]:
+        """Hold the lock on compiling into this cache (``<stamp>.lock``), after calling
+        ``waiting()`` if another process holds it. Without a stamp file, or where the lock
+        cannot be made, nothing is locked: a start never fails for it."""
+        fd = None
+        if self.path is not None:
+            with contextlib.suppress(OSError):
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT)
+        try:
+            if fd is not None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    waiting()
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                except OSError:
+                    pass
+            yield
+        finally:
+            if fd is not None:
+                os.close(fd)  # releases the lock
 
     def remove(self) -> None:
         if self.path is not None:

@@ -38,6 +38,7 @@ from edge_agent.systemd import Notifier
 from edge_agent.wiring import describe_wiring, nameplate_warning
 
 if TYPE_CHECKING:
+    from edge_agent.kernel_cache import Stamp
     from edge_agent.scoring import Scorer
 
 log = logging.getLogger(__name__)
@@ -73,22 +74,44 @@ def compile_kernels_apart() -> None:
 
 def load_kernels(backend: str, notifier: Notifier) -> None:
     """Compile every kernel and load it, in a child (:func:`compile_kernels_apart`) unless
-    numba's cache holds them all already (:mod:`edge_agent.kernel_cache`)."""
-    from edge_agent import kernels
-    from edge_agent.kernel_cache import Stamp, cache_key, cache_misses
+    numba's cache holds them all already (:mod:`edge_agent.kernel_cache`). Daemons sharing
+    the cache compile one at a time; one that waited loads what the other compiled."""
+    from edge_agent.kernel_cache import Stamp, cache_key
 
     key, stamp = cache_key(backend), Stamp()
-    stamped = stamp.holds(key)
-    if stamped:
+    if stamp.holds(key):
         notifier.send("STATUS=loading the analysis kernels from the cache")
-    else:
-        notifier.send("STATUS=compiling the analysis kernels (minutes on a first start)")
+        _load_and_stamp(stamp, key, stamped=True)
+        return
+
+    def waiting() -> None:
+        notifier.send("STATUS=waiting for another edge-agent compiling the analysis kernels")
         log.info(
-            "compiling the analysis kernels into numba's cache, in a child process (minutes on "
-            "a small board): the cache is new, or edge-agent, Python, numba or the CPU changed "
-            "since a start last loaded them all from it"
-        )
-        compile_kernels_apart()
+            "another edge-agent is compiling the analysis kernels into the cache %s shares "
+            "with it: waiting for it, then loading them", stamp.path,
+        )  # fmt: skip
+
+    with stamp.lock(waiting):
+        stamped = stamp.holds(key)  # the one waited for stamped them
+        if stamped:
+            notifier.send("STATUS=loading the analysis kernels from the cache")
+        else:
+            notifier.send("STATUS=compiling the analysis kernels (minutes on a first start)")
+            log.info(
+                "compiling the analysis kernels into numba's cache, in a child process "
+                "(minutes on a small board): the cache is new, or edge-agent, Python, numba "
+                "or the CPU changed since a start last loaded them all from it"
+            )
+            compile_kernels_apart()
+        _load_and_stamp(stamp, key, stamped)
+
+
+def _load_and_stamp(stamp: Stamp, key: dict[str, Any], stamped: bool) -> None:
+    """Load every kernel; stamp the cache when it held them all, or unstamp it when it
+    was stamped but did not."""
+    from edge_agent import kernels
+    from edge_agent.kernel_cache import cache_misses
+
     kernels.warm_up()
     missed = cache_misses()
     if not missed:

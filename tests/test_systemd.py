@@ -184,48 +184,65 @@ def anon_memory_mb(pid: int) -> float:
 def test_a_first_start_compiles_apart_and_later_ones_only_load(tmp_path):
     """The first start after an install compiles the kernels. LLVM keeps what that took
     (about 170 MB) in the compiling process for good, so the daemon has a child process
-    compile them and only loads them itself: it runs as lean as after a restart. Later
-    starts, the cache stamped as holding every kernel, skip the child (1.7 s of 3.7 s to
-    ready here). A stamp the cache belies (emptied under it) costs one start a compile of its
-    own, said in the journal, and the next start compiles apart again."""
+    compile them and only loads them itself: it runs as lean as after a restart. Two
+    daemons sharing the cache (two motors' units started at boot) compile once: the second
+    waits for the first and loads what it compiled. Later starts, the cache stamped as
+    holding every kernel, skip the child (1.7 s of 3.7 s to ready here). A stamp the cache
+    belies (emptied under it) costs one start a compile of its own, said in the journal,
+    and the next start compiles apart again."""
     cache = tmp_path / "numba"
     stamp = cache / "edge-agent-kernels.json"
     env = {**os.environ, "NUMBA_CACHE_DIR": str(cache), "EDGE_AGENT_FFT": "scipy"}
 
-    def start(which: str) -> tuple[float, list[str], str]:
-        """Memory once ready (MB), the STATUS lines until then, and the daemon's log."""
-        sock = NotifySocket()
-        log = tmp_path / f"{which}.log"
-        with log.open("w") as err:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "edge_agent", "run", "--source", "simulator", "--out",
-                 os.devnull],
-                env={**env, "NOTIFY_SOCKET": sock.address}, stderr=err,
-            )  # fmt: skip
+    def start(which: str, n: int = 1) -> list[tuple[float, list[str], str]]:
+        """For each of ``n`` daemons started at once: memory once ready (MB), the STATUS
+        lines until then, and its log."""
+        socks = [NotifySocket() for _ in range(n)]
+        logs = [tmp_path / f"{which}-{i}.log" for i in range(n)]
+        procs = []
+        for sock, log in zip(socks, logs, strict=True):
+            with log.open("w") as err:
+                procs.append(subprocess.Popen(
+                    [sys.executable, "-m", "edge_agent", "run", "--source", "simulator",
+                     "--out", os.devnull],
+                    env={**env, "NOTIFY_SOCKET": sock.address}, stderr=err,
+                ))  # fmt: skip
+        out = []
         try:
-            sock.wait_for(lambda s: s.having("READY"), what=f"READY=1 on the {which} start")
-            memory = anon_memory_mb(proc.pid)
-            statuses = [m["STATUS"] for _, m in sock.having("STATUS")]
+            for sock, proc in zip(socks, procs, strict=True):
+                sock.wait_for(lambda s: s.having("READY"), what=f"READY=1 on the {which} start")
+                statuses = [m["STATUS"] for _, m in sock.having("STATUS")]
+                out.append((anon_memory_mb(proc.pid), statuses))
         finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(60)
-            sock.close()
-        return memory, statuses, log.read_text()
+            for proc, sock in zip(procs, socks, strict=True):
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(60)
+                sock.close()
+        return [(m, s, log.read_text()) for (m, s), log in zip(out, logs, strict=True)]
 
-    first, statuses, log = start("first")
-    assert statuses[0].startswith("compiling the analysis kernels"), statuses
-    assert "in a child process" in log
+    first, other = start("first", 2)
+    # Whichever took the lock compiled; the other waited for it, then loaded.
+    first, other = sorted([first, other], key=lambda r: "in a child process" not in r[2])
+    assert first[1][0].startswith("compiling the analysis kernels"), first[1]
+    assert "in a child process" in first[2]
     assert any(cache.rglob("*.nbi")) and stamp.exists()  # compiled into the cache
-    second, statuses, log = start("second")
+    assert other[1] == [
+        "waiting for another edge-agent compiling the analysis kernels",
+        "loading the analysis kernels from the cache",
+        "reading simulator",
+    ], other[1]
+    assert "another edge-agent is compiling the analysis kernels" in other[2], other[2]
+    assert "child process" not in other[2] and "WARNING" not in other[2], other[2]
+    [(second, statuses, log)] = start("second")
     assert statuses[0] == "loading the analysis kernels from the cache", statuses
     assert "child process" not in log and "WARNING" not in log, log
-    assert first < second + 50, f"{first:.0f} MB after the first start, {second:.0f} after"
+    assert first[0] < second + 50, f"{first[0]:.0f} MB after the first start, {second:.0f} after"
     # The V-I kernels' cache files go (numba names them after their module).
     emptied = [f for f in cache.rglob("vi.*") if f.suffix in (".nbi", ".nbc")]
     assert emptied
     for f in emptied:
         f.unlink()
-    _, statuses, log = start("third")
+    [(_, statuses, log)] = start("third")
     assert statuses[0] == "loading the analysis kernels from the cache"
     assert f"were not in numba's cache although {stamp} says it holds them all" in log, log
     assert not stamp.exists()  # so the next start compiles apart
