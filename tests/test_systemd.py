@@ -33,6 +33,7 @@ from edge_agent.systemd import STATUS_INTERVAL_S, Notifier, watchdog_interval
 
 REPO = Path(__file__).resolve().parents[1]
 UNIT = REPO / "systemd" / "edge-agent.service"
+TEMPLATE = REPO / "systemd" / "edge-agent@.service"  # one of several motors
 WAIT_S = 180.0  # a first compile of the kernels on a busy CI machine
 
 
@@ -358,27 +359,36 @@ def systemd_analyze() -> str:
     return path
 
 
-def test_the_unit_file_is_valid_for_systemd(systemd_analyze, tmp_path):
+@pytest.mark.parametrize("unit", [UNIT, TEMPLATE], ids=lambda p: p.name)
+def test_the_unit_file_is_valid_for_systemd(systemd_analyze, tmp_path, unit):
     # verify also checks that ExecStart's program exists: point it at this installation.
     installed = shutil.which("edge-agent") or str(Path(sys.executable).parent / "edge-agent")
-    text = UNIT.read_text().replace("/opt/edge-agent/bin/edge-agent", installed)
-    unit = tmp_path / "edge-agent.service"
-    unit.write_text(text)
-    res = subprocess.run([systemd_analyze, "verify", str(unit)], capture_output=True, text=True)
+    text = unit.read_text().replace("/opt/edge-agent/bin/edge-agent", installed)
+    copy = tmp_path / unit.name
+    copy.write_text(text)
+    res = subprocess.run([systemd_analyze, "verify", str(copy)], capture_output=True, text=True)
     assert res.returncode == 0 and not res.stderr.strip(), res.stderr
 
 
-def test_the_unit_is_sandboxed_and_keeps_what_numba_needs(systemd_analyze):
+def unit_settings(unit: Path) -> dict[str, list[str]]:
+    """Each key of a unit file with its values, in order (comments left out)."""
+    settings: dict[str, list[str]] = {}
+    for line in unit.read_text().splitlines():
+        if "=" in line and line[0] not in "#;":
+            key, value = line.split("=", 1)
+            settings.setdefault(key, []).append(value)
+    return settings
+
+
+@pytest.mark.parametrize("unit", [UNIT, TEMPLATE], ids=lambda p: p.name)
+def test_the_unit_is_sandboxed_and_keeps_what_numba_needs(systemd_analyze, unit):
     res = subprocess.run(
-        [systemd_analyze, "security", "--offline=yes", "--threshold=20", str(UNIT)],
+        [systemd_analyze, "security", "--offline=yes", "--threshold=20", str(unit)],
         capture_output=True, text=True,
     )  # fmt: skip
     # --threshold=20: exit 1 above an exposure of 2.0 (of 10; systemd calls 1.6 "OK").
     assert res.returncode == 0, res.stdout + res.stderr
-    text = UNIT.read_text()
-    settings = dict(
-        line.split("=", 1) for line in text.splitlines() if "=" in line and line[0] not in "#;"
-    )
+    settings = {k: v[-1] for k, v in unit_settings(unit).items()}
     assert settings["Type"] == "notify" and settings["WatchdogSec"]
     # llvmlite writes the machine code it compiles into memory, then runs it.
     assert "MemoryDenyWriteExecute" not in settings
@@ -387,3 +397,18 @@ def test_the_unit_is_sandboxed_and_keeps_what_numba_needs(systemd_analyze):
     assert settings["Environment"].startswith(
         "NUMBA_CACHE_DIR=/var/cache/" + settings["CacheDirectory"]
     )
+
+
+def test_a_motor_of_several_runs_as_the_service_does_with_its_own_config_and_store():
+    """edge-agent@NAME is edge-agent.service but for its configuration, secrets and state,
+    and shares the compiled kernels' cache under the same dynamic user (so the first start
+    compiles for all; a user of its own per unit would take the cache from the others)."""
+    one, several = unit_settings(UNIT), unit_settings(TEMPLATE)
+    differ = {k for k in one.keys() | several.keys() if one.get(k) != several.get(k)}
+    assert differ == {"Description", "ExecStart", "EnvironmentFile", "User", "StateDirectory"}
+    assert several["ExecStart"] == [one["ExecStart"][0].replace("edge-agent.toml", "%i.toml")]
+    assert several["EnvironmentFile"] == [*one["EnvironmentFile"], "-/etc/edge-agent/%i.env"]
+    assert (one["StateDirectory"], several["StateDirectory"]) == (["edge-agent"], ["edge-agent-%i"])
+    # DynamicUser's user is named after the unit unless User= names it: edge-agent.
+    assert several["User"] == ["edge-agent"] and "User" not in one
+    assert several["CacheDirectory"] == one["CacheDirectory"] == ["edge-agent"]
