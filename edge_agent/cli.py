@@ -782,8 +782,9 @@ def _parsed(hint: str, parse, *args: Any) -> Any:
 store_option = click.option(
     "--store",
     type=click.Path(path_type=Path),
-    help="The event store (SQLite file). Default: [store] path, else the service's "
-    "/var/lib/edge-agent/edge-agent.db when there is one, else the one `run` keeps for "
+    help="The event store (SQLite file). Default: [store] path, else the services' on this "
+    "computer when there are any (/var/lib/edge-agent/edge-agent.db, and each motor's "
+    "/var/lib/edge-agent-NAME/edge-agent.db), read as one, else the one `run` keeps for "
     "this user.",
 )
 
@@ -849,10 +850,9 @@ def alerts(
     now = time.time()
     since_ts = None if since is None else _parsed("--since", history.parse_since, since, now)
     cfg = _config(config_path)
-    path = history.locate_store(cfg, store)
-    with history.open_store(path) as db:
+    with history.Stores(history.locate_stores(cfg, store)) as db:
         if alert_id is not None:
-            one = history.find_alert(db, alert_id)
+            _, one = db.find_alert(alert_id)
             text = history.as_json(one) if as_json else history.format_alert(one, now)
             click.echo(text, nl=as_json)
             return
@@ -870,7 +870,7 @@ def alerts(
             click.echo(history.as_json(a))
         return
     limited = bool(limit) and len(found) == limit
-    click.echo(history.format_alerts(found, path, now, limited=limited), nl=False)
+    click.echo(history.format_alerts(found, db.path, now, limited=limited), nl=False)
 
 
 @main.command()
@@ -906,9 +906,8 @@ def label(
         err = exc.errors()[0]
         raise click.BadParameter(err["msg"], param_hint=f"--{err['loc'][0]}") from None
     cfg = _config(config_path)
-    path = history.locate_store(cfg, store)
-    with history.open_store(path) as db:
-        found = history.find_alert(db, alert_id)
+    with history.Stores(history.locate_stores(cfg, store)) as stores:
+        db, found = stores.find_alert(alert_id)
         db.label(found["alert_id"], verdict, by=by, note=note)
     click.echo(
         f"{found['alert_id']} ({found['fault']} {found['severity']}, raised "
@@ -966,28 +965,33 @@ def trend(
     since_ts = _parsed("--since", history.parse_since, since, time.time())
     span = _parsed("--every", history.parse_every, every)
     cfg = _config(config_path)
-    path = history.locate_store(cfg, store)
-    with history.open_store(path) as db:  # from the start of the span holding --since
-        motor = None if asset is None else history.find_motor(db, asset)
+    with history.Stores(history.locate_stores(cfg, store)) as stores:
+        motor = None if asset is None else history.find_motor(stores, asset)
         site, asset = motor or (None, None)
-        hours = db.trend(site=site, asset=asset, since=history.span_start(since_ts, span))
-    # A motor's summaries are never averaged with another's: a table each.
-    motors: dict[tuple[str, str] | None, list[dict[str, Any]]] = {}
-    for h in hours:
-        motors.setdefault((h["site"], h["asset"]), []).append(h)
+        # Each store's hours, from the start of the span holding --since.
+        start = history.span_start(since_ts, span)
+        hours = {db.path: db.trend(site=site, asset=asset, since=start) for db in stores.dbs}
+    # A motor's summaries are never averaged with another's: a table each (and one for
+    # each store that holds it: the summaries of one motor's two services, before and after
+    # it was moved to edge-agent@.service, are two tables).
+    motors: dict[tuple[str, str] | None, dict[Path, list[dict[str, Any]]]] = {}
+    for path, rows in hours.items():
+        for h in rows:
+            motors.setdefault((h["site"], h["asset"]), {}).setdefault(path, []).append(h)
     tables = []
     for m in sorted(motors) or [motor]:
-        chosen = list(names or history.TREND_DEFAULT)
-        rows = history.trend_rows(motors.get(m, []), span, chosen)
-        if not names:  # the defaults this motor has data for
-            chosen = history.default_columns(rows)
-        if as_json:
-            for r in rows:
-                fields = {k: r[k] for k in ("start", "summaries", "windows", *chosen)}
-                click.echo(json.dumps({"site": m[0], "asset": m[1], **fields}))
-            continue
-        name = None if m is None else history.motor_name(*m)
-        tables.append(history.format_trend(rows, chosen, span, path, name))
+        for path, held in (motors.get(m) or {next(iter(hours)): []}).items():
+            chosen = list(names or history.TREND_DEFAULT)
+            rows = history.trend_rows(held, span, chosen)
+            if not names:  # the defaults this motor has data for
+                chosen = history.default_columns(rows)
+            if as_json:
+                for r in rows:
+                    fields = {k: r[k] for k in ("start", "summaries", "windows", *chosen)}
+                    click.echo(json.dumps({"site": m[0], "asset": m[1], **fields}))
+                continue
+            name = None if m is None else history.motor_name(*m)
+            tables.append(history.format_trend(rows, chosen, span, path, name))
     click.echo("\n".join(tables), nl=False)
 
 

@@ -31,21 +31,23 @@ from edge_agent.store import NORMAL_AGAIN, EventStore, merge_stats
 from edge_agent.summary import COUNT_FIELDS, MAX_FIELDS, TREND_FIELDS
 
 __all__ = [
-    "SERVICE_STORE",
+    "SERVICE_STATE",
+    "STORE_NAME",
     "TREND_DEFAULT",
+    "Stores",
     "as_json",
     "check_names",
     "default_columns",
-    "find_alert",
     "find_motor",
     "format_alert",
     "format_alerts",
     "format_trend",
-    "locate_store",
+    "locate_stores",
     "motor_name",
     "open_store",
     "parse_every",
     "parse_since",
+    "service_stores",
     "span_start",
     "trend_rows",
     "when",
@@ -61,17 +63,51 @@ TREND_DEFAULT = (
 )  # fmt: skip
 _SHOWN_WHEN_SEEN = frozenset({"stopped_windows", "outside_baseline_windows"})
 
-# Where the systemd unit's daemon keeps its store (StateDirectory=edge-agent).
-SERVICE_STORE = Path("/var/lib/edge-agent/edge-agent.db")
+# Where the systemd units keep their stores: edge-agent.service in /var/lib/edge-agent
+# (StateDirectory=edge-agent), each edge-agent@NAME.service in /var/lib/edge-agent-NAME.
+SERVICE_STATE = Path("/var/lib")
+STORE_NAME = "edge-agent.db"
 
 _UNITS = {"m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0}
 _TIME = "%Y-%m-%d %H:%M:%S"
 
 
-def locate_store(config: Config, given: Path | None = None) -> Path:
-    """The event store to read: ``given`` (``--store``), else the config's ``[store] path``
-    or ``$STATE_DIRECTORY``'s, else the service's (:data:`SERVICE_STORE`) when there is
-    one, else this user's (where ``edge-agent run`` keeps it).
+def service_stores() -> list[Path]:
+    """The stores of the units that ran on this computer: edge-agent.service's, then each
+    edge-agent@NAME.service's by NAME. Raises AccessDeniedError (77) when this user may not
+    see one (they are root's)."""
+    try:
+        folders = sorted(
+            e.path for e in os.scandir(SERVICE_STATE) if e.name.startswith("edge-agent-")
+        )
+    except OSError:
+        folders = []
+    found = []
+    for folder in [str(SERVICE_STATE / "edge-agent"), *folders]:
+        path = Path(folder) / STORE_NAME
+        if _exists(path):
+            found.append(path)
+    return found
+
+
+def _exists(path: Path) -> bool:
+    try:
+        path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except PermissionError:
+        raise AccessDeniedError(
+            f"{path}: cannot read the event store: permission denied (the service's "
+            "store is for root to read: run this with sudo, or name another with --store)"
+        ) from None
+    return True
+
+
+def locate_stores(config: Config, given: Path | None = None) -> list[Path]:
+    """The event stores to read: ``given`` (``--store``), else the config's ``[store]
+    path`` or ``$STATE_DIRECTORY``'s, else every service's on this computer
+    (:func:`service_stores`: edge-agent.service's and each edge-agent@NAME's) when there
+    is one, else this user's (where ``edge-agent run`` keeps it).
 
     Raises InputMissingError (66) naming the places looked in when there is none, and
     AccessDeniedError (77) when this user may not see it (the service's is root's).
@@ -81,18 +117,13 @@ def locate_store(config: Config, given: Path | None = None) -> Path:
     elif config.store.path is not None or os.environ.get("STATE_DIRECTORY"):
         candidates = [config.store.resolved_path]
     else:
-        candidates = [SERVICE_STORE, config.store.resolved_path]
+        services = service_stores()
+        if services:
+            return services
+        candidates = [SERVICE_STATE / "edge-agent" / STORE_NAME, config.store.resolved_path]
     for path in candidates:
-        try:
-            path.stat()
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-        except PermissionError:
-            raise AccessDeniedError(
-                f"{path}: cannot read the event store: permission denied (the service's "
-                "store is for root to read: run this with sudo, or name another with --store)"
-            ) from None
-        return path
+        if _exists(path):
+            return [path]
     looked = " or ".join(str(p) for p in candidates)
     raise InputMissingError(
         f"no event store at {looked}: `edge-agent run` makes one when it starts; name "
@@ -105,6 +136,61 @@ def open_store(path: Path) -> EventStore:
     if path.is_dir():
         raise InputDataError(f"{path}: is a folder; expected the event store's SQLite file")
     return EventStore(path)
+
+
+class Stores:
+    """The event stores a command reads, as one: a single store, or those of every motor's
+    service on this computer. A context manager; :meth:`close` closes them all.
+    """
+
+    def __init__(self, paths: Sequence[Path]) -> None:
+        self.dbs: list[EventStore] = []
+        try:
+            for path in paths:
+                self.dbs.append(open_store(path))
+        except BaseException:
+            self.close()
+            raise
+        # How a heading names them.
+        self.path = ", ".join(str(db.path) for db in self.dbs)
+
+    def close(self) -> None:
+        for db in self.dbs:
+            db.close()
+
+    def __enter__(self) -> Stores:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def motors(self) -> list[tuple[str, str]]:
+        """Every (site, asset) the stores hold, in name order."""
+        return sorted({m for db in self.dbs for m in db.motors()})
+
+    def alerts(self, *, limit: int | None = 100, **filters: Any) -> list[dict[str, Any]]:
+        """:meth:`EventStore.alerts` of them all, newest first, at most ``limit``."""
+        found = [a for db in self.dbs for a in db.alerts(limit=limit, **filters)]
+        found.sort(key=lambda a: (-a["raised_ts"], a["alert_id"]))
+        return found[:limit]
+
+    def find_alert(self, prefix: str) -> tuple[EventStore, dict[str, Any]]:
+        """The one alert whose id starts with ``prefix`` (at least 4 characters), and the
+        store holding it.
+
+        Raises InputDataError (65) when none does, or more than one (naming them)."""
+        prefix = prefix.strip().lower()
+        if len(prefix) < 4:
+            raise InputDataError(f"alert id {prefix!r}: give at least its first 4 characters")
+        found = [(db, a) for db in self.dbs for a in db.alerts(id_prefix=prefix, limit=10)]
+        if not found:
+            raise InputDataError(f"{self.path}: no alert has an id starting {prefix!r}")
+        if len(found) > 1:
+            ids = ", ".join(a["alert_id"] for _, a in found)
+            raise InputDataError(
+                f"alert id {prefix!r} fits {len(found)} alerts ({ids}): give more of it"
+            )
+        return found[0]
 
 
 def parse_since(text: str, now: float) -> float:
@@ -125,30 +211,12 @@ def parse_since(text: str, now: float) -> float:
     )
 
 
-def find_alert(store: EventStore, prefix: str) -> dict[str, Any]:
-    """The one alert whose id starts with ``prefix`` (at least 4 characters).
-
-    Raises InputDataError (65) when none does, or more than one (naming them)."""
-    prefix = prefix.strip().lower()
-    if len(prefix) < 4:
-        raise InputDataError(f"alert id {prefix!r}: give at least its first 4 characters")
-    found = store.alerts(id_prefix=prefix, limit=10)
-    if not found:
-        raise InputDataError(f"{store.path}: no alert has an id starting {prefix!r}")
-    if len(found) > 1:
-        ids = ", ".join(a["alert_id"] for a in found)
-        raise InputDataError(
-            f"alert id {prefix!r} fits {len(found)} alerts ({ids}): give more of it"
-        )
-    return found[0]
-
-
 def motor_name(site: str, asset: str) -> str:
     """How a motor is named to a person: ``site/asset``, as in its MQTT topics."""
     return f"{site}/{asset}"
 
 
-def find_motor(store: EventStore, name: str) -> tuple[str, str]:
+def find_motor(store: Stores, name: str) -> tuple[str, str]:
     """The (site, asset) that ``--asset`` names: ``SITE/ASSET``, or an asset alone when
     one site has it.
 
@@ -198,7 +266,7 @@ def _cleared(alert: Mapping[str, Any]) -> str:
 
 
 def format_alerts(
-    alerts: Sequence[Mapping[str, Any]], path: Path, now: float, *, limited: bool
+    alerts: Sequence[Mapping[str, Any]], path: str | Path, now: float, *, limited: bool
 ) -> str:
     """The listing of ``edge-agent alerts``: a line per alert, one of what its evidence
     says, and one of why it was cleared when that was not the windows reading normal
@@ -353,7 +421,7 @@ def format_trend(
     rows: Sequence[Mapping[str, Any]],
     names: Sequence[str],
     every: float,
-    path: Path,
+    path: str | Path,
     motor: str | None = None,
 ) -> str:
     """The table of ``edge-agent trend``: a line per span, a column per name; ``motor``

@@ -12,7 +12,11 @@
 #   - a reload reads the configuration again in the same process; a restart loads the
 #     compiled kernels; a stopped (hung) daemon is restarted by the watchdog, a killed
 #     one by Restart=; a stop is clean and says "offline";
-#   - a configuration error (exit 78) is not restarted.
+#   - a configuration error (exit 78) is not restarted;
+#   - two motors' units (systemd/edge-agent@.service) started at once on an empty cache:
+#     one compiles the kernels, the other waits and loads them, both run as the same user
+#     with a store of their own, publish under their motor's name, and `edge-agent alerts`
+#     and `trend` read every store.
 #
 #   sudo scripts/systemd_check.sh [DIR]     # DIR: the VM's files, default /tmp/edge-agent-vm
 #
@@ -89,7 +93,8 @@ log "building the wheels of edge-agent (HEAD) and its dependencies"
 SRC=$(mktemp -d)
 git -C "$REPO" archive HEAD | tar -x -C "$SRC"
 "$PY" -m pip wheel -q -w "$SHARE/wheels" "$SRC"
-cp "$SRC/systemd/edge-agent.service" "$SRC/systemd/edge-agent.toml" "$SHARE/"
+cp "$SRC/systemd/edge-agent.service" "$SRC/systemd/edge-agent@.service" \
+    "$SRC/systemd/edge-agent.toml" "$SHARE/"
 rm -rf "$SRC"
 cat >"$SHARE/run.sh" <<'EOF'
 set -u
@@ -210,6 +215,44 @@ sleep 15  # RestartSec=10s
 # (A start by hand set NRestarts, systemd's count of its own restarts, back to 0.)
 check "and it is not restarted" test "$(prop NRestarts):$(systemctl is-active edge-agent)" = 0:failed
 journalctl -u edge-agent -o cat | grep 'error:' | tail -1 | sed 's/^/   /'
+
+echo "== two motors: edge-agent@pump-1 and edge-agent@fan-2, started at once on an empty cache"
+printf '%s\n' EDGE_AGENT_MQTT__URL=mqtt://127.0.0.1:1883 EDGE_AGENT_OUTPUT__SUMMARY_INTERVAL_S=5 \
+    >/etc/edge-agent/edge-agent.env
+systemctl disable edge-agent 2>/dev/null
+systemctl reset-failed edge-agent
+install -m 644 /mnt/host/edge-agent@.service /etc/systemd/system/
+for m in pump-1 fan-2; do
+    sed -e 's/^source = "serial"/source = "simulator"/' -e "s/^asset = \"motor\"/asset = \"$m\"/" \
+        /mnt/host/edge-agent.toml >/etc/edge-agent/$m.toml
+done
+rm -rf /var/cache/private/edge-agent/numba  # as at a first boot
+systemctl daemon-reload
+systemctl enable edge-agent@pump-1 edge-agent@fan-2 2>/dev/null
+t=$SECONDS
+check "systemctl start of both returns once both are ready" \
+    systemctl start edge-agent@pump-1 edge-agent@fan-2
+echo "   start took $((SECONDS - t)) s"
+check "both active" test "$(systemctl is-active edge-agent@pump-1 edge-agent@fan-2 | sort -u)" = active
+check "one compiled the kernels in a child" \
+    test "$(journalctl -u 'edge-agent@*' -o cat | grep -c 'in a child process')" = 1
+check "the other waited for it, then loaded them" \
+    test "$(journalctl -u 'edge-agent@*' -o cat | grep -c 'another edge-agent is compiling')" = 1
+check "into the shared cache, stamped" test -s /var/cache/edge-agent/numba/edge-agent-kernels.json
+users=$(for m in pump-1 fan-2; do ps -o user= -p "$(systemctl show -P MainPID edge-agent@$m)"; done | sort -u)
+check "both run as the same user, edge-agent" test "$users" = edge-agent
+check "each has its own event store" \
+    test -s /var/lib/edge-agent-pump-1/edge-agent.db -a -s /var/lib/edge-agent-fan-2/edge-agent.db
+check "summaries of both motors reach the broker" wait_for 60 sh -c \
+    "grep -q '^edge-agent/site/pump-1/summary ' /root/mqtt.log && grep -q '^edge-agent/site/fan-2/summary ' /root/mqtt.log"
+check "edge-agent trend shows a table of each" sh -c \
+    "/opt/edge-agent/bin/edge-agent trend --every 1h | grep -q '^/var/lib/edge-agent-pump-1/edge-agent.db: [12] spans\? of summaries of site/pump-1' \
+     && /opt/edge-agent/bin/edge-agent trend --every 1h | grep -q '^/var/lib/edge-agent-fan-2/edge-agent.db: [12] spans\? of summaries of site/fan-2'"
+check "edge-agent alerts reads every store on the computer" sh -c \
+    "/opt/edge-agent/bin/edge-agent alerts | grep -q '^/var/lib/edge-agent/edge-agent.db, /var/lib/edge-agent-fan-2/edge-agent.db, /var/lib/edge-agent-pump-1/edge-agent.db: 0 alerts'"
+check "both stop cleanly" systemctl stop edge-agent@pump-1 edge-agent@fan-2
+check "with exit 0" test "$(systemctl show -P ExecMainStatus edge-agent@pump-1 edge-agent@fan-2 | sort -u)" = 0
+journalctl -u 'edge-agent@*' -o cat | grep -E 'child process|another edge-agent' | sed 's/^/   /'
 
 echo "== systemd-analyze security edge-agent"
 systemd-analyze security edge-agent | tail -1

@@ -313,21 +313,97 @@ def test_a_missing_or_broken_store_is_a_clear_error(tmp_path):
 
 
 def test_without_store_given_the_services_store_is_read(store3, tmp_path, monkeypatch):
-    monkeypatch.setattr(history, "SERVICE_STORE", store3)
-    assert history.locate_store(Config()) == store3
+    monkeypatch.setattr(history, "SERVICE_STATE", tmp_path / "var-lib")
+    service = tmp_path / "var-lib" / "edge-agent" / "edge-agent.db"
+    service.parent.mkdir(parents=True)
+    shutil.copy(store3, service)
+    assert history.locate_stores(Config()) == [service]
     # The config's [store] path, and the service's own $STATE_DIRECTORY, come first.
     mine = tmp_path / "mine.db"
     EventStore(mine).close()
-    assert history.locate_store(Config(store={"path": mine})) == mine
+    assert history.locate_stores(Config(store={"path": mine})) == [mine]
     monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
     with pytest.raises(history.InputMissingError, match=str(tmp_path / "state" / "edge-agent")):
-        history.locate_store(Config())
+        history.locate_stores(Config())
     # Neither there: both places are named.
     monkeypatch.delenv("STATE_DIRECTORY")
-    monkeypatch.setattr(history, "SERVICE_STORE", tmp_path / "no" / "edge-agent.db")
-    looked = r"no event store at .*/no/edge-agent.db or .*/edge-agent.db: "
+    service.unlink()
+    looked = r"no event store at .*/var-lib/edge-agent/edge-agent.db or .*/edge-agent.db: "
     with pytest.raises(history.InputMissingError, match=looked):
-        history.locate_store(Config())
+        history.locate_stores(Config())
+
+
+def service_store(state: Path, unit: str, motor: str, alerts: list[tuple[str, float]]) -> Path:
+    """The store a unit left in ``state`` (its StateDirectory's parent): the summaries of
+    ``motor`` (site "plant") over the last two days, 10 minutes apart, and its alerts
+    (id, hours ago; open)."""
+    path = state / unit / "edge-agent.db"
+    path.parent.mkdir(parents=True)
+    now = time.time()
+    with EventStore(path) as db:
+        for k in range(2 * 144):
+            db.add_trend("plant", motor, now - 2 * DAY + 600 * k, {"windows": 120, "i1": 5.0})
+        for ident, hours in alerts:
+            rec = {"id": ident, "state": "raised", "t": now - hours * 3600, "fault": "bearing",
+                   "severity": "watch", "score": None, "evidence": {}}  # fmt: skip
+            db.record_alert(rec, site="plant", asset=motor, t0=0.0, model_id=None)
+    return path
+
+
+def test_the_stores_of_several_motors_services_are_read_as_one(tmp_path, monkeypatch):
+    """Several motors on one computer, each its own edge-agent@NAME.service and store
+    (/var/lib/edge-agent-NAME): `alerts`, `label` and `trend` read them all unasked, as the
+    store of one daemon that watched them all, and --asset picks one motor."""
+    state = tmp_path / "var-lib"
+    monkeypatch.setattr(history, "SERVICE_STATE", state)
+    pump = service_store(state, "edge-agent-pump-1", "pump-1", [("aaaa-pump", 5), ("cccc-pump", 1)])
+    fan = service_store(state, "edge-agent-fan-2", "fan-2", [("bbbb-fan", 3)])
+    (state / "edge-agent-spare").mkdir()  # a unit that never started: no store
+    (state / "other").mkdir()
+    assert history.locate_stores(Config()) == [fan, pump]
+    listed = cli("alerts").output.splitlines()
+    assert listed[0].startswith(f"{fan}, {pump}: 3 alerts, 3 open (2 motors)"), listed
+    assert ids("\n".join(listed)) == ["cccc-pump", "bbbb-fan", "aaaa-pump"]  # newest first
+    assert [line.split()[2] for line in listed[2:]] == [
+        "plant/pump-1",
+        "plant/fan-2",
+        "plant/pump-1",
+    ]
+    assert ids(cli("alerts", "--asset", "pump-1").output) == ["cccc-pump", "aaaa-pump"]
+    assert ids(cli("alerts", "--limit", "1").output) == ["cccc-pump"]
+    # An alert by its id, in whichever store holds it; a label goes to that store.
+    assert re.search(r"^motor +plant/fan-2$", cli("alerts", "bbbb").output, re.M)
+    res = cli("label", "bbbb", "true_positive", "--by", "ana")
+    assert res.exit_code == 0 and res.output.startswith("bbbb-fan (bearing watch, raised")
+    with EventStore(fan) as db:
+        assert db.alert("bbbb-fan")["label"] == "true_positive"
+    res = cli("alerts", "zzzz")
+    assert (
+        res.exit_code == 65 and f"{fan}, {pump}: no alert has an id starting 'zzzz'" in res.output
+    )
+    # A table per motor, each naming its store.
+    heads = [line for line in cli("trend", "i1").output.splitlines() if "spans of" in line]
+    assert [re.sub(r": \d+ spans of summaries of ", " ", h.split(",")[0]) for h in heads] == [
+        f"{fan} plant/fan-2",
+        f"{pump} plant/pump-1",
+    ]
+    assert re.match(f"{re.escape(str(pump))}: \\d+ spans", cli("trend", "--asset", "pump-1").output)
+    res = cli("trend", "--asset", "mill")
+    assert res.exit_code == 65
+    assert "no motor named 'mill'; it holds plant/fan-2, plant/pump-1" in res.output
+    # The single unit's store is read beside them: a motor moved from edge-agent.service
+    # to edge-agent@fan-2 has a table of each, and its old alerts in both.
+    (state / "edge-agent").mkdir()
+    shutil.copy(fan, state / "edge-agent" / "edge-agent.db")
+    res = cli("alerts", "bbbb")
+    assert res.exit_code == 65 and "fits 2 alerts (bbbb-fan, bbbb-fan)" in res.output
+    heads = [
+        line for line in cli("trend", "--asset", "fan-2").output.splitlines() if "spans" in line
+    ]
+    assert [h.split(":")[0] for h in heads] == [
+        str(state / "edge-agent" / "edge-agent.db"),
+        str(fan),
+    ]
 
 
 def as_nobody(fn) -> int:
@@ -355,7 +431,9 @@ def open_tmp():
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
-def test_the_services_store_is_for_root_and_root_leaves_it_the_services(open_tmp, store3):
+def test_the_services_store_is_for_root_and_root_leaves_it_the_services(
+    open_tmp, store3, monkeypatch
+):
     tmp_path = open_tmp
     # As under systemd's DynamicUser: the store's folder is the service user's, mode 700.
     folder = tmp_path / "private"
@@ -374,6 +452,15 @@ def test_the_services_store_is_for_root_and_root_leaves_it_the_services(open_tmp
         return 0 if res.exit_code == 77 and "run this with sudo" in res.output else 2
 
     assert as_nobody(denied) == 0
+    # Unasked too, when a motor's service keeps its store there (edge-agent@NAME).
+    monkeypatch.setattr(history, "SERVICE_STATE", tmp_path)
+    (tmp_path / "edge-agent-pump").symlink_to(private)
+
+    def denied_unasked() -> int:
+        res = CliRunner().invoke(main, ["alerts"])
+        return 0 if res.exit_code == 77 and "run this with sudo" in res.output else 2
+
+    assert as_nobody(denied_unasked) == 0
     # Root labels it; every file SQLite leaves is still the service user's.
     assert cli("label", "bbbb3333", "false_positive", "--store", db).exit_code == 0
     owners = {p.name: p.stat().st_uid for p in folder.iterdir()}
