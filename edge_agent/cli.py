@@ -952,7 +952,8 @@ def trend(
     v2_v1, score_p95 and anomalous_windows; then stopped_windows and
     outside_baseline_windows (not judged for an anomaly) when there were any. The event
     store keeps the summaries hour by hour for store.retention_days, of each motor its
-    daemon watched ([output] site and asset): a table each, never averaged together.
+    daemon watched ([output] site and asset): a table each, never averaged together, also
+    when the stores of several motors' services are read (--store).
     Exits 66 when there is no store, 77 when it is not yours to read (sudo), 65 for an
     --asset it does not hold.
     """
@@ -974,13 +975,13 @@ def trend(
     # A motor's summaries are never averaged with another's: a table each (and one for
     # each store that holds it: the summaries of one motor's two services, before and after
     # it was moved to edge-agent@.service, are two tables).
-    motors: dict[tuple[str, str] | None, dict[Path, list[dict[str, Any]]]] = {}
+    motors: dict[tuple[str, str] | None, dict[Path | str, list[dict[str, Any]]]] = {}
     for path, rows in hours.items():
         for h in rows:
             motors.setdefault((h["site"], h["asset"]), {}).setdefault(path, []).append(h)
     tables = []
     for m in sorted(motors) or [motor]:
-        for path, held in (motors.get(m) or {next(iter(hours)): []}).items():
+        for path, held in (motors.get(m) or {stores.path: []}).items():
             chosen = list(names or history.TREND_DEFAULT)
             rows = history.trend_rows(held, span, chosen)
             if not names:  # the defaults this motor has data for
@@ -988,7 +989,9 @@ def trend(
             if as_json:
                 for r in rows:
                     fields = {k: r[k] for k in ("start", "summaries", "windows", *chosen)}
-                    click.echo(json.dumps({"site": m[0], "asset": m[1], **fields}))
+                    click.echo(
+                        json.dumps({"site": m[0], "asset": m[1], "store": str(path), **fields})
+                    )
                 continue
             name = None if m is None else history.motor_name(*m)
             tables.append(history.format_trend(rows, chosen, span, path, name))

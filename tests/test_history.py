@@ -388,6 +388,8 @@ def test_the_stores_of_several_motors_services_are_read_as_one(tmp_path, monkeyp
         f"{pump} plant/pump-1",
     ]
     assert re.match(f"{re.escape(str(pump))}: \\d+ spans", cli("trend", "--asset", "pump-1").output)
+    spans = [json.loads(line) for line in cli("trend", "i1", "--json").output.splitlines()]
+    assert {(s["asset"], s["store"]) for s in spans} == {("fan-2", str(fan)), ("pump-1", str(pump))}
     res = cli("trend", "--asset", "mill")
     assert res.exit_code == 65
     assert "no motor named 'mill'; it holds plant/fan-2, plant/pump-1" in res.output
