@@ -16,6 +16,7 @@ from click.testing import CliRunner
 
 from edge_agent.acquisition.emulator import Emulator, to_counts
 from edge_agent.acquisition.framing import Scaling
+from edge_agent.acquisition.ports import open_port
 from edge_agent.cli import main
 from edge_agent.config import Config
 from edge_agent.simulate import SimulationSpec, simulate
@@ -206,6 +207,24 @@ def pty(tmp_path):
     p = Pty(tmp_path / "ttyADC")
     yield p
     p.close()
+
+
+def test_an_adc_the_service_holds_is_busy_and_the_installer_is_told_to_stop_it(pty):
+    """The service keeps its ADC open (exclusively): check-wiring, run by the installer
+    beside it, must say what to stop rather than read half the frames."""
+    held = open_port(str(pty.link), 115200, exclusive=True)
+    try:
+        res = CliRunner().invoke(
+            main, ["check-wiring", "--source", "serial", "--device", str(pty.link)]
+        )
+    finally:
+        held.close()
+    assert res.exit_code == 66, res.output
+    assert (
+        f"{pty.link}: device busy; another program has it open (edge-agent's service? "
+        in res.output
+    )
+    assert "systemctl stop edge-agent, or edge-agent@NAME for one of several motors" in res.output
 
 
 def test_the_installer_checks_a_live_adc_on_its_serial_port(pty, tmp_path):

@@ -42,7 +42,10 @@ def port_error(device: str, exc: BaseException) -> EdgeAgentError:
             "'dialout' group (sudo usermod -aG dialout USER, then log in again)"
         )
     if code == errno.EBUSY or "exclusive" in text.lower() or "lock" in text.lower():
-        return InputMissingError(f"{device}: device busy; another program has it open")
+        return InputMissingError(
+            f"{device}: device busy; another program has it open (edge-agent's service? stop "
+            "it first: systemctl stop edge-agent, or edge-agent@NAME for one of several motors)"
+        )
     if code == errno.ECONNREFUSED:
         return InputMissingError(f"{device}: connection refused; is the server listening?")
     # pyserial reports a failed termios setup without an errno ("Could not configure port").
