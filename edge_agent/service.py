@@ -87,8 +87,8 @@ def load_kernels(backend: str, notifier: Notifier) -> None:
     def waiting() -> None:
         notifier.send("STATUS=waiting for another edge-agent compiling the analysis kernels")
         log.info(
-            "another edge-agent is compiling the analysis kernels into the cache %s shares "
-            "with it: waiting for it, then loading them", stamp.path,
+            "another edge-agent is compiling the analysis kernels into the cache both use "
+            "(%s): waiting for it, then loading them", stamp.path.parent,
         )  # fmt: skip
 
     with stamp.lock(waiting):
