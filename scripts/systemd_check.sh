@@ -119,8 +119,8 @@ sed -i 's/^source = "serial"/source = "simulator"/' /etc/edge-agent/edge-agent.t
 install -m 600 /dev/null /etc/edge-agent/edge-agent.env
 printf '%s\n' EDGE_AGENT_MQTT__URL=mqtt://127.0.0.1:1883 EDGE_AGENT_OUTPUT__ASSET=vm-motor \
     EDGE_AGENT_OUTPUT__SUMMARY_INTERVAL_S=5 >/etc/edge-agent/edge-agent.env
-check "check-config accepts the configuration" \
-    /opt/edge-agent/bin/edge-agent check-config /etc/edge-agent/edge-agent.toml >/dev/null
+check "check-config accepts the configuration" sh -c \
+    "/opt/edge-agent/bin/edge-agent check-config /etc/edge-agent/edge-agent.toml >/dev/null"
 check "check-wiring on the (simulated) running motor says the wiring is right" sh -c \
     "/opt/edge-agent/bin/edge-agent check-wiring --config /etc/edge-agent/edge-agent.toml \
      --seconds 3 2>/dev/null | grep -q '^wiring OK'"
