@@ -185,6 +185,12 @@ class Stores:
         found = [(db, a) for db in self.dbs for a in db.alerts(id_prefix=prefix, limit=10)]
         if not found:
             raise InputDataError(f"{self.path}: no alert has an id starting {prefix!r}")
+        if len({a["alert_id"] for _, a in found}) == 1 < len(found):  # a copied store
+            where = ", ".join(str(db.path) for db, _ in found)
+            raise InputDataError(
+                f"alert {found[0][1]['alert_id']} is in {len(found)} stores ({where}): name "
+                "one with --store"
+            )
         if len(found) > 1:
             ids = ", ".join(a["alert_id"] for _, a in found)
             raise InputDataError(

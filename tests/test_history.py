@@ -393,19 +393,20 @@ def test_the_stores_of_several_motors_services_are_read_as_one(tmp_path, monkeyp
     res = cli("trend", "--asset", "mill")
     assert res.exit_code == 65
     assert "no motor named 'mill'; it holds plant/fan-2, plant/pump-1" in res.output
-    # The single unit's store is read beside them: a motor moved from edge-agent.service
-    # to edge-agent@fan-2 has a table of each, and its old alerts in both.
-    (state / "edge-agent").mkdir()
-    shutil.copy(fan, state / "edge-agent" / "edge-agent.db")
+    # The single unit's store is read beside them. Here it is a copy of the fan's (as if
+    # its store had been copied when the fan moved to edge-agent@fan-2): a table of each,
+    # and an alert in both is named by its store.
+    old = state / "edge-agent" / "edge-agent.db"
+    old.parent.mkdir()
+    shutil.copy(fan, old)
     res = cli("alerts", "bbbb")
-    assert res.exit_code == 65 and "fits 2 alerts (bbbb-fan, bbbb-fan)" in res.output
+    assert res.exit_code == 65
+    assert f"alert bbbb-fan is in 2 stores ({old}, {fan}): name one with --store" in res.output
+    assert cli("label", "bbbb", "false_positive", "--store", old).exit_code == 0
     heads = [
         line for line in cli("trend", "--asset", "fan-2").output.splitlines() if "spans" in line
     ]
-    assert [h.split(":")[0] for h in heads] == [
-        str(state / "edge-agent" / "edge-agent.db"),
-        str(fan),
-    ]
+    assert [h.split(":")[0] for h in heads] == [str(old), str(fan)]
 
 
 def as_nobody(fn) -> int:
