@@ -813,7 +813,7 @@ def asset_option(default: str) -> Callable[[Callable[..., Any]], Callable[..., A
     show_default=True,
     help="Show at most this many, the newest (0: all).",
 )
-@asset_option("every motor in the store, each alert's named when there are several")
+@asset_option("every motor in the stores read (--store), each alert's named when there are several")
 @click.option("--json", "as_json", is_flag=True, help="A JSON object per alert, for scripts.")
 @store_option
 @config_option
@@ -929,7 +929,7 @@ def label(
     show_default=True,
     help="A line per span of 1h, 2h, 3h, 4h, 6h, 8h, 12h, 1d or 1w (on the local clock).",
 )
-@asset_option("every motor in the store, each in a table of its own")
+@asset_option("every motor in the stores read (--store), each in a table of its own")
 @click.option("--json", "as_json", is_flag=True, help="A JSON object per span, for scripts.")
 @store_option
 @config_option
