@@ -77,17 +77,12 @@ def service_stores() -> list[Path]:
     edge-agent@NAME.service's by NAME. Raises AccessDeniedError (77) when this user may not
     see one (they are root's)."""
     try:
-        folders = sorted(
-            e.path for e in os.scandir(SERVICE_STATE) if e.name.startswith("edge-agent-")
-        )
+        with os.scandir(SERVICE_STATE) as entries:
+            names = sorted(e.name for e in entries if e.name.startswith("edge-agent-"))
     except OSError:
-        folders = []
-    found = []
-    for folder in [str(SERVICE_STATE / "edge-agent"), *folders]:
-        path = Path(folder) / STORE_NAME
-        if _exists(path):
-            found.append(path)
-    return found
+        names = []
+    paths = [SERVICE_STATE / name / STORE_NAME for name in ["edge-agent", *names]]
+    return [path for path in paths if _exists(path)]
 
 
 def _exists(path: Path) -> bool:
@@ -112,22 +107,22 @@ def locate_stores(config: Config, given: Path | None = None) -> list[Path]:
     Raises InputMissingError (66) naming the places looked in when there is none, and
     AccessDeniedError (77) when this user may not see it (the service's is root's).
     """
-    if given is not None:
-        candidates = [given]
-    elif config.store.path is not None or os.environ.get("STATE_DIRECTORY"):
-        candidates = [config.store.resolved_path]
+    if given is not None or config.store.path is not None or os.environ.get("STATE_DIRECTORY"):
+        looked = [given or config.store.resolved_path]
     else:
         services = service_stores()
         if services:
             return services
-        candidates = [SERVICE_STATE / "edge-agent" / STORE_NAME, config.store.resolved_path]
-    for path in candidates:
-        if _exists(path):
-            return [path]
-    looked = " or ".join(str(p) for p in candidates)
+        looked = [
+            SERVICE_STATE / "edge-agent" / STORE_NAME,
+            SERVICE_STATE / "edge-agent-NAME" / STORE_NAME,
+            config.store.resolved_path,
+        ]
+    if _exists(looked[-1]):  # the services' were looked in already
+        return [looked[-1]]
     raise InputMissingError(
-        f"no event store at {looked}: `edge-agent run` makes one when it starts; name "
-        "another with --store FILE or [store] path"
+        f"no event store at {' or '.join(map(str, looked))}: `edge-agent run` makes one "
+        "when it starts; name another with --store FILE or [store] path"
     )
 
 

@@ -328,7 +328,10 @@ def test_without_store_given_the_services_store_is_read(store3, tmp_path, monkey
     # Neither there: both places are named.
     monkeypatch.delenv("STATE_DIRECTORY")
     service.unlink()
-    looked = r"no event store at .*/var-lib/edge-agent/edge-agent.db or .*/edge-agent.db: "
+    looked = (
+        r"no event store at .*/var-lib/edge-agent/edge-agent.db or "
+        r".*/var-lib/edge-agent-NAME/edge-agent.db or .*/edge-agent.db: "
+    )
     with pytest.raises(history.InputMissingError, match=looked):
         history.locate_stores(Config())
 
