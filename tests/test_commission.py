@@ -221,8 +221,8 @@ def test_an_adc_the_service_holds_is_busy_and_the_installer_is_told_to_stop_it(p
         held.close()
     assert res.exit_code == 66, res.output
     assert (
-        f"{pty.link}: device busy; another program has it open (edge-agent's service? "
-        in res.output
+        f"{pty.link}: device busy; another program has it open: another edge-agent? (its "
+        "service: " in res.output
     )
     assert "systemctl stop edge-agent, or edge-agent@NAME for one of several motors" in res.output
 

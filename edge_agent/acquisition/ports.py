@@ -43,8 +43,9 @@ def port_error(device: str, exc: BaseException) -> EdgeAgentError:
         )
     if code == errno.EBUSY or "exclusive" in text.lower() or "lock" in text.lower():
         return InputMissingError(
-            f"{device}: device busy; another program has it open (edge-agent's service? stop "
-            "it first: systemctl stop edge-agent, or edge-agent@NAME for one of several motors)"
+            f"{device}: device busy; another program has it open: another edge-agent? (its "
+            "service: systemctl stop edge-agent, or edge-agent@NAME for one of several motors; "
+            "or a check-wiring or run)"
         )
     if code == errno.ECONNREFUSED:
         return InputMissingError(f"{device}: connection refused; is the server listening?")
