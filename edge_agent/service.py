@@ -39,6 +39,7 @@ from edge_agent.wiring import describe_wiring, nameplate_warning
 
 if TYPE_CHECKING:
     from edge_agent.kernel_cache import Stamp
+    from edge_agent.publish.mqtt import Conflict, MqttPublisher
     from edge_agent.scoring import Scorer
 
 log = logging.getLogger(__name__)
@@ -263,6 +264,8 @@ def run(
         )
         if publisher is not None:
             text += f"; MQTT {'connected' if publisher.connected else 'disconnected'}"
+            if publisher.conflict is not None:
+                text += f"; ANOTHER AGENT PUBLISHES AS THIS ASSET: {publisher.conflict.who}"
         if pipe.scorer is None:
             text += "; no model: no anomaly alerts"
         if pipe.wiring:
@@ -290,6 +293,7 @@ def run(
     sink.attach(handlers={"snapshot": snapshot, "reload": reload_command}, status_extra=counters)
     publisher = sink.publisher
     overloaded = False  # said so since the current last fell back under the nameplate's
+    conflict: Conflict | None = None  # another agent as this asset, told to the plant
     baseline = BaselineWatch()
     producer = threading.Thread(target=produce, name="edge-acq", daemon=True)
     producer.start()
@@ -320,6 +324,7 @@ def run(
             elif ring.closed:
                 break
             sink.poll()
+            conflict = report_conflict(conflict, publisher, sink)
             if reload_requested is not None and reload_requested.is_set():
                 reload_requested.clear()
                 notifier.reloading()
@@ -353,6 +358,26 @@ def report_wiring(before: set[str], now: Mapping[str, str], sink: RecordSink) ->
     for check in sorted(before - now.keys()):
         log.info("wiring: %s no longer seen: the windows of the running motor read right", check)
         sink.resolved({"source": "wiring", "check": check})
+
+
+def report_conflict(
+    said: Conflict | None, publisher: MqttPublisher | None, sink: RecordSink
+) -> Conflict | None:
+    """Tell the plant on /event when another agent publishes as this asset (the
+    publisher has logged it), and when it has not for a while. Returns what was told."""
+    now = publisher.conflict if publisher is not None else None
+    if now is None:
+        if said is not None:
+            sink.resolved({"source": "mqtt", "check": "asset_conflict", "host": said.host})
+        return None
+    if said is None:
+        sink.report(
+            f"mqtt: another agent publishes as this asset: {now.who}; each motor needs its "
+            "own [output] asset",
+            {"source": "mqtt", "check": "asset_conflict", "host": now.host},
+        )
+        return now
+    return said
 
 
 # Scored windows in a row outside (within) the model's baseline before the daemon says the

@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -343,3 +344,56 @@ def test_the_daemon_tells_the_plant_of_a_reversed_ct_once_and_when_it_is_mended(
     assert not flagged & {9.5, 10.5, 17.0, 23.0}
     assert sum(p["wiring_windows"] for p in payloads(sub, "summary")) == len(flagged)
     assert err.count("wiring: reversed no longer seen") == 1
+
+
+def test_two_daemons_configured_as_one_motor_tell_the_plant_and_the_installer(
+    broker, make_subscriber, tmp_path
+):
+    # A configuration copied to a second motor, its [output] asset left as it was: each
+    # daemon logs the other (where, and which process), and the plant gets an /event error
+    # from each; both keep running.
+    from tests.test_systemd import NotifySocket
+
+    sub = make_subscriber(broker, f"{ROOT}/#")
+    systemd = NotifySocket()  # the first daemon's, as under systemd
+    procs = []
+    for n in ("a", "b"):
+        env = agent_env(tmp_path / f"{n}.db", broker.url)
+        if n == "a":
+            env["NOTIFY_SOCKET"] = systemd.address
+        out = tmp_path / f"{n}.jsonl"
+        procs.append(agent("run", "--source", "simulator", "--no-model", "--out", out, env=env))
+
+    def conflicts(ms) -> list[dict]:
+        return [m.json for m in ms if m.topic.endswith("/event")
+                and m.json["detail"].get("check") == "asset_conflict"]  # fmt: skip
+
+    try:
+        found = sub.wait_for(lambda ms: len({e["error"] for e in conflicts(ms)}) >= 2, 120,
+                             "an /event error from each daemon")  # fmt: skip
+        for proc in procs:
+            assert proc.poll() is None
+        # `systemctl status` says so too (a status every 10 s).
+        systemd.wait_for(lambda sd: any(
+            "ANOTHER AGENT PUBLISHES AS THIS ASSET: edge-agent" in m["STATUS"]
+            and f"on this computer (pid {procs[1].pid})" in m["STATUS"]
+            for _, m in sd.having("STATUS")
+        ), 30, "a status naming the other daemon")  # fmt: skip
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        errs = [proc.communicate(timeout=60)[1] for proc in procs]
+        systemd.close()
+    host = socket.gethostname()
+    events = {e["error"]: e for e in conflicts(found)}
+    for proc, other, err in ((procs[0], procs[1], errs[0]), (procs[1], procs[0], errs[1])):
+        (event,) = [e for text, e in events.items() if f"(pid {other.pid})" in text]
+        assert event["event"] == "error" and not event["ok"]
+        assert event["detail"] == {"source": "mqtt", "check": "asset_conflict", "host": host}
+        assert event["error"].startswith("mqtt: another agent publishes as this asset: edge-agent")
+        assert event["error"].endswith("each motor needs its own [output] asset")
+        # The installer's view, in the journal: where the other runs, and what to do.
+        assert f"on this computer (pid {other.pid})" in err, err[-3000:]
+        assert f"`systemctl status {other.pid}` names the other's unit" in err
+        assert "Give each motor its own [output] asset" in err
+        assert proc.returncode == 0, err[-3000:]

@@ -11,6 +11,7 @@ import logging
 import os
 import queue
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -26,6 +27,7 @@ import trustme
 import edge_agent
 from edge_agent.config import MqttConfig, MqttTlsConfig, load_config
 from edge_agent.errors import ConfigError
+from edge_agent.publish import mqtt
 from edge_agent.publish.mqtt import MqttPublisher
 from edge_agent.publish.outbox import Outbox
 from tests.mosquitto import (
@@ -619,6 +621,9 @@ def test_birth_is_online_and_a_clean_stop_leaves_offline_stopped(
         assert (birth["site"], birth["asset"]) == (SITE, ASSET)
         assert uuid.UUID(birth["id"]) and again["id"] != birth["id"]
         assert birth["version"] == edge_agent.__version__
+        # Who speaks: the same run in every status, and where to find it.
+        assert (birth["host"], birth["pid"]) == (socket.gethostname(), os.getpid())
+        assert birth["instance"] == again["instance"] == pub.instance
         assert birth["outbox"] == {"alert": 0, "summary": 1, "event": 0}
         c = birth["counters"]
         assert c["windows"] == 7 and c["mqtt_connects"] == 1 and c["outbox_queued"] == 1
@@ -629,6 +634,7 @@ def test_birth_is_online_and_a_clean_stop_leaves_offline_stopped(
         ob.close()
     final = retained(broker, f"{ROOT}/status")
     assert (final["state"], final["reason"], final["historical"]) == ("offline", "stopped", False)
+    assert final["instance"] == pub.instance
     time.sleep(0.5)  # a will (which a clean stop must not trigger) would come at once
     assert [s.get("reason") for s in statuses(sub) if s["state"] == "offline"] == ["stopped"]
 
@@ -652,6 +658,7 @@ def test_last_will_says_offline_when_the_process_dies(
     sub.wait_for(offline, 2 * KEEPALIVE_S + 5, "the Last Will")
     will = next(s for s in statuses(sub) if s["state"] == "offline")
     assert will["reason"] == "lost" and will["schema"] == 1 and will["historical"] is False
+    assert will["pid"] == child.proc.pid and will["host"] == socket.gethostname()
     assert retained(broker, f"{ROOT}/status")["state"] == "offline"
 
 
@@ -712,3 +719,112 @@ def test_mqtt_3_1_1(broker: Mosquitto, make_subscriber, make_publisher, tmp_path
     wait_until(lambda: calls == [("label", b"x")], 10, "the command")
     pub.stop()
     assert retained(broker, f"{ROOT}/status", protocol="3.1.1")["reason"] == "stopped"
+
+
+# --- another agent as this asset ------------------------------------------------------
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_two_agents_configured_as_one_asset_each_name_the_other(
+    protocol: str, broker: Mosquitto, make_subscriber, make_publisher, tmp_path: Path, caplog,
+    monkeypatch,
+) -> None:  # fmt: skip
+    """A configuration copied to a second motor's computer, its asset unchanged: one client
+    id, so each connection takes the other's, and the broker says nothing of why. Each
+    agent tells it from the other's status where its own was, names the other once (its
+    computer and pid), and delivers all it has; once the other is gone, it says so."""
+    monkeypatch.setattr(mqtt, "CONFLICT_CLEAR_S", 3.0)
+    caplog.set_level(logging.INFO, logger="edge_agent.mqtt")
+    plant = make_subscriber(broker, f"{ROOT}/#")
+    outboxes = [Outbox(tmp_path / "first.db"), Outbox(tmp_path / "second.db")]
+    first = make_publisher(broker.url, outbox=outboxes[0], protocol=protocol)
+    wait_until(lambda: first.connected, 10, "the first agent connected")
+    second = make_publisher(broker.url, outbox=outboxes[1], protocol=protocol)
+    wait_until(lambda: first.conflict is not None and second.conflict is not None, 30,
+               "each agent sees the other")  # fmt: skip
+    for pub, other in ((first, second), (second, first)):
+        assert pub.conflict is not None and pub.conflict.key == other.instance
+        assert pub.conflict.host == socket.gethostname()
+        assert pub.conflict.who.startswith("edge-agent")
+        assert pub.conflict.who.endswith(f"on this computer (pid {os.getpid()})")
+        assert pub.stats.conflicts >= 1
+    said = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(said) == 2, said  # once per agent, however often they take turns
+    for text in said:
+        assert f"{ROOT}/status: another agent publishes as this asset: edge-agent" in text
+        assert "Give each motor its own [output] asset" in text
+        assert f"`systemctl status {os.getpid()}` names the other's unit" in text
+    # Both still deliver.
+    for n, ob in enumerate(outboxes):
+        ob.put("alert", "alert", record(n))
+    first.notify()
+    second.notify()
+    plant.wait_for(lambda ms: {m.json["n"] for m in data_messages(plant)} == {0, 1}, 30,
+                   "a record from each agent")  # fmt: skip
+    # Their statuses say who is who.
+    seen = {s.get("instance") for s in statuses(plant)}
+    assert {first.instance, second.instance} <= seen
+    # The second is reconfigured: the first is left alone and, connected a while, says so.
+    second.stop()
+    wait_until(lambda: first.conflict is None, 30, "the first agent alone")
+    assert any("no other agent has published as this asset" in r.getMessage()
+               for r in caplog.records)  # fmt: skip
+
+
+@pytest.mark.parametrize("how", ["kill", "freeze", "stop"])
+def test_an_agent_started_again_is_not_taken_for_another(
+    how: str, make_broker, spawn, make_publisher, tmp_path: Path, caplog
+) -> None:
+    """The last run's status, retained (its Last Will after a crash, or after a cut cable
+    while the broker still holds its connection; its offline at a clean stop), is not
+    another agent; nor is the agent's own, retained across a broker restart."""
+    caplog.set_level(logging.INFO, logger="edge_agent.mqtt")
+    broker = make_broker(persistence=True)
+
+    def status() -> dict[str, Any]:
+        return retained(broker, f"{ROOT}/status") or {}
+
+    if how == "stop":
+        last = make_publisher(broker.url)
+        wait_until(lambda: status().get("state") == "online", 10, "birth")
+        last.stop()
+    else:
+        child = spawn(broker.url, str(tmp_path / "last.db"), "idle")
+        assert child.line(30) == "connected"
+        wait_until(lambda: status().get("state") == "online", 10, "birth")
+        child.kill(signal.SIGKILL if how == "kill" else signal.SIGSTOP)
+    pub = make_publisher(broker.url)
+    wait_until(lambda: status().get("instance") == pub.instance, 10, "its own birth retained")
+    broker.stop()
+    broker.start()
+    wait_until(lambda: pub.stats.connects == 2 and pub.connected, 30, "reconnected")
+    assert status()["instance"] == pub.instance
+    time.sleep(0.5)  # the retained status came before the birth: seen by now
+    assert pub.conflict is None and pub.stats.conflicts == 0
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_another_client_id_as_the_same_asset_and_a_stranger_on_its_status_are_seen_live(
+    broker: Mosquitto, make_subscriber, make_publisher, caplog
+) -> None:
+    """Two agents as one asset under client ids of their own are both connected: each
+    sees the other's periodic status as it comes. So is anything else published there;
+    an empty retained message (clearing the status) is nothing."""
+    caplog.set_level(logging.INFO, logger="edge_agent.mqtt")
+    plant = make_subscriber(broker, f"{ROOT}/#")
+    first = make_publisher(broker.url, status_interval_s=0.5)
+    plant.wait_for(lambda ms: any(s.get("instance") == first.instance for s in statuses(plant)),
+                   10, "the first agent's birth")  # fmt: skip
+    plant.client.publish(f"{ROOT}/status", b"", qos=1, retain=True).wait_for_publish(5)
+    plant.client.publish(f"{ROOT}/status", b"down", qos=1).wait_for_publish(5)
+    wait_until(lambda: first.conflict is not None, 10, "the stranger seen")
+    assert first.conflict.who == "a client that is no edge-agent (it sent b'down')"
+    assert first.stats.conflicts == 1
+    second = make_publisher(broker.url, client_id="edge-agent-copied", status_interval_s=0.5)
+    wait_until(lambda: first.conflict.key == second.instance
+               and second.conflict is not None, 10, "each agent sees the other")  # fmt: skip
+    assert second.conflict.key == first.instance
+    here = f"on this computer (pid {os.getpid()})"
+    assert first.conflict.who == f"edge-agent {edge_agent.__version__} {here}"
+    assert first.stats.disconnects == second.stats.disconnects == 0  # no connection taken
+    assert len([r for r in caplog.records if r.levelno == logging.ERROR]) == 3

@@ -29,7 +29,10 @@ Topics under ``root = {prefix}/{site}/{asset}`` (QoS 1): ``alert``, ``summary``,
 after each CONNACK and every ``status_interval_s``, ``offline`` as the Last Will (reason
 ``lost``; its ``ts`` is the time of connecting, as a will cannot be updated) and on
 ``stop`` (reason ``stopped``); status payloads carry ``schema``, ``id``, ``ts``,
-``historical`` (false), ``site``, ``asset`` and ``state`` (docs/schemas/status.schema.json).
+``historical`` (false), ``site``, ``asset``, ``state``, and who speaks: ``host``, ``pid``
+and this run's ``instance`` (docs/schemas/status.schema.json). ``status`` is subscribed
+too: another instance's status there is another agent configured as this asset
+(:class:`Conflict`: logged, counted, and :attr:`MqttPublisher.conflict` for the daemon).
 ``cmd/<name>`` is subscribed; each message is passed to
 ``on_command(name, payload)`` in the publisher's thread (it must return quickly; what it
 raises is logged and counted). A retained command is ignored: it would run again at every
@@ -62,6 +65,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import random
 import select
 import socket
@@ -99,6 +103,7 @@ HOLD_S = 600.0  # a record the broker keeps dropping the connection for waits th
 ACK_RETRY_S = 10.0  # delivered records a full disk kept in the outbox: deleted again then
 SUSPECT_S = 5.0  # a connection lost this soon after sending a record may be its doing
 REMIND_EVERY = 20  # a repeated connection error is logged above DEBUG every this many
+CONFLICT_CLEAR_S = 600.0  # connected this long with no other agent's status: it is gone
 JITTER = 0.2
 
 @dataclass
@@ -117,6 +122,23 @@ class PublisherStats:
     from_memory: int = 0  # records the outbox could not take, delivered from memory
     commands: int = 0  # commands passed to on_command
     callback_errors: int = 0  # exceptions caught in callbacks and in on_command
+    conflicts: int = 0  # statuses another agent published as this asset (Conflict)
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """Another agent publishes as this asset: a status on its ``/status`` that is not
+    ours (another ``instance``), seen live, or retained after ours had been there.
+
+    Two agents configured with one ``[output] site`` and ``asset`` also have one client
+    id: each connection takes the other's, and the broker closes it without saying why
+    (Mosquitto 2.0 sends no DISCONNECT), which looks like a network drop. What gives them
+    away is the retained status: the other's birth or Last Will where ours was."""
+
+    who: str  # for a person: "edge-agent 0.1.0 on host pi-b (pid 812)"
+    key: str  # its instance id (or, from a client that gives none, its payload)
+    host: str | None  # the computer it says it runs on
+    since: float  # UNIX time first seen
 
 
 @dataclass(eq=False)
@@ -204,6 +226,12 @@ class MqttPublisher:
         self.connected = False
         self.last_error: str | None = None
         self.stats = PublisherStats()
+        # Who speaks for the asset, on /status: another instance there is another agent.
+        self.hostname = socket.gethostname()  # ours (self.host is the broker's)
+        self.instance = str(uuid.uuid4())
+        self.conflict: Conflict | None = None  # read by the daemon (service.py)
+        self._conflict_seen = 0.0  # monotonic time of the last status of another agent
+        self._own_status_seen = False  # the broker has relayed a status of ours
 
         self._stop = threading.Event()
         self._stop_deadlines = (0.0, 0.0)
@@ -389,6 +417,8 @@ class MqttPublisher:
                     self._fill_from_memory(client)
                 if self.presence and time.monotonic() >= self._next_status:
                     self._publish_status(client, "online")
+                if self.conflict is not None:
+                    self._conflict_gone()
             elif time.monotonic() > connack_deadline:
                 self._fail(
                     f"{self.hostport}: no CONNACK within {CONNACK_TIMEOUT_S:g} s "
@@ -414,6 +444,8 @@ class MqttPublisher:
                 detail = self._paho_error
             elif str(self._disconnect_reason) == "Keep alive timeout":
                 detail = "no answer from the broker within the keepalive"
+            elif self.conflict is not None:
+                detail = f"closed by the broker: likely taken by {self.conflict.who}"
             else:
                 detail = "closed by the broker or the network"
             self.last_error = f"{self.hostport}: connection lost after {up_s:.0f} s ({detail})"
@@ -550,7 +582,8 @@ class MqttPublisher:
         self._last_logged = None
         self._repeats = 0
         if self.presence:
-            client.subscribe(self._topic("cmd/#"), qos=1)
+            # Before the birth: what the broker retained is what was there before it.
+            client.subscribe([(self._topic("cmd/#"), 1), (self._topic("status"), 1)])
             self._publish_status(client, "online")
 
     def _fill(self, client: paho.Client) -> None:
@@ -776,6 +809,9 @@ class MqttPublisher:
             version=_version() if online else None,
             outbox=self._outbox.depth() if online and self._outbox is not None else None,
             counters=self._counters() if online else None,
+            host=self.hostname,
+            pid=os.getpid(),
+            instance=self.instance,
         )
         body["historical"] = False
         return json.dumps(body, separators=(",", ":")).encode()
@@ -838,16 +874,23 @@ class MqttPublisher:
             self._pubacks.append((mid, reason_code))
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
-        bad = [str(rc) for rc in reason_codes if rc.is_failure]
-        if bad:
-            log.warning(
-                "%s: the broker refused the subscription to %s (%s): commands will not "
-                "arrive", self.hostport, self._topic("cmd/#"), ", ".join(bad),
-            )  # fmt: skip
+        topics = (
+            (self._topic("cmd/#"), "commands will not arrive"),
+            (self._topic("status"), "another agent publishing as this asset will go unseen"),
+        )
+        for (topic, what), rc in zip(topics, reason_codes, strict=False):
+            if rc.is_failure:
+                log.warning(
+                    "%s: the broker refused the subscription to %s (%s): %s",
+                    self.hostport, topic, rc, what,
+                )  # fmt: skip
 
     def _on_message(self, client, userdata, message) -> None:
         prefix = self._topic("cmd/")
         topic = message.topic
+        if topic == self._topic("status"):
+            self._status_seen(bytes(message.payload), bool(message.retain))
+            return
         if not topic.startswith(prefix) or topic == prefix:
             log.warning("ignored a message on %s: expected %s<command>", topic, prefix)
             return
@@ -872,6 +915,76 @@ class MqttPublisher:
         if level == paho.MQTT_LOG_ERR and client is self._client:
             self._paho_error = buf
         paho_log.debug("%s", buf)
+
+    # --- another agent as this asset ----------------------------------------------------
+
+    def _status_seen(self, payload: bytes, retained: bool) -> None:
+        """A status on our topic: ours; the last run's, retained (ignored); or another
+        agent's, a conflict (counted, said once per agent, and :attr:`conflict`)."""
+        try:
+            body = json.loads(payload)
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            body = None
+        if body is not None and body.get("instance") == self.instance:
+            self._own_status_seen = True
+            return
+        if not payload:
+            return  # somebody cleared the retained status
+        if retained and not self._own_status_seen:
+            # Until the broker has relayed ours, the retained status may be the last run's
+            # (a restart, a crash): not a sign of another agent.
+            return
+        if body is not None and body.get("instance"):
+            key = str(body["instance"])
+        else:
+            key = payload[:200].decode(errors="replace")
+        host = body.get("host") if body and isinstance(body.get("host"), str) else None
+        self.stats.conflicts += 1
+        self._conflict_seen = time.monotonic()
+        if self.conflict is not None and self.conflict.key == key:
+            log.debug("%s/status: another status of %s", self.root, self.conflict.who)
+            return
+        who = self._describe_other(body, payload, host)
+        self.conflict = Conflict(who=who, key=key, host=host, since=time.time())
+        pid = body.get("pid") if body is not None else None
+        find = (
+            f"; `systemctl status {pid}` names the other's unit"
+            if host == self.hostname and isinstance(pid, int)
+            else ""
+        )
+        log.error(
+            "%s/status: another agent publishes as this asset: %s. Two agents with one "
+            "[output] site and asset have one MQTT client id: each connection takes the "
+            "other's, and the plant gets two motors' alerts and summaries under one name. "
+            "Give each motor its own [output] asset (this agent: host %s, pid %d%s). "
+            "Publishing goes on; counted as mqtt_conflicts",
+            self.root, who, self.hostname, os.getpid(), find,
+        )  # fmt: skip
+
+    def _describe_other(self, body: dict | None, payload: bytes, host: str | None) -> str:
+        if body is None or "state" not in body:
+            return f"a client that is no edge-agent (it sent {payload[:80]!r})"
+        version = body.get("version")
+        who = f"edge-agent {version}" if isinstance(version, str) else "edge-agent"
+        if host is None:
+            return f"{who}, of a version that does not name its computer"
+        pid = body.get("pid")
+        where = "this computer" if host == self.hostname else f"host {host}"
+        return f"{who} on {where}" + (f" (pid {pid})" if isinstance(pid, int) else "")
+
+    def _conflict_gone(self) -> None:
+        """Clear :attr:`conflict` after CONFLICT_CLEAR_S connected with no other agent."""
+        now = time.monotonic()
+        assert self._connected_at is not None and self.conflict is not None
+        if now - max(self._conflict_seen, self._connected_at) < CONFLICT_CLEAR_S:
+            return
+        log.warning(
+            "%s/status: no other agent has published as this asset for %.0f min: %s is gone",
+            self.root, CONFLICT_CLEAR_S / 60, self.conflict.who,
+        )  # fmt: skip
+        self.conflict = None
 
     # --- errors ------------------------------------------------------------------------
 

@@ -254,6 +254,18 @@ class StatusPayload(_Payload):
     counters: dict[str, int | float] | None = Field(
         None, description="running counters by name, e.g. dropped summaries, refused alerts"
     )
+    # Added later (absent from an older agent's): who speaks for the asset, so that two
+    # agents configured as one asset can be told apart, and found.
+    host: str | None = Field(None, description="the name of the computer the agent runs on")
+    pid: int | None = Field(None, ge=1, description="the agent's process id on that computer")
+    instance: str | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        description="a random id of this run of the agent, the same in its online and "
+        "offline statuses; another instance on this topic is another agent publishing as "
+        "this asset",
+    )
 
 
 class EventPayload(_Payload):
@@ -511,6 +523,9 @@ def status_payload(
     outbox: Mapping[str, int] | None = None,
     counters: Mapping[str, float] | None = None,
     ts: float | None = None,
+    host: str | None = None,
+    pid: int | None = None,
+    instance: str | None = None,
 ) -> dict[str, Any]:
     """The retained ``/status`` payload; ``ts`` defaults to now."""
     return _build(
@@ -522,6 +537,9 @@ def status_payload(
             "state": state,
             "reason": reason,
             "version": version,
+            "host": host,
+            "pid": pid,
+            "instance": instance,
             "outbox": None if outbox is None else dict(outbox),
             # A counter that is not a finite number is left out rather than sent as null.
             "counters": None
