@@ -263,7 +263,11 @@ def run(
             f"{s.lost_samples + ring.stats.overwritten}"
         )
         if publisher is not None:
-            text += f"; MQTT {'connected' if publisher.connected else 'disconnected'}"
+            why = publisher.last_error  # shown, so that the installer need not read the log
+            if publisher.connected:
+                text += "; MQTT connected"
+            else:
+                text += f"; MQTT disconnected ({why})" if why else "; MQTT disconnected"
             if publisher.conflict is not None:
                 text += f"; ANOTHER AGENT PUBLISHES AS THIS ASSET: {publisher.conflict.who}"
         if pipe.scorer is None:

@@ -397,3 +397,29 @@ def test_two_daemons_configured_as_one_motor_tell_the_plant_and_the_installer(
         assert f"`systemctl status {other.pid}` names the other's unit" in err
         assert "Give each motor its own [output] asset" in err
         assert proc.returncode == 0, err[-3000:]
+
+
+def test_systemctl_status_says_why_the_broker_is_not_reached(tmp_path):
+    # The installer's first look after starting the service: not only "disconnected", but
+    # why, until the broker is there.
+    from tests.test_systemd import NotifySocket
+
+    broker = Mosquitto(tmp_path / "later")  # its port, with nothing listening yet
+    systemd = NotifySocket()
+    env = agent_env(tmp_path / "agent.db", broker.url, NOTIFY_SOCKET=systemd.address)
+    proc = agent("run", "--source", "simulator", "--no-model", "--out", os.devnull, env=env)
+
+    def said(text: str):
+        return lambda sd: any(text in m["STATUS"] for _, m in sd.having("STATUS"))
+
+    try:
+        refused = f"MQTT disconnected ({broker.url.removeprefix('mqtt://')}: connection refused "
+        systemd.wait_for(said(refused + "(is the broker running there?))"), 90, "why")
+        broker.start()
+        systemd.wait_for(said("MQTT connected"), 30, "connected")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        systemd.close()
+        broker.stop()
+    assert proc.returncode == 0, err[-3000:]
