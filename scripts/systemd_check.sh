@@ -250,6 +250,23 @@ check "edge-agent trend shows a table of each" sh -c \
      && /opt/edge-agent/bin/edge-agent trend --every 1h | grep -q '^/var/lib/edge-agent-fan-2/edge-agent.db: [12] spans\? of summaries of site/fan-2'"
 check "edge-agent alerts reads every store on the computer" sh -c \
     "/opt/edge-agent/bin/edge-agent alerts | grep -q '^/var/lib/edge-agent/edge-agent.db, /var/lib/edge-agent-fan-2/edge-agent.db, /var/lib/edge-agent-pump-1/edge-agent.db: 0 alerts'"
+echo "== a third unit, edge-agent@copy, with pump-1's configuration copied as it was"
+sed -e 's/^source = "serial"/source = "simulator"/' -e 's/^asset = "motor"/asset = "pump-1"/' \
+    /mnt/host/edge-agent.toml >/etc/edge-agent/copy.toml
+check "it starts" systemctl start edge-agent@copy
+pump=$(systemctl show -P MainPID edge-agent@pump-1) copy=$(systemctl show -P MainPID edge-agent@copy)
+check "pump-1's journal names the copy (this computer, its pid)" wait_for 120 sh -c \
+    "journalctl -u edge-agent@pump-1 -o cat | grep -q 'another agent publishes as this asset: edge-agent.* on this computer (pid $copy)'"
+check "and the copy's names pump-1" wait_for 120 sh -c \
+    "journalctl -u edge-agent@copy -o cat | grep -q 'another agent publishes as this asset: edge-agent.* on this computer (pid $pump)'"
+check "systemctl status of each says so" wait_for 30 sh -c \
+    "systemctl show -P StatusText edge-agent@copy | grep -q 'ANOTHER AGENT PUBLISHES AS THIS ASSET' \
+     && systemctl show -P StatusText edge-agent@pump-1 | grep -q 'ANOTHER AGENT PUBLISHES AS THIS ASSET'"
+check "the plant hears of it on /event" wait_for 60 \
+    grep -q '^edge-agent/site/pump-1/event .*asset_conflict' /root/mqtt.log
+check "both keep running" test "$(systemctl is-active edge-agent@pump-1 edge-agent@copy | sort -u)" = active
+systemctl stop edge-agent@copy
+journalctl -u edge-agent@copy -o cat | grep 'another agent' | head -1 | sed 's/^/   /'
 check "both stop cleanly" systemctl stop edge-agent@pump-1 edge-agent@fan-2
 # (systemctl show puts an empty line between the units.)
 check "with exit 0" \

@@ -7,6 +7,7 @@ long test (a 30 s outage) is the issue's requirement.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import queue
@@ -808,8 +809,9 @@ def test_another_client_id_as_the_same_asset_and_a_stranger_on_its_status_are_se
     broker: Mosquitto, make_subscriber, make_publisher, caplog
 ) -> None:
     """Two agents as one asset under client ids of their own are both connected: each
-    sees the other's periodic status as it comes. So is anything else published there;
-    an empty retained message (clearing the status) is nothing."""
+    sees the other's periodic status as it comes. So is anything else published there,
+    an older edge-agent's statuses (no instance) as one agent; an empty retained message
+    (clearing the status) is nothing."""
     caplog.set_level(logging.INFO, logger="edge_agent.mqtt")
     plant = make_subscriber(broker, f"{ROOT}/#")
     first = make_publisher(broker.url, status_interval_s=0.5)
@@ -820,6 +822,12 @@ def test_another_client_id_as_the_same_asset_and_a_stranger_on_its_status_are_se
     wait_until(lambda: first.conflict is not None, 10, "the stranger seen")
     assert first.conflict.who == "a client that is no edge-agent (it sent b'down')"
     assert first.stats.conflicts == 1
+    # An edge-agent older than `instance`: one agent, however many statuses it sends.
+    for _ in range(2):
+        old = {**record(0), "site": SITE, "asset": ASSET, "state": "online", "version": "0.0.9"}
+        plant.client.publish(f"{ROOT}/status", json.dumps(old), qos=1).wait_for_publish(5)
+    wait_until(lambda: first.stats.conflicts == 3, 10, "the older agent's statuses seen")
+    assert first.conflict.who == "edge-agent 0.0.9, of a version that does not name its computer"
     second = make_publisher(broker.url, client_id="edge-agent-copied", status_interval_s=0.5)
     wait_until(lambda: first.conflict.key == second.instance
                and second.conflict is not None, 10, "each agent sees the other")  # fmt: skip
@@ -827,4 +835,4 @@ def test_another_client_id_as_the_same_asset_and_a_stranger_on_its_status_are_se
     here = f"on this computer (pid {os.getpid()})"
     assert first.conflict.who == f"edge-agent {edge_agent.__version__} {here}"
     assert first.stats.disconnects == second.stats.disconnects == 0  # no connection taken
-    assert len([r for r in caplog.records if r.levelno == logging.ERROR]) == 3
+    assert len([r for r in caplog.records if r.levelno == logging.ERROR]) == 4

@@ -936,11 +936,13 @@ class MqttPublisher:
             # Until the broker has relayed ours, the retained status may be the last run's
             # (a restart, a crash): not a sign of another agent.
             return
+        host = body.get("host") if body and isinstance(body.get("host"), str) else None
         if body is not None and body.get("instance"):
             key = str(body["instance"])
+        elif body is not None and "state" in body:  # an edge-agent older than instance
+            key = f"edge-agent on {host} pid {body.get('pid')}"
         else:
             key = payload[:200].decode(errors="replace")
-        host = body.get("host") if body and isinstance(body.get("host"), str) else None
         self.stats.conflicts += 1
         self._conflict_seen = time.monotonic()
         if self.conflict is not None and self.conflict.key == key:
