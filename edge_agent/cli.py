@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from edge_agent import __version__
-from edge_agent.config import Config, load_config, to_toml
+from edge_agent.config import Config, load_config, shared_with_others, to_toml
 from edge_agent.errors import EdgeAgentError, StorageError
 
 # Seconds a stopping daemon gives the broker to acknowledge what is queued (the rest waits
@@ -118,10 +118,16 @@ def main(log_level: str) -> None:
 def check_config(file: Path | None, config_path: Path | None) -> None:
     """Validate a configuration and print it resolved (defaults, file, environment).
 
-    Exits 78 naming the field when a value is wrong.
+    Exits 78 naming the field when a value is wrong. Warns when another configuration in
+    the same folder (/etc/edge-agent/NAME.toml, a unit per motor) names the same motor, the
+    same serial ADC or the same event store.
     """
-    cfg = load_config(file or config_path)
+    path = file or config_path
+    cfg = load_config(path)
     click.echo(to_toml(cfg), nl=False)
+    if path is not None:
+        for said in shared_with_others(path, cfg):
+            click.echo(f"warning: {said}", err=True)
 
 
 @main.command()

@@ -551,6 +551,52 @@ def load_config(
         raise ConfigError(_describe(exc, source, env_keys, option_keys)) from None
 
 
+def shared_with_others(path: str | os.PathLike[str], cfg: Config) -> list[str]:
+    """What ``cfg``, read from ``path``, shares with the other configurations in its folder
+    that two motors' daemons cannot share (``/etc/edge-agent/NAME.toml``, a unit per
+    motor): the motor's name, the serial ADC, an event store set by path. A sentence for
+    each configuration that does; the others, and those that do not load, say nothing.
+    They are read as their units read them, without this process's environment."""
+    here = Path(path)
+    said = []
+    for other in sorted(here.parent.glob("*.toml")):
+        try:
+            if other.samefile(here):
+                continue
+            theirs = load_config(other, environ={})
+        except (OSError, ConfigError):
+            continue
+        same = []
+        name = (cfg.output.site, cfg.output.asset)
+        if (theirs.output.site, theirs.output.asset) == name:
+            same.append(
+                f"the same motor ([output] site and asset {'/'.join(name)}): the plant would "
+                "get two motors' alerts and summaries under one name, and with a broker "
+                "their daemons would take the connection from each other"
+            )
+        ours, its = cfg.acquisition, theirs.acquisition
+        devices = _resolved(ours.serial.device), _resolved(its.serial.device)
+        if ours.source == its.source == "serial" and devices[0] == devices[1]:
+            same.append(
+                f"the same ADC ([acquisition.serial] device {ours.serial.device}): the "
+                "daemon started second would find it busy"
+            )
+        if cfg.store.path is not None and theirs.store.path is not None:
+            if _resolved(str(cfg.store.path)) == _resolved(str(theirs.store.path)):
+                same.append(
+                    f"the same event store ([store] path {cfg.store.path}): two daemons would "
+                    "share one outbox"
+                )
+        if same:
+            said.append(f"{other} names " + "; and ".join(same) + ". Each motor needs its own.")
+    return said
+
+
+def _resolved(name: str) -> str:
+    """A path as the system resolves it (a by-id link to its tty); a URL as it is."""
+    return name if "://" in name else os.path.realpath(name)
+
+
 def _leaf_paths(tree: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
     out = []
     for k, v in tree.items():

@@ -237,6 +237,50 @@ def test_check_config_prints_the_resolved_config(tmp_path):
     assert "[motor]\n" in res.output and "pole_pairs = 3\n" in res.output
 
 
+def test_check_config_names_another_motors_configuration_sharing_its_name_adc_or_store(
+    tmp_path,
+):
+    """/etc/edge-agent with a unit per motor: a configuration copied for a second motor,
+    its asset not changed and its ADC named by another path to the same port, is named
+    with what it shares; so is one that sets the same event store. The configuration
+    printed is unchanged, and the exit is 0: the other file may be one no unit uses."""
+    etc = tmp_path / "edge-agent"
+    etc.mkdir()
+    tty = tmp_path / "ttyUSB0"
+    tty.touch()
+    by_id = tmp_path / "usb-adc-if00"
+    by_id.symlink_to(tty)
+    db = tmp_path / "pump.db"
+
+    def conf(name: str, device: Path | str, asset: str, store: Path | None = None) -> Path:
+        text = f'[acquisition.serial]\ndevice = "{device}"\n[output]\nsite = "plant1"\n'
+        text += f'asset = "{asset}"\n' + (f'[store]\npath = "{store}"\n' if store else "")
+        (etc / name).write_text(text)
+        return etc / name
+
+    pump = conf("pump-1.toml", by_id, "pump-1", db)
+    conf("fan-2.toml", tty, "pump-1")  # copied from pump-1: neither edited
+    conf("press.toml", "/dev/ttyUSB1", "press", db)
+    conf("spare.toml", "/dev/ttyUSB2", "spare")
+    (etc / "broken.toml").write_text("[motor]\npole_pairs = 0\n")
+    (etc / "sim.toml").write_text('[acquisition]\nsource = "simulator"\n[output]\nasset = "x"\n')
+    res = run("check-config", pump)
+    assert res.exit_code == 0
+    assert '[output]\nsite = "plant1"\nasset = "pump-1"\n' in res.stdout
+    assert res.stderr.splitlines() == [
+        f"warning: {etc}/fan-2.toml names the same motor ([output] site and asset "
+        "plant1/pump-1): the plant would get two motors' alerts and summaries under one name, "
+        "and with a broker their daemons would take the connection from each other; and the "
+        f"same ADC ([acquisition.serial] device {by_id}): the daemon started second would "
+        "find it busy. Each motor needs its own.",
+        f"warning: {etc}/press.toml names the same event store ([store] path {db}): two "
+        "daemons would share one outbox. Each motor needs its own.",
+    ]
+    # The spare's configuration shares nothing; and without a file, nothing is compared.
+    assert run("check-config", etc / "spare.toml").stderr == ""
+    assert run("check-config").stderr == ""
+
+
 def test_simulate_rejects_bad_arguments_as_usage_errors(tmp_path):
     res = run("simulate", "-o", tmp_path / "x.csv", "--fault", "stator-short", "--severity", "400")
     assert res.exit_code == 2 and "severity" in res.output
