@@ -138,7 +138,6 @@ class Conflict:
     who: str  # for a person: "edge-agent 0.1.0 on host pi-b (pid 812)"
     key: str  # its instance id (or, from a client that gives none, its payload)
     host: str | None  # the computer it says it runs on
-    since: float  # UNIX time first seen
 
 
 @dataclass(eq=False)
@@ -949,7 +948,7 @@ class MqttPublisher:
             log.debug("%s/status: another status of %s", self.root, self.conflict.who)
             return
         who = self._describe_other(body, payload, host)
-        self.conflict = Conflict(who=who, key=key, host=host, since=time.time())
+        self.conflict = Conflict(who=who, key=key, host=host)
         pid = body.get("pid") if body is not None else None
         find = (
             f"; `systemctl status {pid}` names the other's unit"
@@ -958,10 +957,10 @@ class MqttPublisher:
         )
         log.error(
             "%s/status: another agent publishes as this asset: %s. Two agents with one "
-            "[output] site and asset have one MQTT client id: each connection takes the "
-            "other's, and the plant gets two motors' alerts and summaries under one name. "
-            "Give each motor its own [output] asset (this agent: host %s, pid %d%s). "
-            "Publishing goes on; counted as mqtt_conflicts",
+            "[output] site and asset send the plant two motors' alerts and summaries under "
+            "one name, and with one MQTT client id each connection takes the other's. Give "
+            "each motor its own [output] asset (this agent: host %s, pid %d%s). Publishing "
+            "goes on; counted as mqtt_conflicts",
             self.root, who, self.hostname, os.getpid(), find,
         )  # fmt: skip
 
