@@ -16,7 +16,9 @@
 #   - two motors' units (systemd/edge-agent@.service) started at once on an empty cache:
 #     one compiles the kernels, the other waits and loads them, both run as the same user
 #     with a store of their own, publish under their motor's name, and `edge-agent alerts`
-#     and `trend` read every store.
+#     and `trend` read every store;
+#   - a third unit with one of their configurations copied as it was: each of the two
+#     names the other (this computer, its pid) in its journal and status, and on /event.
 #
 #   sudo scripts/systemd_check.sh [DIR]     # DIR: the VM's files, default /tmp/edge-agent-vm
 #
