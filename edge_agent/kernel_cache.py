@@ -17,7 +17,8 @@ the child, says so, and removes the stamp, so the next start compiles apart agai
 
 Daemons of several motors on one computer (``edge-agent@.service``) share the cache. A
 lock beside the stamp lets one of them compile at a time: the others, started with it at
-boot, wait, find the stamp it wrote, and only load the kernels.
+boot, wait, find the stamp it wrote, and only load the kernels (or, stopped meanwhile,
+give up waiting).
 """
 
 from __future__ import annotations
@@ -28,12 +29,15 @@ import hashlib
 import json
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 __all__ = ["Stamp", "cache_key", "cache_misses"]
+
+LOCK_POLL_S = 0.2  # while another process compiles, the lock is tried (and a stop seen) so often
 
 
 def _kernels_dir() -> Path:
@@ -138,24 +142,30 @@ class Stamp:
         return True
 
     @contextlib.contextmanager
-    def lock(self, waiting: Callable[[], None]) -> Iterator[None]:
+    def lock(self, waiting: Callable[[], None], stop: threading.Event) -> Iterator[None]:
         """Hold the lock on compiling into this cache (``<stamp>.lock``), after calling
-        ``waiting()`` if another process holds it. Without a stamp file, or where the lock
-        cannot be made, nothing is locked: a start never fails for it."""
+        ``waiting()`` if another process holds it; or, ``stop`` set while waiting, enter
+        without it (the caller gives up). Without a stamp file, or where the lock cannot
+        be made, nothing is locked: a start never fails for it."""
         fd = None
         if self.path is not None:
             with contextlib.suppress(OSError):
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 fd = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT)
         try:
-            if fd is not None:
+            told = False
+            while fd is not None:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
                 except BlockingIOError:
-                    waiting()
-                    fcntl.flock(fd, fcntl.LOCK_EX)
+                    if not told:
+                        waiting()
+                        told = True
+                    if stop.wait(LOCK_POLL_S):
+                        break
                 except OSError:
-                    pass
+                    break
             yield
         finally:
             if fd is not None:

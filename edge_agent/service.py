@@ -46,9 +46,10 @@ log = logging.getLogger(__name__)
 
 # Tables whose changes a `reload` command cannot apply to a running pipeline.
 RESTART_TABLES = ("acquisition", "motor", "windows", "output", "mqtt", "store")
+STOP_POLL_S = 0.2  # a stop is seen this soon while the start waits for a compile
 
 
-def compile_kernels_apart() -> None:
+def compile_kernels_apart(stop: threading.Event | None = None) -> None:
     """Have a child process compile the kernels into numba's cache.
 
     LLVM keeps what a compile allocated (about 170 MB here) in the process for good, while
@@ -61,24 +62,41 @@ def compile_kernels_apart() -> None:
     ``-P`` (Python 3.11+): the child must import the daemon's edge_agent, not a source
     tree in the working folder (``python -c`` would put it first on sys.path), e.g. when
     an installed edge-agent is run from the clone it was installed from.
+
+    A stop (``stop`` set, by SIGTERM or Ctrl-C) ends the child and gives the compile up.
+    systemd signals every process of the unit, so the child may be the first to go: a
+    child that failed is taken for stopped if the stop comes within a second.
     """
+    stop = stop or threading.Event()
     code = "from edge_agent import kernels; kernels.warm_up()"
     safe_path = ["-P"] if sys.version_info >= (3, 11) else []
-    rc = subprocess.run(
+    with subprocess.Popen(
         [sys.executable, *safe_path, "-c", code],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
-    ).returncode
-    if rc != 0:
+    ) as child:
+        while (rc := child.poll()) is None and not stop.wait(STOP_POLL_S):
+            pass
+        if rc is None:
+            child.terminate()
+            child.wait()
+    if rc != 0 and stop.wait(1.0):
+        log.info("stopped while compiling the analysis kernels: the next start compiles them")
+    elif rc != 0:
         log.warning("compiling the kernels in a child process failed (exit %d): compiling here", rc)
 
 
-def load_kernels(backend: str, notifier: Notifier) -> None:
+def load_kernels(backend: str, notifier: Notifier, stop: threading.Event | None = None) -> None:
     """Compile every kernel and load it, in a child (:func:`compile_kernels_apart`) unless
     numba's cache holds them all already (:mod:`edge_agent.kernel_cache`). Daemons sharing
-    the cache compile one at a time; one that waited loads what the other compiled."""
+    the cache compile one at a time; one that waited loads what the other compiled.
+
+    A stop (``stop`` set) while waiting for another's compile or compiling returns at once,
+    the kernels not loaded: a stop at a first start need not wait minutes for a compile
+    that is given up anyway (systemd kills what has not stopped after 30 s)."""
     from edge_agent.kernel_cache import Stamp, cache_key
 
+    stop = stop or threading.Event()
     key, stamp = cache_key(backend), Stamp()
     if stamp.holds(key):
         notifier.send("STATUS=loading the analysis kernels from the cache")
@@ -92,7 +110,10 @@ def load_kernels(backend: str, notifier: Notifier) -> None:
             "(%s): waiting for it, then loading them", stamp.path.parent,
         )  # fmt: skip
 
-    with stamp.lock(waiting):
+    with stamp.lock(waiting, stop):
+        if stop.is_set():
+            log.info("stopped while waiting for the other's compile")
+            return
         stamped = stamp.holds(key)  # the one waited for stamped them
         if stamped:
             notifier.send("STATUS=loading the analysis kernels from the cache")
@@ -103,7 +124,9 @@ def load_kernels(backend: str, notifier: Notifier) -> None:
                 "(minutes on a small board): the cache is new, or edge-agent, Python, numba "
                 "or the CPU changed since a start last loaded them all from it"
             )
-            compile_kernels_apart()
+            compile_kernels_apart(stop)
+            if stop.is_set():
+                return
         _load_and_stamp(stamp, key, stamped)
 
 
@@ -198,7 +221,14 @@ def run(
     # error before either.
     own_notifier = notifier is None
     notifier = Notifier() if notifier is None else notifier
-    load_kernels(fft_backend(), notifier)
+    stop = stop or threading.Event()
+    load_kernels(fft_backend(), notifier, stop)
+    if stop.is_set():  # stopped before it was ready: nothing read, the source not opened
+        notifier.stopping("stopping before the analysis kernels were ready")
+        if own_notifier:
+            notifier.close()
+        empty = RingStats(0, 0, 0, 0, 0, 0)
+        return RunResult(source.name, source.fs, PipelineStats(), source.stats, empty, 0.0)
     pipe = Pipeline(config, source.fs, source.roles, scorer)
     source.open()
     pipe.t0 = time.time() if t0 is None else float(t0)
@@ -207,7 +237,6 @@ def run(
     if on_ready is not None:
         on_ready()
     notifier.ready(f"reading {source.name}")
-    stop = stop or threading.Event()
     t_wall = time.perf_counter()
     # float64: the samples reach the pipeline exactly as a replay of the same values would.
     capacity = max(1, round(config.acquisition.ring_s * source.fs))

@@ -9,6 +9,7 @@ it when missing. scripts/systemd_check.sh runs the unit under a real systemd in 
 
 from __future__ import annotations
 
+import fcntl
 import io
 import logging
 import os
@@ -30,6 +31,7 @@ from edge_agent.cli import _make_sink
 from edge_agent.config import load_config
 from edge_agent.service import run as run_service
 from edge_agent.systemd import STATUS_INTERVAL_S, Notifier, watchdog_interval
+from tests.mosquitto import wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 UNIT = REPO / "systemd" / "edge-agent.service"
@@ -247,6 +249,72 @@ def test_a_first_start_compiles_apart_and_later_ones_only_load(tmp_path):
     assert statuses[0] == "loading the analysis kernels from the cache"
     assert f"were not in numba's cache although {stamp} says it holds them all" in log, log
     assert not stamp.exists()  # so the next start compiles apart
+
+
+def compilers(cache: Path) -> list[int]:
+    """Processes compiling the kernels into ``cache`` (the daemon's child)."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+            environ = (proc / "environ").read_bytes()
+        except OSError:
+            continue
+        if b"kernels.warm_up()" in cmdline and f"NUMBA_CACHE_DIR={cache}".encode() in environ:
+            found.append(int(proc.name))
+    return found
+
+
+@pytest.mark.parametrize(
+    "how", ["compiling, every process signalled", "compiling, the daemon signalled", "waiting"]
+)
+def test_a_stop_during_a_first_start_ends_it_at_once(how: str, tmp_path: Path):
+    """A stop (a restart, a shutdown) while the first start compiles the kernels, or waits
+    for another motor's daemon compiling them: the start ends at once, exit 0, the source
+    never opened. Before, the daemon went on to compile the kernels itself once its child
+    was gone (47 s here; systemd kills a unit still there after 30 s), or waited for the
+    other's compile. systemd signals every process of the unit; `kill PID` only the
+    daemon, which then ends its child."""
+    cache = tmp_path / "numba"
+    cache.mkdir()
+    stamp = cache / "edge-agent-kernels.json"
+    sock = NotifySocket()
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache), "EDGE_AGENT_FFT": "scipy",
+           "NOTIFY_SOCKET": sock.address}  # fmt: skip
+    held = None
+    if how == "waiting":  # another daemon compiles into the same cache
+        held = os.open(stamp.with_name(stamp.name + ".lock"), os.O_RDWR | os.O_CREAT)
+        fcntl.flock(held, fcntl.LOCK_EX)
+    log = tmp_path / "daemon.log"
+    with log.open("w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "edge_agent", "run", "--source", "simulator",
+             "--out", os.devnull], env=env, stderr=err, start_new_session=True,
+        )  # fmt: skip
+    try:
+        first = "waiting" if how == "waiting" else "compiling"
+        sock.wait_for(lambda s: any(m["STATUS"].startswith(first) for _, m in s.having("STATUS")),
+                      what=f"STATUS={first}...")  # fmt: skip
+        if how.startswith("compiling"):
+            wait_until(lambda: compilers(cache), 30, "the compiling child")
+        if how == "compiling, every process signalled":
+            os.killpg(proc.pid, signal.SIGTERM)
+        else:
+            proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0, log.read_text()
+    finally:
+        proc.kill()
+        sock.close()
+        if held is not None:
+            os.close(held)
+    said = log.read_text()
+    if how == "waiting":
+        assert "stopped while waiting for the other's compile" in said, said
+    else:
+        assert "stopped while compiling the analysis kernels" in said, said
+        assert "compiling here" not in said, said
+    assert not sock.having("READY") and "reading simulator" not in said
+    assert not stamp.exists() and compilers(cache) == []
 
 
 def test_outside_systemd_nothing_is_sent():
