@@ -8,6 +8,7 @@ what the event store on disk holds.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import signal
@@ -15,6 +16,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -423,3 +425,57 @@ def test_systemctl_status_says_why_the_broker_is_not_reached(tmp_path):
         systemd.close()
         broker.stop()
     assert proc.returncode == 0, err[-3000:]
+
+
+def test_the_plant_hears_when_the_other_agent_is_gone(
+    broker, make_subscriber, tmp_path, monkeypatch
+):
+    # The daemon's loop, in this process, beside another agent as its asset that is then
+    # reconfigured: an /event error, then (10 minutes on, here 3 s) a "resolved" with the
+    # same detail.
+    from edge_agent.acquisition.sources import make_source
+    from edge_agent.cli import _make_sink
+    from edge_agent.config import MqttConfig, load_config
+    from edge_agent.publish import mqtt
+    from edge_agent.publish.mqtt import MqttPublisher
+    from edge_agent.service import run as run_service
+
+    monkeypatch.setattr(mqtt, "CONFLICT_CLEAR_S", 3.0)
+    sub = make_subscriber(broker, f"{ROOT}/#")
+    options = {"url": broker.url, "reconnect_min_s": 0.2, "reconnect_max_s": 1.0}
+    cfg = load_config(overrides={
+        "acquisition": {"source": "simulator", "simulator": {"duration_s": 120.0}},
+        "output": {"site": SITE, "asset": ASSET}, "mqtt": options,
+        "store": {"path": str(tmp_path / "agent.db")},
+    })  # fmt: skip
+    sink = _make_sink(cfg, io.StringIO(), None, ts_offset=0.0, daemon=True)
+    sink.start()
+    stop = threading.Event()
+    worker = threading.Thread(
+        target=run_service, args=(cfg, make_source(cfg), sink),
+        kwargs={"scorer": None, "stop": stop}, daemon=True,
+    )  # fmt: skip
+    worker.start()
+    other = MqttPublisher(MqttConfig(**options), site=SITE, asset=ASSET, outbox=None)
+
+    def events(ms) -> list[dict]:
+        return [m.json for m in ms if m.topic.endswith("/event")]
+
+    try:
+        ours = sink.publisher.instance
+        sub.wait_for(lambda ms: any(s.get("instance") == ours for s in payloads(sub, "status")),
+                     60, "the daemon online")  # fmt: skip
+        other.start()
+        found = sub.wait_for(lambda ms: len(events(ms)) >= 1, 60, "the error")
+        other.stop()
+        found = sub.wait_for(lambda ms: len(events(ms)) >= 2, 60, "resolved")
+    finally:
+        stop.set()
+        worker.join(30)
+        sink.close()
+    error, resolved = events(found)
+    detail = {"source": "mqtt", "check": "asset_conflict", "host": socket.gethostname()}
+    assert (error["event"], error["detail"]) == ("error", detail)
+    assert (resolved["event"], resolved["ok"], resolved["detail"]) == ("resolved", True, detail)
+    assert error["error"].endswith(f"on this computer (pid {os.getpid()}); each motor needs "
+                                   "its own [output] asset")  # fmt: skip
