@@ -18,13 +18,14 @@
 #     with a store of their own, publish under their motor's name, and `edge-agent alerts`
 #     and `trend` read every store;
 #   - a third unit with one of their configurations copied as it was: each of the two
-#     names the other (this computer, its pid) in its journal and status, and on /event.
+#     names the other (this computer, its pid) in its journal and status, and on /event;
+#   - a stop during a first start's compile returns at once, cleanly, the compile given up.
 #
 #   sudo scripts/systemd_check.sh [DIR]     # DIR: the VM's files, default /tmp/edge-agent-vm
 #
 # Needs root, Debian's servers and a package index for pip (for the wheels, made here and
 # handed to the VM, which has no network). Uses KVM when the CPU offers vmx/svm, else
-# qemu's software emulation: then about 20 minutes on 2 cores, and the times printed are
+# qemu's software emulation: then about 50 minutes on 2 cores, and the times printed are
 # the emulator's, not a real machine's. The Debian system in DIR/rootfs is kept for
 # another run; each run boots a fresh disk made from it. Exit 0 when every check passes.
 set -euo pipefail
@@ -274,6 +275,21 @@ check "both stop cleanly" systemctl stop edge-agent@pump-1 edge-agent@fan-2
 check "with exit 0" \
     test "$(systemctl show -P ExecMainStatus edge-agent@pump-1 edge-agent@fan-2 | grep . | sort -u)" = 0
 journalctl -u 'edge-agent@*' -o cat | grep -E 'child process|another edge-agent' | sed 's/^/   /'
+
+echo "== a stop during a first start's compile (a restart, a shutdown at the first boot)"
+rm -rf /var/cache/private/edge-agent/numba
+systemctl start --no-block edge-agent@pump-1
+check "pump-1 compiles the kernels" wait_for 300 sh -c \
+    "systemctl show -P StatusText edge-agent@pump-1 | grep -q '^compiling the analysis kernels'"
+sleep 5
+t=$SECONDS
+check "systemctl stop returns" systemctl stop edge-agent@pump-1
+echo "   stop took $((SECONDS - t)) s (systemd kills after TimeoutStopSec=30s)"
+check "a clean stop, not a kill" test \
+    "$(systemctl show -P Result edge-agent@pump-1):$(systemctl show -P ExecMainStatus edge-agent@pump-1)" = success:0
+check "the compile given up, not done by the daemon instead" sh -c \
+    "journalctl -u edge-agent@pump-1 -o cat | grep -q 'stopped while compiling the analysis kernels' \
+     && ! journalctl -u edge-agent@pump-1 -o cat | grep -q 'compiling here'"
 
 echo "== systemd-analyze security edge-agent"
 systemd-analyze security edge-agent | tail -1
