@@ -79,7 +79,7 @@ def compile_kernels_apart(stop: threading.Event | None = None) -> None:
             pass
         if rc is None:
             child.terminate()
-            child.wait()
+            rc = child.wait()
     if rc != 0 and stop.wait(1.0):
         log.info("stopped while compiling the analysis kernels: the next start compiles them")
     elif rc != 0:
