@@ -104,6 +104,7 @@ ACK_RETRY_S = 10.0  # delivered records a full disk kept in the outbox: deleted 
 SUSPECT_S = 5.0  # a connection lost this soon after sending a record may be its doing
 REMIND_EVERY = 20  # a repeated connection error is logged above DEBUG every this many
 CONFLICT_CLEAR_S = 600.0  # connected this long with no other agent's status: it is gone
+CONFLICT_LOG_S = 60.0  # another agent is named at ERROR at most once in this
 JITTER = 0.2
 
 @dataclass
@@ -231,6 +232,7 @@ class MqttPublisher:
         self.conflict: Conflict | None = None  # read by the daemon (service.py)
         self._conflict_seen = 0.0  # monotonic time of the last status of another agent
         self._own_status_seen = False  # the broker has relayed a status of ours
+        self._conflict_logged = -math.inf  # monotonic time another agent was last named
 
         self._stop = threading.Event()
         self._stop_deadlines = (0.0, 0.0)
@@ -955,7 +957,11 @@ class MqttPublisher:
             if host == self.hostname and isinstance(pid, int)
             else ""
         )
-        log.error(
+        now, level = time.monotonic(), logging.DEBUG  # a flood of strangers fills no journal
+        if now - self._conflict_logged >= CONFLICT_LOG_S:
+            level, self._conflict_logged = logging.ERROR, now
+        log.log(
+            level,
             "%s/status: another agent publishes as this asset: %s. Two agents with one "
             "[output] site and asset send the plant two motors' alerts and summaries under "
             "one name, and with one MQTT client id each connection takes the other's. Give "
