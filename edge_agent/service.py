@@ -49,7 +49,7 @@ RESTART_TABLES = ("acquisition", "motor", "windows", "output", "mqtt", "store")
 STOP_POLL_S = 0.2  # a stop is seen this soon while the start waits for a compile
 
 
-def compile_kernels_apart(stop: threading.Event | None = None) -> None:
+def compile_kernels_apart(stop: threading.Event) -> None:
     """Have a child process compile the kernels into numba's cache.
 
     LLVM keeps what a compile allocated (about 170 MB here) in the process for good, while
@@ -67,7 +67,6 @@ def compile_kernels_apart(stop: threading.Event | None = None) -> None:
     systemd signals every process of the unit, so the child may be the first to go: a
     child that failed is taken for stopped if the stop comes within a second.
     """
-    stop = stop or threading.Event()
     code = "from edge_agent import kernels; kernels.warm_up()"
     safe_path = ["-P"] if sys.version_info >= (3, 11) else []
     with subprocess.Popen(
@@ -86,7 +85,7 @@ def compile_kernels_apart(stop: threading.Event | None = None) -> None:
         log.warning("compiling the kernels in a child process failed (exit %d): compiling here", rc)
 
 
-def load_kernels(backend: str, notifier: Notifier, stop: threading.Event | None = None) -> None:
+def load_kernels(backend: str, notifier: Notifier, stop: threading.Event) -> None:
     """Compile every kernel and load it, in a child (:func:`compile_kernels_apart`) unless
     numba's cache holds them all already (:mod:`edge_agent.kernel_cache`). Daemons sharing
     the cache compile one at a time; one that waited loads what the other compiled.
@@ -96,7 +95,6 @@ def load_kernels(backend: str, notifier: Notifier, stop: threading.Event | None 
     that is given up anyway (systemd kills what has not stopped after 30 s)."""
     from edge_agent.kernel_cache import Stamp, cache_key
 
-    stop = stop or threading.Event()
     key, stamp = cache_key(backend), Stamp()
     if stamp.holds(key):
         notifier.send("STATUS=loading the analysis kernels from the cache")
@@ -292,10 +290,10 @@ def run(
             f"{s.lost_samples + ring.stats.overwritten}"
         )
         if publisher is not None:
-            why = publisher.last_error  # shown, so that the installer need not read the log
             if publisher.connected:
                 text += "; MQTT connected"
-            else:
+            else:  # and why, so that the installer need not read the log
+                why = publisher.last_error
                 text += f"; MQTT disconnected ({why})" if why else "; MQTT disconnected"
             if publisher.conflict is not None:
                 text += f"; ANOTHER AGENT PUBLISHES AS THIS ASSET: {publisher.conflict.who}"
