@@ -556,7 +556,8 @@ def shared_with_others(path: str | os.PathLike[str], cfg: Config) -> list[str]:
     that two motors' daemons cannot share (``/etc/edge-agent/NAME.toml``, a unit per
     motor): the motor's name, the serial ADC, an event store set by path. A sentence for
     each configuration that does; the others, and those that do not load, say nothing.
-    They are read as their units read them, without this process's environment."""
+    They are read as their files say, without this process's environment (nor a unit's
+    ``.env`` files)."""
     here = Path(path)
     said = []
     for other in sorted(here.parent.glob("*.toml")):
