@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from edge_agent.clock import rate_warning
 from edge_agent.config import Config
 from edge_agent.diagnosis import RUNNING_CURRENT
 from edge_agent.features import PHASES
@@ -145,6 +146,9 @@ def judge(
             f"{clipped} of {len(records)} windows clipped: a signal reaches the ADC's full "
             "scale; use a CT or burden with more headroom, or a lower gain"
         )
+    said = rate_warning(result.fs, *result.rate) if result.rate is not None else None
+    if said is not None:
+        report.problems.append(said)
     lost = result.source_stats.lost_samples + result.ring.overwritten
     if lost:
         report.warnings.append(f"{lost} samples lost on the way (cable, baud rate, USB)")
@@ -218,6 +222,11 @@ def format_report(report: CommissionReport, config: Config) -> str:
         f"data        {lost} samples lost, {report.clipped} windows clipped, "
         f"{run.pipeline.flagged_windows} flagged ({run.pipeline.wiring_windows} for wiring)"
     )
+    if run.rate is not None:
+        lines.append(
+            f"sampling    {run.rate[0]:.0f} samples a second per channel by the system clock "
+            f"([acquisition] fs = {run.fs:g})"
+        )
     lines.append("")
     if not report.running and not report.energised:
         top = max((x for x in rms if x is not None), default=0.0)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -104,7 +104,8 @@ class Pipeline:
     fs : sample rate of the stream, Hz
     roles : channel role of each column fed to :meth:`update`, e.g. ``["ia", "ib", "ic"]``
     scorer : autoencoder scorer, or None to compute features only
-    t0 : time of the first sample, s (0 for a recording; UNIX time live)
+    t0 : time of the first sample, s (0 for a recording); window times count samples
+        from it, unless :attr:`clock` is set (live: UNIX time by the system clock)
     """
 
     def __init__(
@@ -127,6 +128,8 @@ class Pipeline:
             self._cols += [self.roles.index(c) for c in VOLTAGE_CHANNELS]
         self.scorer = scorer
         self.t0 = float(t0)
+        # A live run's edge_agent.clock.SampleClock: window times by the system clock.
+        self.clock: Callable[[float], float] | None = None
         w = config.windows
         self.length = round(w.length_s * self.fs)
         self.hop = round(w.hop_s * self.fs)
@@ -291,7 +294,7 @@ class Pipeline:
         return out
 
     def _close_unjudged(self) -> list[dict[str, Any]]:
-        t = self.t0 if self._t_end is None else self._t_end
+        t = self._time(0) if self._t_end is None else self._t_end
         closed = (self.tracker.close(f, t, why) for f, why in self.unjudged().items())
         records = [r for r in closed if r is not None]
         self.stats.alerts_cleared += len(records)
@@ -440,6 +443,11 @@ class Pipeline:
             self._start_settled = True
         return not self._start_settled
 
+    def _time(self, k: int) -> float:
+        """Time of sample ``k``, lost samples counted: by :attr:`clock` when a live run
+        set one, else counted from :attr:`t0`."""
+        return self.t0 + k / self.fs if self.clock is None else self.clock(k)
+
     def _lost_before(self, i: int) -> int:
         """Samples known lost before absolute sample ``i`` (counted in window times)."""
         # Shifts older than the current window no longer matter but the last of them.
@@ -509,10 +517,10 @@ class Pipeline:
             if outside:
                 flags.append("outside_baseline")
             anomalous = not (outside or starting) and self.scorer.is_anomalous(score)
-        t_end = self._t_end = self.t0 + (end + self._lost_before(end)) / self.fs
+        t_end = self._t_end = self._time(end + self._lost_before(end))
         record = {
             "type": "window",
-            "t_start": self.t0 + (start + self._lost_before(start)) / self.fs,
+            "t_start": self._time(start + self._lost_before(start)),
             "t_end": t_end,
             "score": score,
             "anomalous": anomalous,

@@ -25,8 +25,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from edge_agent.acquisition.ring import RingStats, SampleRing
+from edge_agent.acquisition.ring import Chunk, RingStats, SampleRing
 from edge_agent.acquisition.sources import Source, SourceStats
+from edge_agent.clock import SampleClock, describe_step, rate_warning
 from edge_agent.config import Config
 from edge_agent.errors import EdgeAgentError, StorageError
 from edge_agent.pipeline import ENERGISED_FOR, Pipeline, PipelineStats
@@ -159,6 +160,9 @@ class RunResult:
     wall_s: float
     wiring: dict[str, str] = field(default_factory=dict)  # Pipeline.wiring_seen
     energised: str | None = None  # Pipeline.energised_seen
+    # (samples a second the source delivered by the system clock, over how many s), when
+    # it delivers at the real rate and long enough to tell (edge_agent.clock)
+    rate: tuple[float, float] | None = None
 
     def summary(self) -> str:
         p, s, r = self.pipeline, self.source_stats, self.ring
@@ -181,6 +185,9 @@ class RunResult:
             parts.append(describe_wiring(p.wiring_windows, self.wiring))
         if self.energised:
             parts.append(f"nameplate: {self.energised}")
+        said = rate_warning(self.fs, *self.rate) if self.rate is not None else None
+        if said is not None:
+            parts.append(f"acquisition: {said}")
         return "; ".join(parts)
 
 
@@ -191,7 +198,6 @@ def run(
     *,
     scorer: Scorer | None,
     stop: threading.Event | None = None,
-    t0: float | None = None,
     record: NpyWriter | None = None,
     on_ready: Callable[[], None] | None = None,
     reload: Callable[[], tuple[Config, Scorer | None]] | None = None,
@@ -200,8 +206,9 @@ def run(
 ) -> RunResult:
     """Analyse ``source`` until it ends or ``stop`` is set; records go to ``sink``.
 
-    ``t0`` is the time of the first sample (UNIX seconds; default now), from which window
-    times count. ``record`` also keeps every sample analysed, as received. ``on_ready`` is
+    Window times are UNIX times: by the system clock (:class:`ClockWatch`) when the
+    source delivers at the real rate, else counted from the start (a recording played
+    faster). ``record`` also keeps every sample analysed, as received. ``on_ready`` is
     called once the kernels are compiled and the source is open, just before samples flow.
     ``reload`` reads the configuration and the model again, for the ``reload`` command.
     ``notifier`` tells systemd (default: from the environment; a no-op outside systemd).
@@ -229,7 +236,12 @@ def run(
         return RunResult(source.name, source.fs, PipelineStats(), source.stats, empty, 0.0)
     pipe = Pipeline(config, source.fs, source.roles, scorer)
     source.open()
-    pipe.t0 = time.time() if t0 is None else float(t0)
+    clock = ClockWatch(SampleClock(source.fs), sink) if source.real_time else None
+    if clock is not None:
+        clock.clock.start()
+        pipe.clock = clock.clock
+    else:
+        pipe.t0 = time.time()
     # The alerts the last run left open carry on, but those this run cannot judge.
     sink.write(pipe.resume(sink.left_open))
     if on_ready is not None:
@@ -280,6 +292,7 @@ def run(
             **{f"pipeline_{k}": v for k, v in asdict(pipe.stats).items()},
             **{f"source_{k}": v for k, v in asdict(source.stats).items()},
             "ring_overwritten": ring.stats.overwritten,
+            **(clock.counters() if clock is not None else {}),
         }
 
     def status() -> str:
@@ -307,6 +320,11 @@ def run(
             text += f"; DISK FULL OR FAILING: {sink.held} records held in memory, not written"
         if pipe.energised >= ENERGISED_FOR:
             text += "; reads stopped with a running motor's current: check [motor] rated_current"
+        if clock is not None and clock.wrong_rate is not None:
+            text += (
+                f"; SAMPLE RATE {clock.rate_hz:.0f}/s BY THE SYSTEM CLOCK, NOT fs = "
+                f"{source.fs:g}: frequencies read wrong"
+            )
         return text
 
     def reload_on_signal() -> None:
@@ -333,6 +351,8 @@ def run(
             ring.wait(0.5)
             chunk = ring.read()
             if chunk:
+                if clock is not None:  # before the windows of these samples are timed
+                    clock.update(chunk)
                 if record is not None and record.failed is None:
                     try:
                         record.write(chunk.data, chunk.gaps, chunk.gap_lost)
@@ -376,6 +396,7 @@ def run(
     return RunResult(
         source.name, source.fs, pipe.stats, source.stats, ring.stats,
         time.perf_counter() - t_wall, pipe.wiring_seen, pipe.energised_seen,
+        clock.clock.rate() if clock is not None else None,
     )  # fmt: skip
 
 
@@ -409,6 +430,63 @@ def report_conflict(
         )
         return now
     return said
+
+
+RATE_CHECK_S = 30.0  # the source's rate is judged once its arrivals span this, s
+RATE_TELL_S = 600.0  # and logged, however right, once they span this
+
+
+class ClockWatch:
+    """Keeps a live run's window times on the system clock (edge_agent.clock), and says
+    when the system clock is set (each step) and, once a run, when the source does not
+    deliver ``[acquisition] fs`` samples a second: in the log, on /event, and (the rate)
+    in ``systemctl status``. Its counters go into /status."""
+
+    def __init__(self, clock: SampleClock, sink: RecordSink) -> None:
+        self.clock, self.sink = clock, sink
+        self.rate_hz: float | None = None  # the source's rate, once measured
+        self.wrong_rate: str | None = None  # what was said of it, if it is not fs
+        self._judged = self._told = False
+
+    def update(self, chunk: Chunk) -> None:
+        lost = sum(max(0, n) for n in chunk.gap_lost)
+        unknown = len(chunk.gap_lost) < len(chunk.gaps) or any(n <= 0 for n in chunk.gap_lost)
+        step = self.clock.observe(len(chunk), lost, unknown)
+        if step:
+            said = f"the system clock was set {describe_step(step)}"
+            log.warning(
+                "%s (NTP, or by hand): window times follow it from here; the records "
+                "before carry the clock's earlier times", said,
+            )  # fmt: skip
+            self.sink.clock_set(step)
+        measured = self.clock.rate()
+        if measured is None:
+            return
+        rate, span = measured
+        self.rate_hz = rate
+        fs = self.clock.fs
+        if not self._judged and span >= RATE_CHECK_S:
+            self._judged = True
+            self.wrong_rate = rate_warning(fs, rate, span)
+            if self.wrong_rate is not None:
+                log.warning("acquisition: %s", self.wrong_rate)
+                detail = {"source": "acquisition", "check": "sample_rate", "fs": fs}
+                self.sink.report(
+                    f"acquisition: {self.wrong_rate}", {**detail, "rate": round(rate, 1)}
+                )
+        if not self._told and span >= RATE_TELL_S:
+            self._told = True
+            log.info(
+                "the source delivers %.1f samples a second per channel by the system clock "
+                "(%+.0f ppm of fs = %g, over %.0f s); window times follow the system clock",
+                rate, (rate / fs - 1.0) * 1e6, fs, span,
+            )  # fmt: skip
+
+    def counters(self) -> dict[str, Any]:
+        return {
+            "clock_rate_hz": None if self.rate_hz is None else round(self.rate_hz, 2),
+            "clock_steps": self.clock.steps,
+        }
 
 
 # Scored windows in a row outside (within) the model's baseline before the daemon says the

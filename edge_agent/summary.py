@@ -154,13 +154,16 @@ class Summarizer:
             raise ValueError(f"record time {t} is not finite")
         period = self._period
         k = self._slot(t)
-        if period is not None and k > period.k:
-            out.append(self._summary(period, partial=False))
+        # Past the current period; or more than one before it: the clock was set back (a
+        # window's records are never that late), and the current period would take in
+        # every record until the clock came back to it.
+        if period is not None and (k > period.k or k < period.k - 1):
+            out.append(self._summary(period, partial=k < period.k))
             period = None
         if period is None:
             period = self._period = _Period(k)
-        # A record older than the current period (out of order) counts in the current one:
-        # the older summary is already out.
+        # A record of the period before the current one (out of order) counts in the
+        # current one: the older summary is already out.
         if self._pending_lost:
             period.lost += self._pending_lost
             self._pending_lost = 0

@@ -375,8 +375,12 @@ def test_a_recording_of_a_run_that_lost_frames_replays_as_the_run_went(pty, tmp_
     assert [r["flags"] for r in offline] == [r["flags"] for r in live]
     assert sum("gap" in r["flags"] for r in live) == 4
     assert [r["features"] for r in offline] == [r["features"] for r in live]
-    start = [r["t_start"] - live[0]["t_start"] for r in live]
-    assert [r["t_start"] for r in offline] == pytest.approx(start, abs=1e-6)
+    # The live times are the system clock's (edge_agent.clock: fitted to when the samples
+    # arrive); the replay's count samples, the lost ones too. So they differ by a constant,
+    # the writer's bursts of 0.1 s blurring the first windows.
+    shift = [r["t_start"] - o["t_start"] for r, o in zip(live, offline, strict=True)]
+    assert shift == pytest.approx([shift[2]] * len(shift), abs=0.15)
+    assert shift[2:] == pytest.approx([shift[2]] * (len(shift) - 2), abs=0.006)
 
 
 def test_adc_emulate_command_writes_scaled_frames_to_a_device(pty, tmp_path):

@@ -4,6 +4,7 @@ miswired installations, and live from an emulated ADC on a pseudo-terminal."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -227,29 +228,28 @@ def test_an_adc_the_service_holds_is_busy_and_the_installer_is_told_to_stop_it(p
     assert "systemctl stop edge-agent, or edge-agent@NAME for one of several motors" in res.output
 
 
-def test_the_installer_checks_a_live_adc_on_its_serial_port(pty, tmp_path):
-    # An ADC board at 15 kS/s x 6 channels whose voltage inputs take the phases in the
-    # order vb, vc, va: only the voltages show it.
+def live_check(pty, tmp_path, x: np.ndarray, seconds: float, fs_board: float = FS):
+    """check-wiring (configured for 15 kS/s) reading ``seconds`` of an ADC board of 6
+    channels on ``pty`` that samples at ``fs_board`` and plays ``x`` (A and V) once.
+    Returns the process (ended), its stdout and stderr, and how long the board played."""
     config = tmp_path / "adc.toml"
     lines = ["[acquisition]", 'source = "serial"', f"channels = {ROLES6}".replace("'", '"')]
     for ch, gain in zip(ROLES6, [0.001] * 3 + [0.02] * 3, strict=True):
         lines += [f"[acquisition.scaling.{ch}]", f"gain = {gain}"]
     config.write_text("\n".join(lines) + "\n")
     scaling = Scaling(offset=np.zeros(6), gain=np.array([0.001] * 3 + [0.02] * 3))
-    x = simulate(SimulationSpec(duration_s=8.0, voltages=True, seed=1), Config().motor)[1]
-    voltages_turned(x)
     counts = to_counts(x, scaling)[0]
 
     proc = subprocess.Popen(
         [sys.executable, "-m", "edge_agent", "check-wiring", "--config", str(config),
-         "--device", str(pty.link), "--seconds", "4"],
+         "--device", str(pty.link), "--seconds", f"{seconds:g}"],
         env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     for said in proc.stderr:  # start-up ends with this line, the port open
         if "edge-agent check-wiring: reading serial" in said:
             break
     assert proc.poll() is None, "check-wiring ended before reading"
-    emu = Emulator(pty.write, FS, 6, frame_samples=FRAME)
+    emu = Emulator(pty.write, fs_board, 6, frame_samples=FRAME)
     played: list[float] = []
 
     def play() -> None:
@@ -260,14 +260,23 @@ def test_the_installer_checks_a_live_adc_on_its_serial_port(pty, tmp_path):
     player = threading.Thread(target=play, daemon=True)
     player.start()
     out, err = proc.communicate(timeout=120)
-    # The check stops reading after 4 s; the board goes on: drain the line meanwhile.
+    # The check stops reading after its seconds; the board goes on: drain the line.
     os.set_blocking(pty.slave, False)
     while player.is_alive():
         try:
             os.read(pty.slave, 1 << 16)
         except BlockingIOError:
             time.sleep(0.01)
-    assert played[0] >= 0.95 * 8.0  # the real rate
+    return proc, out, err, played[0]
+
+
+def test_the_installer_checks_a_live_adc_on_its_serial_port(pty, tmp_path):
+    # An ADC board whose voltage inputs take the phases in the order vb, vc, va: only the
+    # voltages show it.
+    x = simulate(SimulationSpec(duration_s=8.0, voltages=True, seed=1), Config().motor)[1]
+    voltages_turned(x)
+    proc, out, err, played = live_check(pty, tmp_path, x, 4.0)
+    assert played >= 0.95 * 8.0  # the real rate
     assert proc.returncode == 65, out + err
     assert out.startswith("serial: ")
     assert line(out, "data ").startswith("data        0 samples lost, 0 windows clipped")
@@ -276,6 +285,38 @@ def test_the_installer_checks_a_live_adc_on_its_serial_port(pty, tmp_path):
     # would not use it on this ADC.
     assert "learned a simulated motor (its card says so), and the serial source reads a " \
         "real one" in line(out, "warning: model ")  # fmt: skip
+
+
+def test_a_board_sampling_faster_than_fs_is_found_by_the_system_clock(pty, tmp_path):
+    """A board whose clock runs 4 % fast (or set to 15600 samples a second where the
+    config says 15000): a 50 Hz supply reads 48.08 Hz, every line 4 % off its frequency,
+    and nothing in the signal can tell. The check measures the rate against the system
+    clock, and says so; a board at its rate passes."""
+    spec = SimulationSpec(fs=15600.0, duration_s=12.0, voltages=True, seed=1)
+    x = simulate(spec, Config().motor)[1]
+    proc, out, err, played = live_check(pty, tmp_path, x, 8.0, fs_board=15600.0)
+    assert played == pytest.approx(12.0, rel=0.05)
+    assert proc.returncode == 65, out + err
+    assert float(line(out, "supply ").split()[1]) == pytest.approx(48.08, abs=0.03)
+    rate = float(line(out, "sampling ").split()[1])
+    assert rate == pytest.approx(15600, rel=0.002)
+    said = re.fullmatch(
+        r"problem: the source delivers (\d+) samples a second per channel by the system "
+        r"clock \(over \d+ s\), but \[acquisition\] fs = 15000: every frequency reads "
+        r"(\S+) % low \(a 50 Hz supply as (\S+) Hz\)\. Set fs to the board's rate, or "
+        r"mend the board's clock",
+        line(out, "problem: the source "),
+    )
+    assert said is not None, out
+    assert (float(said[1]), float(said[2]), float(said[3])) == (
+        pytest.approx(rate, abs=1), pytest.approx(3.8, abs=0.15), pytest.approx(48.08, abs=0.1)
+    )
+    # a board at the configured rate: the rate is said, and nothing is to fix
+    x = simulate(SimulationSpec(duration_s=12.0, voltages=True, seed=1), Config().motor)[1]
+    proc, out, err, _ = live_check(pty, tmp_path, x, 8.0)
+    assert proc.returncode == 0, out + err
+    assert float(line(out, "sampling ").split()[1]) == pytest.approx(15000, rel=0.003)
+    assert "problem" not in out
 
 
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="python -P is 3.11's")

@@ -103,6 +103,29 @@ def test_signal_gap_gives_no_empty_summaries():
     assert [(r["t_start"], r["windows"]) for r in s.flush()] == [(50.0, 2)]
 
 
+def test_a_clock_set_back_closes_the_period_instead_of_filling_it_for_days():
+    """The system clock set back 3 days (window times follow it, edge_agent.clock): the
+    period of the old times is summarised up to its last window, and the later windows
+    are summarised in their own periods, not in that one until the clock comes back."""
+    s = Summarizer(60.0)
+    t0, back = 1_764_000_030.0, 3 * 86400.0
+    out = s.update([window(t0 + i, 1.0) for i in range(40)])  # to 9 s into the 2nd minute
+    out += s.update([window(t0 + 40 + i - back, 2.0) for i in range(100)])
+    assert [(r["t_start"], r["t_end"], r["windows"], r["score_max"]) for r in out] == [
+        (1_764_000_000.0, 1_764_000_060.0, 31, 1.0),
+        (1_764_000_060.0, t0 + 39, 9, 1.0),  # cut short by the step: its last window's end
+        (1_764_000_060.0 - back, 1_764_000_120.0 - back, 51, 2.0),
+    ]
+    (last,) = s.flush()
+    assert (last["t_start"], last["windows"]) == (1_764_000_120.0 - back, 49)
+    # a record of the period before (a late alert) still counts in the current one
+    s.update([window(1_764_000_130.0 - back, 3.0), alert(1_764_000_110.0 - back, "raised")])
+    (current,) = s.flush()
+    assert (current["t_start"], current["windows"], current["alerts_raised"]) == (
+        1_764_000_120.0 - back, 1, 1,
+    )  # fmt: skip
+
+
 def test_empty():
     s = Summarizer(60.0)
     assert s.update([]) == []

@@ -67,6 +67,10 @@ class Source(ABC):
     """A producer of samples in ``roles`` order at ``fs`` Hz."""
 
     name = "source"
+    # Samples arrive as they are taken (an ADC; a recording or the simulator played at
+    # speed 1): window times then follow the system clock (edge_agent.clock), else they
+    # count samples from the start.
+    real_time = True
 
     def __init__(self, fs: float, roles: list[str]) -> None:
         self.fs = float(fs)
@@ -269,6 +273,14 @@ class SerialSource(Source):
 # --- paced sources: replay and simulator ---------------------------------------------
 
 
+class _Paced(Source):
+    speed = 1.0
+
+    @property
+    def real_time(self) -> bool:  # type: ignore[override]
+        return self.speed == 1.0
+
+
 class _Pacer:
     """Releases sample ``k`` no earlier than ``k / (fs · speed)`` after the first call."""
 
@@ -291,7 +303,7 @@ def _blocks(x: np.ndarray, n: int) -> Iterator[tuple[int, np.ndarray]]:
         yield i, x[i : i + n]
 
 
-class ReplaySource(Source):
+class ReplaySource(_Paced):
     """A recording played at ``speed`` times real time (0 = as fast as it is consumed)."""
 
     name = "replay"
@@ -321,7 +333,7 @@ class ReplaySource(Source):
             self.recording.close()
 
 
-class SimulatorSource(Source):
+class SimulatorSource(_Paced):
     """The motor simulator (edge_agent.simulate) delivering samples at the real rate."""
 
     name = "simulator"

@@ -275,8 +275,9 @@ class EventPayload(_Payload):
     event: str = Field(
         min_length=1,
         pattern=r"^[a-z][a-z0-9_]*$",
-        description="kind of event: 'command' (a reply to /cmd/<command>), 'error', or "
-        "'resolved' (an error's cause is gone; detail as the error's)",
+        description="kind of event: 'command' (a reply to /cmd/<command>), 'error', "
+        "'resolved' (an error's cause is gone; detail as the error's), or 'clock' (the "
+        "system clock was set: detail.step_s, s, positive forward)",
     )
     command: str | None = Field(description="the command replied to, e.g. 'label'; else null")
     ok: bool = Field(description="whether the command succeeded")

@@ -712,6 +712,13 @@ class RecordSink:
         of (``detail`` as then) is gone."""
         self._event("resolved", ok=True, error=None, detail=dict(detail))
 
+    def clock_set(self, step_s: float) -> None:
+        """Tell the plant on ``/event`` (``event: "clock"``) that the system clock was set
+        by ``step_s`` (positive: forward): the records after carry times that much later
+        than the ones before would have."""
+        detail = {"source": "clock", "step_s": round(step_s, 3)}
+        self._event("clock", ok=True, error=None, detail=detail)
+
     def _event(self, event: str, **fields: Any) -> None:
         if not self._publish:
             return
