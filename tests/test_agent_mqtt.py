@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import json
 import os
 import signal
@@ -479,3 +480,170 @@ def test_the_plant_hears_when_the_other_agent_is_gone(
     assert (resolved["event"], resolved["ok"], resolved["detail"]) == ("resolved", True, detail)
     assert error["error"].endswith(f"on this computer (pid {os.getpid()}); each motor needs "
                                    "its own [output] asset")  # fmt: skip
+
+
+def _daemon_in_process(cfg, source, stream: io.StringIO, **kw):
+    """The daemon's loop over ``source`` in a thread of this process, its records also
+    in ``stream``; returns (thread, stop, sink)."""
+    from edge_agent.cli import _make_sink
+    from edge_agent.service import run as run_service
+
+    sink = _make_sink(cfg, stream, None, ts_offset=0.0, daemon=True)
+    sink.start()
+    stop = threading.Event()
+    worker = threading.Thread(
+        target=run_service, args=(cfg, source, sink),
+        kwargs={"scorer": None, "stop": stop, **kw}, daemon=True,
+    )  # fmt: skip
+    worker.start()
+    return worker, stop, sink
+
+
+def _windows(stream: io.StringIO) -> list[dict]:
+    lines = stream.getvalue().splitlines()
+    return [r for r in map(json.loads, lines) if r["type"] == "window"]
+
+
+def test_window_times_follow_the_system_clock_when_ntp_sets_it(
+    broker, make_subscriber, tmp_path, monkeypatch, caplog
+):
+    """A Raspberry Pi has no real-time clock: it boots with the time it last saved, and
+    NTP sets the clock once the network is up, here 3 days forward while the daemon runs.
+    Before, every window of the run kept the boot's time, 3 days behind, for as long as it
+    ran. Now the windows after the step carry the right time, the journal says so, and
+    the plant hears of it on /event."""
+    from edge_agent import service
+    from edge_agent.acquisition.sources import make_source
+    from edge_agent.clock import SampleClock
+    from edge_agent.config import load_config
+
+    step = 3 * 86400.0
+    late = [step]  # the boot's clock: 3 days behind until NTP sets it
+
+    def booted(fs: float) -> SampleClock:
+        return SampleClock(fs, wall=lambda: time.time() - late[0])
+
+    monkeypatch.setattr(service, "SampleClock", booted)
+    sub = make_subscriber(broker, f"{ROOT}/#")
+    options = {"url": broker.url, "reconnect_min_s": 0.2, "reconnect_max_s": 1.0}
+    cfg = load_config(overrides={
+        "acquisition": {"source": "simulator", "simulator": {"duration_s": 120.0}},
+        "output": {"site": SITE, "asset": ASSET, "summary_interval_s": 2.0}, "mqtt": options,
+        "store": {"path": str(tmp_path / "agent.db")},
+    })  # fmt: skip
+    stream = io.StringIO()
+    worker, stop, sink = _daemon_in_process(cfg, make_source(cfg), stream)
+    try:
+        wait_until(lambda: len(_windows(stream)) >= 4, 60, "windows")
+        late[0] = 0.0
+        set_at = time.time()
+        sub.wait_for(lambda ms: any(m.json["event"] == "clock" for m in ms
+                                    if m.topic.endswith("/event")), 30, "clock")  # fmt: skip
+        n = len(_windows(stream))
+        wait_until(lambda: len(_windows(stream)) >= n + 4, 30, "windows after")
+        sub.wait_for(lambda ms: any(m.json["t_start"] > set_at - 5 for m in ms
+                                    if m.topic.endswith("/summary")), 30, "a summary")  # fmt: skip
+    finally:
+        stop.set()
+        worker.join(30)
+        sink.close()
+    windows = _windows(stream)
+    before = [w for w in windows if w["t_end"] < set_at - step / 2]
+    after = windows[len(before) :]
+    assert len(before) >= 4 and len(after) >= 4
+    # Until the step, the boot's clock; from it on, the right time, the step between.
+    assert before[-1]["t_end"] == pytest.approx(set_at - step, abs=2.0)
+    assert after[-1]["t_end"] == pytest.approx(time.time(), abs=30.0)
+    assert after[0]["t_end"] - before[-1]["t_end"] == pytest.approx(step + 0.5, abs=1.0)
+    assert all(b["t_end"] - a["t_end"] == pytest.approx(0.5, abs=0.05)
+               for a, b in itertools.pairwise(after))  # fmt: skip
+    (event,) = [m.json for m in sub.on("event") if m.json["event"] == "clock"]
+    assert event["ok"] and event["error"] is None
+    assert event["detail"] == {"source": "clock", "step_s": pytest.approx(step, abs=0.5)}
+    said = [r.getMessage() for r in caplog.records if "system clock was set" in r.getMessage()]
+    assert said == [
+        "the system clock was set forward by 3 d (NTP, or by hand): window times follow it "
+        "from here; the records before carry the clock's earlier times"
+    ]
+    # The summaries go on in the periods of the right time.
+    summaries = payloads(sub, "summary")
+    assert summaries[-1]["ts"] == pytest.approx(time.time(), abs=30.0)
+
+
+def test_an_adc_sampling_off_its_configured_rate_is_told_to_the_installer_and_the_plant(
+    broker, make_subscriber, tmp_path, monkeypatch, caplog
+):
+    """A board sampling at 15600 a second where the config says 15000 (a wrong setting,
+    or its clock 4 % fast): every frequency reads 4 % low, and a window's time would run
+    4 % fast, 58 minutes a day. The daemon measures the rate against the system clock
+    (here after 6 s; 30 s in service), says so in the journal, systemctl status and on
+    /event, and keeps window times on the system clock."""
+    from edge_agent import service
+    from edge_agent.acquisition.emulator import Emulator
+    from edge_agent.acquisition.sources import make_source
+    from edge_agent.config import load_config
+    from edge_agent.systemd import Notifier
+    from tests.test_acquisition import FRAME, Pty
+    from tests.test_systemd import NotifySocket
+
+    monkeypatch.setattr(service, "RATE_CHECK_S", 6.0)
+    sub = make_subscriber(broker, f"{ROOT}/#")
+    pty = Pty(tmp_path / "ttyADC")
+    systemd = NotifySocket()
+    options = {"url": broker.url, "reconnect_min_s": 0.2, "reconnect_max_s": 1.0}
+    cfg = load_config(overrides={
+        "acquisition": {
+            "source": "serial", "serial": {"device": str(pty.link)},
+            "scaling": {ch: {"gain": 0.001} for ch in ("ia", "ib", "ic")},
+        },
+        "output": {"site": SITE, "asset": ASSET}, "mqtt": options,
+        "store": {"path": str(tmp_path / "agent.db")},
+    })  # fmt: skip
+    spec = SimulationSpec(fs=15600.0, duration_s=20.0, seed=3)
+    x = simulate_counts(spec)
+    emu = Emulator(pty.write, spec.fs, 3, frame_samples=FRAME)
+    stream = io.StringIO()
+    notifier = Notifier(environ={"NOTIFY_SOCKET": systemd.address})
+    worker, stop, sink = _daemon_in_process(cfg, make_source(cfg), stream, notifier=notifier)
+    player = threading.Thread(
+        target=emu.play_counts, args=([x[i : i + 1500] for i in range(0, len(x), 1500)],),
+        daemon=True,
+    )  # fmt: skip
+    try:
+        wait_until(lambda: sink.publisher is not None and sink.publisher.connected, 60, "MQTT")
+        t0 = time.time()
+        player.start()
+        found = sub.wait_for(lambda ms: any(m.topic.endswith("/event") for m in ms), 60, "event")
+        systemd.wait_for(lambda sd: any("SAMPLE RATE" in m["STATUS"]
+                                        for _, m in sd.having("STATUS")), 30, "status")  # fmt: skip
+        player.join(30)
+    finally:
+        stop.set()
+        worker.join(30)
+        sink.close()
+        emu.stop()
+        systemd.close()
+        pty.close()
+    (event,) = [m.json for m in found if m.topic.endswith("/event")]
+    assert event["event"] == "error"
+    assert event["detail"]["source"] == "acquisition" and event["detail"]["fs"] == 15000.0
+    assert event["detail"]["rate"] == pytest.approx(15600, rel=0.002)
+    assert "every frequency reads 3.8 % low (a 50 Hz supply as 48.0" in event["error"]
+    status = [m["STATUS"] for _, m in systemd.having("STATUS") if "SAMPLE RATE" in m["STATUS"]]
+    assert "; SAMPLE RATE 156" in status[0]
+    assert "/s BY THE SYSTEM CLOCK, NOT fs = 15000: frequencies read wrong" in status[0]
+    assert sum("acquisition: the source delivers" in r.getMessage() for r in caplog.records) == 1
+    # The windows' times are the system clock's: 20 s of signal took 20 s, not 20.8.
+    windows = _windows(stream)
+    assert windows[-1]["t_end"] - t0 == pytest.approx(20.0, abs=0.5)
+    assert windows[-1]["features"]["supply_hz"] == pytest.approx(48.08, abs=0.05)
+
+
+def simulate_counts(spec: SimulationSpec) -> np.ndarray:
+    """The simulated currents of ``spec`` as a 3-channel ADC's int16 counts (1 mA each)."""
+    from edge_agent.acquisition.emulator import to_counts
+    from edge_agent.acquisition.framing import Scaling
+    from edge_agent.simulate import simulate
+
+    x = simulate(spec, MotorConfig())[1]
+    return to_counts(x, Scaling(offset=np.zeros(3), gain=np.full(3, 0.001)))[0]
