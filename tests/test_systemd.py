@@ -467,6 +467,18 @@ def test_the_unit_is_sandboxed_and_keeps_what_numba_needs(systemd_analyze, unit)
     )
 
 
+@pytest.mark.parametrize("unit", [UNIT, TEMPLATE], ids=lambda p: p.name)
+def test_the_unit_starts_at_boot_whether_the_clock_is_set_or_not(unit):
+    """Not ordered after time-sync.target: with systemd-time-wait-sync enabled and no NTP
+    server reachable (a plant network), that target is never reached, and the motor
+    would go unwatched. Window times follow the clock when NTP sets it (test_clock)."""
+    ordering = " ".join(
+        unit_settings(unit).get("After", []) + unit_settings(unit).get("Requires", [])
+    )
+    assert "network-online.target" in ordering
+    assert "time-sync.target" not in ordering and "time-set.target" not in ordering
+
+
 def test_a_motor_of_several_runs_as_the_service_does_with_its_own_config_and_store():
     """edge-agent@NAME is edge-agent.service but for its configuration, secrets and state,
     and shares the compiled kernels' cache under the same dynamic user (so the first start
