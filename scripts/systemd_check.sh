@@ -19,6 +19,8 @@
 #     and `trend` read every store;
 #   - a third unit with one of their configurations copied as it was: each of the two
 #     names the other (this computer, its pid) in its journal and status, and on /event;
+#   - the system clock set 3 days forward (NTP at a Raspberry Pi's boot), then back: the
+#     daemon says so in its journal and on /event, and its summaries follow the clock;
 #   - a stop during a first start's compile returns at once, cleanly, the compile given up.
 #
 #   sudo scripts/systemd_check.sh [DIR]     # DIR: the VM's files, default /tmp/edge-agent-vm
@@ -270,6 +272,26 @@ check "the plant hears of it on /event" wait_for 60 \
 check "both keep running" test "$(systemctl is-active edge-agent@pump-1 edge-agent@copy | sort -u)" = active
 systemctl stop edge-agent@copy
 journalctl -u edge-agent@copy -o cat | grep 'another agent' | head -1 | sed 's/^/   /'
+
+echo "== the system clock set 3 days forward (NTP at a Raspberry Pi's boot), then back"
+last_summary_off() {  # how far pump-1's last summary's time is from the clock, s
+    python3 -c "import json, time
+lines = [l for l in open('/root/mqtt.log') if l.startswith('edge-agent/site/pump-1/summary ')]
+print(round(json.loads(lines[-1].split(' ', 1)[1])['ts'] - time.time()))"
+}
+date -s '+3 days' >/dev/null
+check "pump-1's journal says so" wait_for 30 sh -c \
+    "journalctl -u edge-agent@pump-1 -o cat | grep -q 'the system clock was set forward by 3 d'"
+check "the plant hears of it on /event" wait_for 30 \
+    grep -q '^edge-agent/site/pump-1/event .*"event":"clock"' /root/mqtt.log
+sleep 12  # summaries every 5 s
+summary_is_current() { [ "$(last_summary_off)" -gt -30 ]; }
+check "its summaries carry the clock's new time" summary_is_current
+echo "   the last summary's time less the clock's: $(last_summary_off) s"
+date -s '-3 days' >/dev/null
+check "set back, it follows again" wait_for 30 sh -c \
+    "journalctl -u edge-agent@pump-1 -o cat | grep -q 'the system clock was set back by 3 d'"
+journalctl -u edge-agent@pump-1 -o cat | grep 'system clock' | sed 's/^/   /'
 check "both stop cleanly" systemctl stop edge-agent@pump-1 edge-agent@fan-2
 # (systemctl show puts an empty line between the units.)
 check "with exit 0" \
