@@ -18,9 +18,9 @@ time in two parts:
   to when the samples arrive. A sample is read some latency after it was taken, never
   before, so the fit takes the least lag of each block of arrivals (their lower
   envelope) and a robust line through them (Theil-Sen: a stalled block is an outlier,
-  not a bend). Blocks begin at 1 s and double up to 30 s as the run goes on, so the line
-  rests on the last 30 minutes once the run is that old, and on 10 s of blocks after
-  10 s. Its slope is the source's true rate, measured against the system clock;
+  not a bend). Blocks begin at 1 s and, each time 60 have closed, merge in pairs, up to
+  30 s: the line rests on the whole run until it is half an hour old, then on its last
+  half hour. Its slope is the source's true rate, measured against the system clock;
 - plus the system clock's offset from the monotonic one, read at each observation. A
   step of the system clock moves window times from then on by just as much; the daemon
   says so (:attr:`SampleClock.steps`).
