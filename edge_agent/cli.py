@@ -10,6 +10,7 @@ left undelivered in the outbox (check-wiring: the motor not running, try again),
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 import click
 
 from edge_agent import __version__
-from edge_agent.config import Config, load_config, shared_with_others, to_toml
+from edge_agent.config import Config, load_config, shared_with_others, to_toml, unit_environ
 from edge_agent.errors import EdgeAgentError, StorageError
 
 # Seconds a stopping daemon gives the broker to acknowledge what is queued (the rest waits
@@ -118,12 +119,27 @@ def main(log_level: str) -> None:
 def check_config(file: Path | None, config_path: Path | None) -> None:
     """Validate a configuration and print it resolved (defaults, file, environment).
 
-    Exits 78 naming the field when a value is wrong. Warns when another configuration in
-    the same folder (/etc/edge-agent/NAME.toml, a unit per motor) names the same motor, the
-    same serial ADC or the same event store.
+    The environment is this shell's, and over it, as the service gets them, the variables
+    of the environment files its unit reads: edge-agent.env beside FILE, then NAME.env for
+    FILE NAME.toml (edge-agent@NAME; as root, as they are the root's to read). Exits 78
+    naming the field (and the file) when a value is wrong. Warns when another configuration
+    in the same folder (/etc/edge-agent/NAME.toml, a unit per motor) names the same motor,
+    the same serial ADC or the same event store.
     """
     path = file or config_path
-    cfg = load_config(path)
+    unit = unit_environ(path, os.environ) if path is not None else None
+    if unit is not None and unit.read:
+        click.echo(f"read as the service does: {', '.join(map(str, unit.read))}", err=True)
+    for f in unit.unread if unit is not None else []:
+        click.echo(
+            f"warning: cannot read {f} (permission denied), which the service reads: what it "
+            "sets is not shown; run this as root", err=True,
+        )  # fmt: skip
+    cfg = (
+        load_config(path, environ=unit.environ, env_files=unit.origin)
+        if unit is not None
+        else load_config(None)
+    )
     click.echo(to_toml(cfg), nl=False)
     if path is not None:
         for said in shared_with_others(path, cfg):

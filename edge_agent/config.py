@@ -15,7 +15,7 @@ import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, NamedTuple
 
 from pydantic import (
     BaseModel,
@@ -483,7 +483,17 @@ def _describe(
     source: str,
     env_keys: set[tuple[str, ...]],
     option_keys: set[tuple[str, ...]] = frozenset(),
+    env_files: Mapping[str, str] | None = None,
 ) -> str:
+    files_of = env_files or {}
+
+    def var(loc: tuple[str, ...]) -> str:
+        return ENV_PREFIX + "__".join(p.upper() for p in loc)
+
+    def env(loc: tuple[str, ...]) -> str:  # a variable of the environment, or of a file's
+        where = files_of.get(var(loc))
+        return f"{where}: {var(loc)}" if where else f"environment {var(loc)}"
+
     lines = []
     for e in err.errors():
         loc = tuple(str(p) for p in e["loc"])
@@ -493,8 +503,10 @@ def _describe(
             # A check across a table's settings: they may come from several places, and
             # the table is not echoed (it may hold the MQTT password).
             origins = [source]
-            if any(k[: len(loc)] == loc for k in env_keys):
+            files = {files_of.get(var(k)) for k in env_keys if k[: len(loc)] == loc}
+            if None in files:
                 origins.append("environment")
+            origins += sorted(f for f in files if f is not None)
             if any(k[: len(loc)] == loc for k in option_keys):
                 origins.append("command line")
             origin, got = " + ".join(origins), ""
@@ -503,7 +515,7 @@ def _describe(
             if loc and any(loc[: len(k)] == k for k in option_keys):
                 origin = "command line"
             elif loc and any(loc[: len(k)] == k for k in env_keys):
-                origin = "environment " + ENV_PREFIX + "__".join(p.upper() for p in loc)
+                origin = env(loc)
             got = ""
             if loc and loc[-1] in SECRET_SETTINGS:
                 pass  # a password, or a URL that may hold one: never echoed
@@ -520,11 +532,14 @@ def load_config(
     path: str | os.PathLike[str] | None = None,
     environ: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
+    env_files: Mapping[str, str] | None = None,
 ) -> Config:
     """Resolve the configuration: defaults, then the TOML file at ``path``, then environment.
 
     ``overrides`` (a nested dict, e.g. from command-line options) is applied last.
-    Raises :class:`ConfigError` naming the file and field on any problem.
+    ``env_files`` names the file each variable of ``environ`` was read from, if any
+    (:func:`read_env_file`), for the errors. Raises :class:`ConfigError` naming the file
+    and field on any problem.
     """
     environ = os.environ if environ is None else environ
     data: dict[str, Any] = {}
@@ -548,7 +563,103 @@ def load_config(
         return Config.model_validate(merged)
     except ValidationError as exc:
         option_keys = {tuple(k) for k in _leaf_paths(overrides or {})}
-        raise ConfigError(_describe(exc, source, env_keys, option_keys)) from None
+        raise ConfigError(_describe(exc, source, env_keys, option_keys, env_files)) from None
+
+
+SHARED_ENV_FILE = "edge-agent.env"
+
+
+def unit_env_files(path: str | os.PathLike[str]) -> list[Path]:
+    """The environment files that the service's unit for the configuration at ``path``
+    reads (systemd/edge-agent.service for ``edge-agent.toml``, edge-agent@NAME for
+    ``NAME.toml``): ``edge-agent.env`` beside it, then ``NAME.env``, those that exist."""
+    p = Path(path)
+    names = [SHARED_ENV_FILE] + ([f"{p.stem}.env"] if p.stem != "edge-agent" else [])
+    return [p.parent / n for n in names if (p.parent / n).is_file()]
+
+
+def read_env_file(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The variables of an environment file as systemd's ``EnvironmentFile=`` reads them:
+    ``NAME=value`` lines, blank lines and lines starting with ``#`` or ``;`` left out,
+    whitespace around the value dropped; a value in single quotes taken as it is; one in
+    double quotes with a backslash before a backslash, a double quote, a dollar sign or a
+    backtick dropped; an unquoted one with each backslash dropped before the character
+    it escapes. A quoted value over several lines is refused (ConfigError naming the
+    line), as is a line continued with a backslash. OSError (a missing file, one not ours
+    to read) is the caller's."""
+    p = Path(path)
+    out: dict[str, str] = {}
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: not UTF-8 text: {exc}") from None
+    for number, raw in enumerate(text.split("\n"), 1):  # as systemd: not at U+2028 etc.
+        line = raw.lstrip(_BLANK)
+        if not line or line[0] in "#;" or "=" not in line:
+            continue
+        name, value = line.split("=", 1)
+        name, value = name.strip(_BLANK), value.lstrip(_BLANK)
+        where = f"{p}, line {number}: {name}"
+        if value[:1] in ("'", '"'):
+            value, quote = value.rstrip(_BLANK), value[0]
+            if len(value) < 2 or value[-1] != quote:
+                raise ConfigError(
+                    f"{where}: the quote {quote} is not closed on this line; put the value "
+                    "on one line"
+                )
+            value = value[1:-1]
+            if quote == '"':
+                value = re.sub(r'\\([\\"$`])', r"\1", value)
+        else:
+            value = _unescaped(value, where)
+        out[name] = value
+    return out
+
+
+_BLANK = " \t\r"
+
+
+def _unescaped(value: str, where: str) -> str:
+    """An unquoted value of an environment file: each backslash dropped before the
+    character it escapes; whitespace at the end dropped unless escaped."""
+    out: list[str] = []
+    keep = 0  # characters of out up to the last one that is not blank, or escaped
+    chars = iter(value)
+    for c in chars:
+        if c == "\\":
+            c = next(chars, None)
+            if c is None:
+                raise ConfigError(f"{where}: a value continued on the next line; put it on one")
+            out.append(c)
+            keep = len(out)
+        else:
+            out.append(c)
+            if c not in _BLANK:
+                keep = len(out)
+    return "".join(out[:keep])
+
+
+class UnitEnviron(NamedTuple):
+    environ: dict[str, str]  # the variables, as the service gets them
+    origin: dict[str, str]  # the file each variable of a file came from
+    read: list[Path]  # the files read
+    unread: list[Path]  # those this process may not read
+
+
+def unit_environ(path: str | os.PathLike[str], base: Mapping[str, str]) -> UnitEnviron:
+    """``base`` with the variables of the unit's environment files for ``path``
+    (:func:`unit_env_files`) over it, as the service gets them."""
+    out = UnitEnviron(dict(base), {}, [], [])
+    for f in unit_env_files(path):
+        try:
+            values = read_env_file(f)
+        except PermissionError:
+            out.unread.append(f)
+            continue
+        out.environ.update(values)
+        out.origin.update(dict.fromkeys(values, str(f)))
+        out.read.append(f)
+    return out
 
 
 def shared_with_others(path: str | os.PathLike[str], cfg: Config) -> list[str]:
@@ -556,15 +667,16 @@ def shared_with_others(path: str | os.PathLike[str], cfg: Config) -> list[str]:
     that two motors' daemons cannot share (``/etc/edge-agent/NAME.toml``, a unit per
     motor): the motor's name, the serial ADC, an event store set by path. A sentence for
     each configuration that does; the others, and those that do not load, say nothing.
-    They are read as their files say, without this process's environment (nor a unit's
-    ``.env`` files)."""
+    They are read as their units would read them: their files and their ``.env`` files
+    (:func:`unit_env_files`; those this process may not read are left out), without this
+    process's environment."""
     here = Path(path)
     said = []
     for other in sorted(here.parent.glob("*.toml")):
         try:
             if other.samefile(here):
                 continue
-            theirs = load_config(other, environ={})
+            theirs = load_config(other, environ=unit_environ(other, {}).environ)
         except (OSError, ConfigError):
             continue
         same = []

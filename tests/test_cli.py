@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edge_agent.cli import main
 
@@ -279,6 +281,86 @@ def test_check_config_names_another_motors_configuration_sharing_its_name_adc_or
     # The spare's configuration shares nothing; and without a file, nothing is compared.
     assert run("check-config", etc / "spare.toml").stderr == ""
     assert run("check-config").stderr == ""
+
+
+def test_check_config_reads_the_units_environment_files_as_the_service_does(tmp_path):
+    """/etc/edge-agent/pump-1.toml runs as edge-agent@pump-1, which reads edge-agent.env,
+    then pump-1.env (systemd/edge-agent@.service). The configuration printed is the one
+    the service runs with: before, the files' settings were left out, and a motor named
+    in its .env file printed as the one of its .toml."""
+    etc = tmp_path / "edge-agent"
+    etc.mkdir()
+    (etc / "pump-1.toml").write_text('[output]\nsite = "plant1"\nasset = "motor"\n')
+    (etc / "edge-agent.env").write_text(
+        "# the broker, for every motor\n"
+        "EDGE_AGENT_MQTT__URL=mqtts://broker.plant.local\n"
+        "EDGE_AGENT_MQTT__USERNAME='edge agent'\n"
+        "EDGE_AGENT_OUTPUT__ASSET=shared\n"
+        "\n; a comment the systemd way\n"
+    )
+    (etc / "pump-1.env").write_text(
+        'EDGE_AGENT_OUTPUT__ASSET="pump-1"\n  EDGE_AGENT_MOTOR__RATED_CURRENT = 12.5  \n'
+    )
+    (etc / "fan-2.toml").write_text('[output]\nsite = "plant1"\nasset = "motor"\n')
+    (etc / "fan-2.env").write_text("EDGE_AGENT_OUTPUT__ASSET=pump-1\n")  # a copy, not edited
+    res = run("check-config", etc / "pump-1.toml")
+    assert res.exit_code == 0, res.output
+    assert '[output]\nsite = "plant1"\nasset = "pump-1"\n' in res.stdout  # its own .env's
+    assert 'username = "edge agent"\n' in res.stdout and "rated_current = 12.5\n" in res.stdout
+    assert 'url = "mqtts://broker.plant.local"\n' in res.stdout
+    assert res.stderr.splitlines()[0] == (
+        f"read as the service does: {etc}/edge-agent.env, {etc}/pump-1.env"
+    )
+    # the sibling's asset is in its .env file: it is the same motor
+    assert f"warning: {etc}/fan-2.toml names the same motor ([output] site and asset " \
+        "plant1/pump-1)" in res.stderr  # fmt: skip
+    # edge-agent.toml is edge-agent.service's: it reads edge-agent.env only
+    (etc / "edge-agent.toml").write_text("")
+    res = run("check-config", etc / "edge-agent.toml")
+    assert res.exit_code == 0 and 'asset = "shared"\n' in res.stdout
+    assert res.stderr.splitlines()[0] == f"read as the service does: {etc}/edge-agent.env"
+    # A bad value from a file is named with its file; a quote left open with its line.
+    (etc / "pump-1.env").write_text("EDGE_AGENT_MOTOR__POLE_PAIRS=two\n")
+    res = run("check-config", etc / "pump-1.toml")
+    assert res.exit_code == 78
+    assert f"{etc}/pump-1.env: EDGE_AGENT_MOTOR__POLE_PAIRS: motor.pole_pairs: " in res.stderr
+    (etc / "pump-1.env").write_text("EDGE_AGENT_MOTOR__POLE_PAIRS=3\n")  # 1440 rpm: no
+    res = run("check-config", etc / "pump-1.toml")
+    assert res.exit_code == 78
+    assert f"{etc}/pump-1.toml + {etc}/pump-1.env: motor: rated_rpm=1440 gives a full-load " \
+        "slip of -0.440 for pole_pairs=3" in res.stderr  # fmt: skip
+    (etc / "pump-1.env").write_text("\n\nEDGE_AGENT_MQTT__PASSWORD='secret\n")
+    res = run("check-config", etc / "pump-1.toml")
+    assert res.exit_code == 78 and "secret" not in res.output
+    assert f"{etc}/pump-1.env, line 3: EDGE_AGENT_MQTT__PASSWORD: the quote ' is not closed " \
+        "on this line; put the value on one line" in res.stderr  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(
+        st.from_regex(r"[A-Z_][A-Z0-9_]{0,20}", fullmatch=True),
+        st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=30),
+        max_size=6,
+    ),
+    st.sampled_from(["plain", "single", "double"]),
+)
+def test_environment_files_read_back_what_a_person_wrote(tmp_path_factory, variables, style):
+    """Any value written the ways systemd's EnvironmentFile= takes (escaped as a shell
+    would, or in quotes) reads back as it was; whitespace around it does not count."""
+    from edge_agent.config import read_env_file
+
+    def written(value: str) -> str:
+        if style == "single" and "'" not in value:
+            return f"'{value}'"
+        if style == "double":
+            return '"' + "".join("\\" + c if c in '\\"$`' else c for c in value) + '"'
+        return "".join("\\" + c if c in "\\'\" \t" else c for c in value)
+
+    path = tmp_path_factory.mktemp("env") / "motor.env"
+    lines = ["# written by hand", ""] + [f"{k} = {written(v)}  " for k, v in variables.items()]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert read_env_file(path) == variables
 
 
 def test_simulate_rejects_bad_arguments_as_usage_errors(tmp_path):
