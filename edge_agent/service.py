@@ -456,7 +456,7 @@ class ClockWatch:
             said = f"the system clock was set {describe_step(step)}"
             log.warning(
                 "%s (NTP, or by hand): window times follow it from here; the records "
-                "before carry the clock's earlier times", said,
+                "before it keep the times the clock gave then", said,
             )  # fmt: skip
             self.sink.clock_set(step)
         measured = self.clock.rate()
