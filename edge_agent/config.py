@@ -656,6 +656,8 @@ def unit_environ(path: str | os.PathLike[str], base: Mapping[str, str]) -> UnitE
         except PermissionError:
             out.unread.append(f)
             continue
+        except OSError as exc:
+            raise ConfigError(f"{f}: cannot read it: {exc.strerror or exc}") from None
         out.environ.update(values)
         out.origin.update(dict.fromkeys(values, str(f)))
         out.read.append(f)
