@@ -479,10 +479,12 @@ def check_wiring(
     Reads the source as `run` does for --seconds and prints what the sensors read: the
     supply frequency, each phase's current and its angle behind ia, the sequence
     currents, and with voltages wired, the voltages and each phase's displacement
-    angle. Then what to fix: a CT reversed, open or on the wrong input, two leads
+    angle; and from a live source, the samples a second it delivers by the system
+    clock. Then what to fix: a CT reversed, open or on the wrong input, two leads
     swapped, the voltages in another order than the currents, a signal clipping the
-    ADC, or a nameplate current that is not this motor's; and a model ([model]) the
-    service would not use: another motor's, a simulated motor's on an ADC, or broken.
+    ADC, a board sampling 0.5 % or more off [acquisition] fs, or a nameplate current
+    that is not this motor's; and a model ([model]) the service would not use: another
+    motor's, a simulated motor's on an ADC, or broken.
     Stop the service first (`systemctl stop edge-agent`): it holds the serial port. Exits
     0 when the wiring reads right, 65 when something is to fix, 75 when the motor is not
     running (start it and check again); 66 for a missing device, 77 for one this user
