@@ -379,7 +379,8 @@ def run(
 
     Reads samples from the serial ADC, a TCP socket, a recording played at its real rate,
     or the simulator, as [acquisition] in the config says, and writes one JSON record per
-    line as in replay (times in UNIX seconds; --out appends to the file). Alerts,
+    line as in replay (times in UNIX seconds, by the system clock, which they follow
+    when it is set; --out appends to the file). Alerts,
     summaries and counters are kept in the event store ([store] path) and, with an [mqtt]
     url, published through its outbox; the broker's commands (label, reload, snapshot) are
     carried out. Counters (lost samples, CRC errors, reconnects) go to stderr at the end.
