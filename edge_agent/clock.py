@@ -65,7 +65,6 @@ class SampleClock:
         self.fs = float(fs)
         self._wall, self._mono = wall, mono
         self.steps = 0  # steps of the system clock seen
-        self.last_step = 0.0  # the last one, s (positive: set forward)
         self._m0 = 0.0  # monotonic time of sample 0 at the nominal rate
         self._offset = 0.0  # system clock - monotonic clock
         self._k = 0  # samples arrived, lost ones counted
@@ -106,7 +105,6 @@ class SampleClock:
             self._close_block(now)
         if abs(step) >= STEP_S:
             self.steps += 1
-            self.last_step = step
             return step
         return 0.0
 
@@ -169,16 +167,3 @@ def rate_warning(fs: float, rate: float, span_s: float) -> str | None:
         f"{100 * abs(off):.1f} % {'high' if off > 0 else 'low'} (a 50 Hz supply as "
         f"{50 * (1 + off):.2f} Hz). Set fs to the board's rate, or mend the board's clock"
     )
-
-
-def describe_step(step_s: float) -> str:
-    """A step of the system clock, for a person: 'forward by 3 d 2 h 14 min'."""
-    size = abs(step_s)
-    if size < 120:
-        amount = f"{size:.1f} s"
-    else:
-        d, rest = divmod(round(size), 86400)
-        h, rest = divmod(rest, 3600)
-        m = rest // 60
-        amount = " ".join(f"{v} {u}" for v, u in ((d, "d"), (h, "h"), (m, "min")) if v)
-    return f"{'forward' if step_s > 0 else 'back'} by {amount}"

@@ -243,7 +243,8 @@ def when(ts: float | None) -> str:
     return time.strftime(_TIME, time.localtime(ts)) if ts is not None else ""
 
 
-def _lasted(seconds: float) -> str:
+def lasted(seconds: float) -> str:
+    """A length of time for a person: '45 s', '12 min', '3.5 h', '3.0 d'."""
     if seconds < 120:
         return f"{seconds:.0f} s"
     if seconds < 7200:
@@ -255,8 +256,8 @@ def _lasted(seconds: float) -> str:
 
 def _state(alert: Mapping[str, Any], now: float) -> str:
     if alert["cleared_ts"] is None:
-        return f"open for {_lasted(max(0.0, now - alert['raised_ts']))}"
-    return f"cleared after {_lasted(max(0.0, alert['cleared_ts'] - alert['raised_ts']))}"
+        return f"open for {lasted(max(0.0, now - alert['raised_ts']))}"
+    return f"cleared after {lasted(max(0.0, alert['cleared_ts'] - alert['raised_ts']))}"
 
 
 def _cleared(alert: Mapping[str, Any]) -> str:

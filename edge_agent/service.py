@@ -27,9 +27,10 @@ from typing import TYPE_CHECKING, Any
 
 from edge_agent.acquisition.ring import Chunk, RingStats, SampleRing
 from edge_agent.acquisition.sources import Source, SourceStats
-from edge_agent.clock import SampleClock, describe_step, rate_warning
+from edge_agent.clock import SampleClock, rate_warning
 from edge_agent.config import Config
 from edge_agent.errors import EdgeAgentError, StorageError
+from edge_agent.history import lasted
 from edge_agent.pipeline import ENERGISED_FOR, Pipeline, PipelineStats
 from edge_agent.publish.schema import CommandError
 from edge_agent.publish.sink import RecordSink
@@ -453,10 +454,10 @@ class ClockWatch:
         unknown = len(chunk.gap_lost) < len(chunk.gaps) or any(n <= 0 for n in chunk.gap_lost)
         step = self.clock.observe(len(chunk), lost, unknown)
         if step:
-            said = f"the system clock was set {describe_step(step)}"
             log.warning(
-                "%s (NTP, or by hand): window times follow it from here; the records "
-                "before it keep the times the clock gave then", said,
+                "the system clock was set %s by %s (NTP, or by hand): window times follow "
+                "it from here; the records before it keep the times the clock gave then",
+                "forward" if step > 0 else "back", lasted(abs(step)),
             )  # fmt: skip
             self.sink.clock_set(step)
         measured = self.clock.rate()

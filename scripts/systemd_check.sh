@@ -281,7 +281,7 @@ print(round(json.loads(lines[-1].split(' ', 1)[1])['ts'] - time.time()))"
 }
 date -s '+3 days' >/dev/null
 check "pump-1's journal says so" wait_for 30 sh -c \
-    "journalctl -u edge-agent@pump-1 -o cat | grep -q 'the system clock was set forward by 3 d'"
+    "journalctl -u edge-agent@pump-1 -o cat | grep -q 'the system clock was set forward by 3.0 d'"
 check "the plant hears of it on /event" wait_for 30 \
     grep -q '^edge-agent/site/pump-1/event .*"event":"clock"' /root/mqtt.log
 sleep 12  # summaries every 5 s
@@ -290,7 +290,7 @@ check "its summaries carry the clock's new time" summary_is_current
 echo "   the last summary's time less the clock's: $(last_summary_off) s"
 date -s '-3 days' >/dev/null
 check "set back, it follows again" wait_for 30 sh -c \
-    "journalctl -u edge-agent@pump-1 -o cat | grep -q 'the system clock was set back by 3 d'"
+    "journalctl -u edge-agent@pump-1 -o cat | grep -q 'the system clock was set back by 3.0 d'"
 journalctl -u edge-agent@pump-1 -o cat | grep 'system clock' | sed 's/^/   /'
 check "both stop cleanly" systemctl stop edge-agent@pump-1 edge-agent@fan-2
 # (systemctl show puts an empty line between the units.)

@@ -563,7 +563,7 @@ def test_window_times_follow_the_system_clock_when_ntp_sets_it(
     assert event["detail"] == {"source": "clock", "step_s": pytest.approx(step, abs=0.5)}
     said = [r.getMessage() for r in caplog.records if "system clock was set" in r.getMessage()]
     assert said == [
-        "the system clock was set forward by 3 d (NTP, or by hand): window times follow it "
+        "the system clock was set forward by 3.0 d (NTP, or by hand): window times follow it "
         "from here; the records before it keep the times the clock gave then"
     ]
     # The summaries go on in the periods of the right time.

@@ -115,7 +115,7 @@ def test_a_step_of_the_system_clock_moves_later_times_at_once():
     before = adc.clock(adc.counted - 1)
     clocks.offset += 3 * 86400.0
     assert adc.clock.observe(0) == pytest.approx(3 * 86400.0)
-    assert adc.clock.steps == 1 and adc.clock.last_step == pytest.approx(3 * 86400.0)
+    assert adc.clock.steps == 1
     assert adc.clock(adc.counted - 1) == pytest.approx(before + 3 * 86400.0)
     errors = adc.run(60.0)
     assert max(abs(e) for e in errors) < 0.01
