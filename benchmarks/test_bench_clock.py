@@ -13,25 +13,15 @@ from __future__ import annotations
 import pytest
 
 from edge_agent.clock import BLOCK_MAX_S, MAX_BLOCKS, SampleClock
+from tests.test_clock import T0, WALL, Clocks
 
 FS = 15000.0
 FRAME = 64
 
 
-class _Clocks:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def mono(self) -> float:
-        return self.now
-
-    def wall(self) -> float:
-        return self.now + 1.7e9
-
-
-def steady_clock() -> tuple[SampleClock, _Clocks]:
+def steady_clock() -> tuple[SampleClock, Clocks]:
     """A clock 30 minutes into a run: 60 blocks of 30 s, an ADC 50 ppm fast."""
-    clocks = _Clocks()
+    clocks = Clocks()
     clock = SampleClock(FS, wall=clocks.wall, mono=clocks.mono)
     clock.start()
     fs_true, start, taken = FS * (1 + 50e-6), clocks.now, 0
@@ -68,4 +58,5 @@ def test_fit_of_60_blocks(benchmark):
 def test_time_of_a_sample(benchmark):
     clock, _ = steady_clock()
     t = benchmark(clock, 123_456_789)
-    assert t > 1.7e9
+    # taken at T0 + k / (FS (1 + 50 ppm)), on the system clock: 0.41 s before k / FS
+    assert t == pytest.approx(T0 + WALL + 123_456_789 / (FS * (1 + 50e-6)), abs=0.01)
