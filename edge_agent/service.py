@@ -352,8 +352,9 @@ def run(
             ring.wait(0.5)
             chunk = ring.read()
             if chunk:
+                lost = sum(max(0, n) for n in chunk.gap_lost)  # known lost before them
                 if clock is not None:  # before the windows of these samples are timed
-                    clock.update(chunk)
+                    clock.update(chunk, lost)
                 if record is not None and record.failed is None:
                     try:
                         record.write(chunk.data, chunk.gaps, chunk.gap_lost)
@@ -363,7 +364,7 @@ def run(
                     history.push(chunk.data, time.time(), chunk.gaps, chunk.gap_lost)
                 before, energised = set(pipe.wiring), pipe.energised_seen
                 records = pipe.update(chunk.data, chunk.gaps, chunk.gap_lost)
-                sink.write(records, sum(max(0, n) for n in chunk.gap_lost))
+                sink.write(records, lost)
                 report_wiring(before, pipe.wiring, sink)
                 overloaded = report_nameplate(overloaded, records, config, sink)
                 if energised is None and pipe.energised_seen is not None:  # once a run
@@ -449,8 +450,8 @@ class ClockWatch:
         self.wrong_rate: str | None = None  # what was said of it, if it is not fs
         self._judged = self._told = False
 
-    def update(self, chunk: Chunk) -> None:
-        lost = sum(max(0, n) for n in chunk.gap_lost)
+    def update(self, chunk: Chunk, lost: int) -> None:
+        """``chunk`` was just read, after ``lost`` samples known to be lost."""
         unknown = len(chunk.gap_lost) < len(chunk.gaps) or any(n <= 0 for n in chunk.gap_lost)
         step = self.clock.observe(len(chunk), lost, unknown)
         if step:
