@@ -46,6 +46,7 @@ from edge_agent.features import (
     SLIP_METHOD_SLOTS,
     SUPPLY_BAND_HZ,
     nameplate_slip,
+    slip_band,
 )
 
 _A = np.exp(2j * np.pi / 3)
@@ -533,7 +534,6 @@ class NumpyExtractor:
         self.motor = motor
         self.fs = float(fs)
         self.fs_long = float(fs_long)
-        self.s_max = min(0.25, 1.5 * motor.rated_slip)
         b = motor.bearing
         self.bearing = (
             None
@@ -695,13 +695,14 @@ class NumpyExtractor:
         motor = self.motor
         pp = motor.pole_pairs
         out: dict[str, float | None] = {}
-        slip, method, prominence = nameplate_slip(i1, motor), SLIP_METHOD_NAMEPLATE, None
+        slip, method, prominence = nameplate_slip(i1, motor, f), SLIP_METHOD_NAMEPLATE, None
+        s_min, s_max = slip_band(motor, f)
         if motor.rotor_bars and slot_spectrum is not None:
             p_short, df_short = slot_spectrum
             kf = f / df_short
             s, prom = _pair_slip(
                 p_short, df_short, f, kf, -kf, 1.0, motor.rotor_bars / pp,
-                0.05 * motor.rated_slip, self.s_max, MAIN_LOBE_HALF_WIDTH["hann"], 32,
+                s_min, s_max, MAIN_LOBE_HALF_WIDTH["hann"], 32,
             )  # fmt: skip
             if prom >= SIDEBAND_PROMINENCE_DB:
                 slip, method, prominence = s, SLIP_METHOD_SLOTS, prom
@@ -714,14 +715,14 @@ class NumpyExtractor:
             y = scipy.fft.fft(z * w)[: n // 2 + 1]
             p = (y.real**2 + y.imag**2) * (1.0 / wsum) ** 2
             f = _peak_hz(p, df, f - 1.0, f + 1.0)
-            s_lo = max(0.05 * motor.rated_slip, (2 * hw + 1.5) * df / (2 * f))
-            if method == SLIP_METHOD_NAMEPLATE and s_lo < self.s_max:
+            s_lo = max(s_min, (2 * hw + 1.5) * df / (2 * f))
+            if method == SLIP_METHOD_NAMEPLATE and s_lo < s_max:
                 kf = f / df
-                s, prom = _pair_slip(p, df, f, kf, kf, -1.0, 1.0 / pp, s_lo, self.s_max, hw, 32)
+                s, prom = _pair_slip(p, df, f, kf, kf, -1.0, 1.0 / pp, s_lo, s_max, hw, 32)
                 if prom >= SIDEBAND_PROMINENCE_DB:
                     slip, method, prominence = s, SLIP_METHOD_ECCENTRICITY, prom
-            if s_lo < self.s_max and f * (1 + 2 * self.s_max) / df + hw < p.shape[0]:
-                b_slip, lsb, usb, b_prom = _brb(p, df, f, s_lo, self.s_max, hw)
+            if s_lo < s_max and f * (1 + 2 * s_max) / df + hw < p.shape[0]:
+                b_slip, lsb, usb, b_prom = _brb(p, df, f, s_lo, s_max, hw)
                 out["brb_lsb_db"], out["brb_usb_db"] = lsb, usb
                 out["brb_db"] = 0.5 * (lsb + usb)
                 out["brb_prominence_db"] = b_prom

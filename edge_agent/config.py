@@ -168,6 +168,20 @@ class MotorConfig(_Model):
         """Full-load slip from the nameplate, (n_sync - n_rated) / n_sync."""
         return 1.0 - self.rated_rpm / self.synchronous_rpm
 
+    def slip_scale(self, f: float | None) -> float:
+        """How many times the nameplate's slip a torque takes at supply frequency ``f``.
+
+        An induction motor's torque sets its slip *frequency* s·f at the flux a drive
+        holds (constant V/f) up to ``rated_hz``: at half the rated frequency the same
+        torque takes twice the slip. Above ``rated_hz`` a drive holds the voltage, the
+        flux falls as 1/f, and the slip at a given active current stays the nameplate's.
+        So ``max(1, rated_hz / f)``: 1 at the rated frequency (the mains), or when ``f``
+        is unknown.
+        """
+        if f is None or not f > 0:
+            return 1.0
+        return max(1.0, self.rated_hz / f)
+
     @model_validator(mode="after")
     def _check_speed(self) -> MotorConfig:
         s = self.rated_slip

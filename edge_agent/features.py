@@ -160,17 +160,27 @@ def lag_deg(ref: complex, x: complex) -> float | None:
     return math.degrees(cmath.phase(ref) - cmath.phase(x)) % 360.0
 
 
-def nameplate_slip(i1: float, motor: MotorConfig) -> float:
+def nameplate_slip(i1: float, motor: MotorConfig, f: float | None = None) -> float:
     """Slip from the load current, assuming slip grows linearly with torque.
 
     The active part of the current, ``sqrt(I1² - I_m²)`` with ``I_m`` the magnetising
-    current, is taken as proportional to torque; at rated current the slip is the
-    nameplate's. A fallback when no line in the spectrum fixes the slip.
+    current, is taken as proportional to torque; at rated current and the rated
+    frequency the slip is the nameplate's, and at supply frequency ``f`` that times
+    ``motor.slip_scale(f)`` (a drive running the motor slower). A fallback when no line in the
+    spectrum fixes the slip.
     """
     i_m = MAGNETISING_SHARE * motor.rated_current
     i_active_rated = motor.rated_current * math.sqrt(1 - MAGNETISING_SHARE**2)
     load = math.sqrt(max(i1 * i1 - i_m * i_m, 0.0)) / i_active_rated
-    return motor.rated_slip * min(load, 1.5)
+    return motor.rated_slip * min(load, 1.5) * motor.slip_scale(f)
+
+
+def slip_band(motor: MotorConfig, f: float | None) -> tuple[float, float]:
+    """The slips the lines that fix it are searched over at supply frequency ``f``: from
+    5 % of the nameplate's full-load slip to 1.5 times it (an overload), both times
+    ``motor.slip_scale(f)``; at most 0.25."""
+    k = motor.slip_scale(f)
+    return 0.05 * motor.rated_slip * k, min(0.25, 1.5 * motor.rated_slip * k)
 
 
 def fft_backend() -> str:
@@ -201,7 +211,6 @@ class FeatureExtractor:
         self.motor = motor
         self.fs = float(fs)
         self.fs_long = float(fs_long)
-        self.s_max = min(0.25, 1.5 * motor.rated_slip)
         b = motor.bearing
         self.bearing = (
             None
@@ -325,13 +334,13 @@ class FeatureExtractor:
         """
         motor = self.motor
         out: dict[str, float | None] = {}
-        slip, method, prominence = nameplate_slip(i1, motor), SLIP_METHOD_NAMEPLATE, None
+        slip, method, prominence = nameplate_slip(i1, motor, f), SLIP_METHOD_NAMEPLATE, None
+        s_min, s_max = slip_band(motor, f)
         if motor.rotor_bars and slot_spectrum is not None:
             p_short, df_short = slot_spectrum
-            s_lo = 0.05 * motor.rated_slip
             try:
                 s, prom = slip_from_slot_harmonics(
-                    p_short, df_short, f, motor.rotor_bars, motor.pole_pairs, s_lo, self.s_max,
+                    p_short, df_short, f, motor.rotor_bars, motor.pole_pairs, s_min, s_max,
                     MAIN_LOBE_HALF_WIDTH["hann"],
                 )  # fmt: skip
             except ValueError:
@@ -346,18 +355,16 @@ class FeatureExtractor:
             p = space_vector_power(z, window="blackmanharris", backend=self.fft_backend)
             f = kernels.peak_frequency(p, df, f - 1.0, f + 1.0)
             # Sidebands closer than 2·hw + 1 bins would share bins with the fundamental's lobe.
-            s_lo = max(0.05 * motor.rated_slip, (2 * hw + 1.5) * df / (2 * f))
-            if method == SLIP_METHOD_NAMEPLATE and s_lo < self.s_max:
+            s_lo = max(s_min, (2 * hw + 1.5) * df / (2 * f))
+            if method == SLIP_METHOD_NAMEPLATE and s_lo < s_max:
                 try:
-                    s, prom = slip_from_eccentricity(
-                        p, df, f, motor.pole_pairs, s_lo, self.s_max, hw
-                    )
+                    s, prom = slip_from_eccentricity(p, df, f, motor.pole_pairs, s_lo, s_max, hw)
                 except ValueError:
                     s, prom = math.nan, -math.inf
                 if prom >= SIDEBAND_PROMINENCE_DB:
                     slip, method, prominence = s, SLIP_METHOD_ECCENTRICITY, prom
-            if s_lo < self.s_max and f * (1 + 2 * self.s_max) / df + hw < p.shape[0]:
-                brb = kernels.brb_sidebands(p, df, f, s_lo, self.s_max, hw)
+            if s_lo < s_max and f * (1 + 2 * s_max) / df + hw < p.shape[0]:
+                brb = kernels.brb_sidebands(p, df, f, s_lo, s_max, hw)
                 out["brb_lsb_db"], out["brb_usb_db"] = brb.lsb_db, brb.usb_db
                 out["brb_db"] = 0.5 * (brb.lsb_db + brb.usb_db)
                 out["brb_prominence_db"] = brb.prominence_db

@@ -10,7 +10,9 @@ sequence, as in a real three-wire machine).
 Operating point (linear torque-slip region)::
 
     f    = spec.supply_hz                                  supply frequency, Hz
-    s    = motor.rated_slip * load                         slip, 0..1
+    s    = motor.rated_slip * load * max(1, rated_hz / f)  slip, 0..1: the torque sets the
+                                                           slip frequency s*f at a drive's
+                                                           constant V/f (MotorConfig.slip_scale)
     f_r  = (1 - s) * f / pole_pairs                        rotor mechanical frequency, Hz
     I_m  = 0.4 * rated_current                             magnetising (reactive) current, A
     I_a  = load * sqrt(1 - 0.4**2) * rated_current         torque-producing current, A
@@ -141,7 +143,7 @@ def n_samples(spec: SimulationSpec) -> int:
 
 def operating_point(spec: SimulationSpec, motor: MotorConfig) -> OperatingPoint:
     """Slip, rotor frequency and fundamental current and voltage (module docstring)."""
-    slip = motor.rated_slip * spec.load
+    slip = motor.rated_slip * spec.load * motor.slip_scale(spec.supply_hz)
     i_m = MAGNETISING_SHARE * motor.rated_current
     i_a = spec.load * math.sqrt(1.0 - MAGNETISING_SHARE**2) * motor.rated_current
     return OperatingPoint(
