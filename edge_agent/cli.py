@@ -162,7 +162,9 @@ def check_config(file: Path | None, config_path: Path | None) -> None:
 @click.option(
     "--supply-hz",
     type=float,
-    help="Supply frequency, Hz. Default: the config's [motor] supply_hz, else its rated_hz (50).",
+    help="Supply frequency, Hz. Default: the config's [motor] supply_hz, else its rated_hz "
+    "(50). Below rated_hz, as a drive runs the motor, a load takes rated_hz / f times the "
+    "slip.",
 )
 @click.option(
     "--load",
@@ -786,7 +788,7 @@ def train(
         f"threshold {threshold:.4g}",
         err=True,
     )
-    click.echo(describe_line_baseline(base.line_levels(), cfg), err=True)
+    click.echo(describe_line_baseline(base.line_levels(), cfg, base.unsteady), err=True)
     click.echo(describe_negative_sequence(base.negative_sequence_level(), cfg), err=True)
     click.echo(describe_operating_range(base.operating_range(), cfg), err=True)
     for warning in (describe_threshold_folds(base), describe_nameplate(base, cfg)):
@@ -974,8 +976,9 @@ def trend(
     such as anomalous_windows are summed, and i2_i1_max and score_max take their
     greatest. By default the motor's current and the diagnosis's lines that have data:
     i1, i2_i1, epva_2f_db, brb_lsb_db, ecc_lsb_db, bearing_outer_db, bearing_inner_db,
-    v2_v1, score_p95 and anomalous_windows; then stopped_windows and
-    outside_baseline_windows (not judged for an anomaly) when there were any. The event
+    v2_v1, score_p95 and anomalous_windows; then stopped_windows,
+    outside_baseline_windows (not judged for an anomaly) and unsteady_windows (the load or
+    speed changing: the rotor and bearing lines not read) when there were any. The event
     store keeps the summaries hour by hour for store.retention_days, of each motor its
     daemon watched ([output] site and asset): a table each, never averaged together, also
     when the stores of several motors' services are read (--store).

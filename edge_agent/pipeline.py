@@ -61,6 +61,16 @@ START_DECAY = 0.9
 ENERGISED_FOR = 20
 # Largest (max - min) / mean of i1 across the long window for rotor features to be read.
 MAX_LOAD_VARIATION = 0.05
+# The supply frequency across the long window, for its lines to be read: within
+# MAX_SUPPLY_WOBBLE_HZ of a straight line through the short windows' (steady, or drifting
+# at a steady rate as the grid does), and changing by at most MAX_SUPPLY_CHANGE_HZ. A
+# drive that changes speed, even by a step of 0.03-0.05 Hz, smears the fundamental into
+# the broken-bar bands: a healthy motor's lower sideband read -48 to -40 dB, a watch or
+# a warning (+24 dB after steps of 1-2 Hz). Within these limits it read at most -74 dB,
+# and the eccentricity and bearing lines within 1 dB of a steady supply's
+# (benchmarks/steady_supply.py, benchmarks/README.md "Steady supply").
+MAX_SUPPLY_WOBBLE_HZ = 0.005
+MAX_SUPPLY_CHANGE_HZ = 0.1
 # NaN runs up to this long are filled by interpolation (window flagged "filled"); longer
 # ones leave the window without features (flagged "nan").
 MAX_FILL_S = 0.001
@@ -80,12 +90,17 @@ class PipelineStats:
     # not counted in flagged_windows either.
     outside_baseline_windows: int = 0
     starting_windows: int = 0
+    # Flagged "unsteady": the load or the supply frequency changed across the long window,
+    # so its rotor, air-gap and bearing lines were not read. Not in flagged_windows.
+    unsteady_windows: int = 0
 
     def describe(self) -> str:
         """The windows and alerts, for a run's or a replay's summary line."""
         more = f", {self.stopped_windows} with the motor stopped" if self.stopped_windows else ""
         if self.starting_windows:
             more += f", {self.starting_windows} starting"
+        if self.unsteady_windows:
+            more += f", {self.unsteady_windows} with the load or speed changing"
         if self.outside_baseline_windows:
             more += f", {self.outside_baseline_windows} outside the model's baseline"
         return (
@@ -173,6 +188,8 @@ class Pipeline:
         # i1 of the short windows the long window spans: lines are only read off a steady
         # load, since a load step smears the fundamental into the sideband bands.
         self._i1_history: deque[float] = deque(maxlen=math.ceil(n_long / self.fs_long / w.hop_s))
+        # And their supply frequency: a drive changing speed smears it likewise.
+        self._hz_history: deque[float] = deque(maxlen=self._i1_history.maxlen)
         # The long window moves by under 7 % per hop; it is analysed every _long_every-th
         # window (windows.long_hop_s: at 2 s a quarter of its length, where Blackman-Harris
         # windows overlapping by 75 % already weigh every sample about equally), and the
@@ -355,6 +372,7 @@ class Pipeline:
             self._long_filled = 0
             self._long_features = None
             self._i1_history.clear()
+            self._hz_history.clear()
             self.rolling.reset()
         if self._filled < self.length:
             return []
@@ -384,25 +402,30 @@ class Pipeline:
         r = self._long_next
         return self._long_ring[r : r + self._n_long]
 
-    def _long(self, features: dict[str, Any]) -> tuple[dict[str, float | None], bool]:
-        """The long window's features for this window, and whether they are stale: fresh
-        every ``_long_every`` windows, else those of the last analysis (stale); from the
-        nameplate (and the short window's slot harmonics), without the rotor, air-gap and
-        bearing lines, while the long window is not full or the load is not steady (stale:
-        they say nothing of those faults)."""
+    def _long(self, features: dict[str, Any]) -> tuple[dict[str, float | None], bool, bool]:
+        """The long window's features for this window, whether they are stale, and whether
+        the window is unsteady. Fresh every ``_long_every`` windows, else those of the last
+        analysis (stale); from the nameplate (and the short window's slot harmonics),
+        without the rotor, air-gap and bearing lines, while the long window is not full or
+        is unsteady: the load or the supply frequency changed across it (stale: they say
+        nothing of those faults)."""
         z = self.long_window if self._long_filled >= self._n_long else None
-        if z is not None and _variation(self._i1_history) > MAX_LOAD_VARIATION:
+        unsteady = z is not None and (
+            _variation(self._i1_history) > MAX_LOAD_VARIATION
+            or not steady_supply(self._hz_history)
+        )
+        if unsteady:
             z = None
         if z is not None and self._long_features is not None:
             if self._long_age < self._long_every:
                 self._long_age += 1
-                return self._long_features, True
+                return self._long_features, True, False
         out = self.extractor.long(
             z, features["supply_hz"], features["i1"], self.extractor.slot_spectrum
         )
         self._long_features = out if z is not None else None
         self._long_age = 1
-        return out, z is None
+        return out, z is None, unsteady
 
     def _watch_start(self) -> None:
         """A start may follow (a stopped window), or is under way (the run's first)."""
@@ -471,12 +494,14 @@ class Pipeline:
             flags.append("clipped")
         features = empty_features(self.voltages)
         stale = False  # the long window's faults have no fresh evidence in this window
+        unsteady = False
         if not has_nan:
             x = self._recent[:3]
             v = self._recent[3:] if self.voltages else None
             features.update(self.extractor.short(x, v))
             self._i1_history.append(features["i1"])
-            long_features, stale = self._long(features)
+            self._hz_history.append(features["supply_hz"])
+            long_features, stale, unsteady = self._long(features)
             features.update(long_features)
             features.update(self.rolling.update(features))
         _clean_all(features)
@@ -497,6 +522,8 @@ class Pipeline:
                     self._watch_start()  # the run begins in a start
                 if self._start_windows is not None and self._starting(i1):
                     flags.append("starting")
+                if unsteady:
+                    flags.append("unsteady")
                 self.wiring = wiring_problems(features)
                 if self.wiring:
                     flags.append("wiring")
@@ -534,6 +561,7 @@ class Pipeline:
         self.stats.stopped_windows += stopped
         self.stats.outside_baseline_windows += outside
         self.stats.starting_windows += starting
+        self.stats.unsteady_windows += "unsteady" in flags
         # A miswired window reads as motor faults (a reversed CT as a stator short).
         blocking = [f for f in flags if f in ("gap", "nan", "wiring", "stopped")]
         findings = {} if blocking else diagnose(
@@ -576,6 +604,31 @@ def _variation(values: Sequence[float]) -> float:
     """(max - min) / mean of a few numbers; inf when there are none."""
     mean = sum(values) / len(values) if values else 0.0
     return (max(values) - min(values)) / mean if mean > 0 else math.inf
+
+
+def steady_supply(hz: Sequence[float]) -> bool:
+    """Whether supply frequencies ``hz`` (Hz, of windows evenly spaced in time) are steady
+    enough for the long window's lines: within MAX_SUPPLY_WOBBLE_HZ of their
+    least-squares line, and spanning at most MAX_SUPPLY_CHANGE_HZ. Plain Python: a few
+    numbers per window."""
+    n = len(hz)
+    if n == 0:
+        return False
+    span = max(hz) - min(hz)
+    if span <= MAX_SUPPLY_WOBBLE_HZ:
+        return True
+    if span > MAX_SUPPLY_CHANGE_HZ:
+        return False
+    mid = (n - 1) / 2
+    mean = sum(hz) / n
+    sxy = 0.0  # sum of (i - mid) * (y - mean), whose mean term sums to 0
+    for i, y in enumerate(hz):
+        sxy += (i - mid) * y
+    slope = sxy / (n * (n * n - 1) / 12)  # over the sum of (i - mid)²
+    for i, y in enumerate(hz):
+        if abs(y - mean - slope * (i - mid)) > MAX_SUPPLY_WOBBLE_HZ:
+            return False
+    return True
 
 
 def _clean_all(features: dict[str, Any]) -> None:

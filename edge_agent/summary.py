@@ -46,7 +46,7 @@ MEAN_FEATURES = (
 # event store keeps them all hour by hour, for `edge-agent trend`.
 COUNT_FIELDS = (
     "windows", "flagged_windows", "wiring_windows", "stopped_windows", "starting_windows",
-    "outside_baseline_windows", "anomalous_windows",
+    "outside_baseline_windows", "unsteady_windows", "anomalous_windows",
     "alerts_raised", "alerts_cleared", "lost_samples",
 )  # fmt: skip
 MAX_FIELDS = ("i2_i1_max", "score_max")
@@ -62,6 +62,7 @@ class _Period:
     stopped: int = 0
     starting: int = 0
     outside: int = 0
+    unsteady: int = 0
     anomalous: int = 0
     raised: int = 0
     cleared: int = 0
@@ -185,6 +186,7 @@ class Summarizer:
             "stopped_windows": p.stopped,
             "starting_windows": p.starting,
             "outside_baseline_windows": p.outside,
+            "unsteady_windows": p.unsteady,
             "anomalous_windows": p.anomalous,
             "alerts_raised": p.raised,
             "alerts_cleared": p.cleared,
@@ -221,6 +223,7 @@ def _add_window(p: _Period, rec: Mapping[str, Any]) -> None:
     outside = "outside_baseline" in flags
     p.starting += starting
     p.outside += outside
+    p.unsteady += "unsteady" in flags
     p.anomalous += bool(rec.get("anomalous"))
     features = rec.get("features") or {}
     for name in MEAN_FEATURES:
@@ -229,14 +232,15 @@ def _add_window(p: _Period, rec: Mapping[str, Any]) -> None:
         _append_finite(p.values["score"], rec.get("score"))
 
 
-# Flags of the motor's state, not of the data: a motor at standstill, starting, or running
-# as its model never saw it.
-_STATE_FLAGS = frozenset({"stopped", "starting", "outside_baseline"})
+# Flags of the motor's state, not of the data: a motor at standstill, starting, running as
+# its model never saw it, or with its load or speed changing.
+_STATE_FLAGS = frozenset({"stopped", "starting", "outside_baseline", "unsteady"})
 
 
 def flagged(flags: Sequence[str]) -> bool:
     """Whether a window counts in ``flagged_windows``: any flag but ``stopped``,
-    ``starting`` and ``outside_baseline`` (the motor's state is no problem of the data)."""
+    ``starting``, ``outside_baseline`` and ``unsteady`` (the motor's state is no problem
+    of the data)."""
     return any(f not in _STATE_FLAGS for f in flags)
 
 

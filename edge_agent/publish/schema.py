@@ -174,6 +174,14 @@ class SummaryPayload(_Payload):
         "the score fields, and not counted in flagged_windows (0 in summaries queued before "
         "this field existed)",
     )
+    unsteady_windows: int = Field(
+        0,
+        ge=0,
+        description="windows of the motor running with its load (i1 by more than 5 %) or its "
+        "supply frequency (a drive changing speed) changing across the 8 s long window, whose "
+        "broken-bar, eccentricity and bearing lines were therefore not read; not counted in "
+        "flagged_windows (0 in summaries queued before this field existed)",
+    )
     anomalous_windows: int = Field(
         ge=0,
         description="windows scored above the threshold, not starting and within the model's "

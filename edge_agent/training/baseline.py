@@ -61,6 +61,9 @@ class Baseline:
     miswired: list[tuple[str | Path, int, dict[str, str]]] = field(default_factory=list)
     # (i1 A, supply frequency Hz) of each row of X.
     operating: list[tuple[float, float]] = field(default_factory=list)
+    # Windows of X flagged "unsteady": the load or the speed changed across the long
+    # window, whose lines were then not read.
+    unsteady: int = 0
 
     def line_levels(self) -> dict[str, dict[str, float | int]]:
         """The card's "baseline": median and 95th percentile (dB) of each line that enough
@@ -101,16 +104,23 @@ class Baseline:
         }
 
 
-def describe_line_baseline(levels: dict, config: Config) -> str:
-    """What the card's line baseline lets the diagnosis name, for `train` to say."""
+def describe_line_baseline(levels: dict, config: Config, unsteady: int = 0) -> str:
+    """What the card's line baseline lets the diagnosis name, for `train` to say;
+    ``unsteady``: the training windows flagged so."""
     kept = {f: [n for n in names if n in levels] for f, names in BASELINE_LINES.items()}
     if not any(kept.values()):
-        return (
-            "no healthy line levels, so no eccentricity or bearing alerts: they need "
+        why = (
             f"recordings longer than the {config.windows.long_length_s:g} s long window "
             f"(at least {MIN_LINE_ANALYSES} analyses of it, one every "
             f"{config.windows.long_hop_s:g} s once it has filled)"
         )
+        if unsteady:
+            why += (
+                f", at a steady load and speed: in {unsteady} windows the load or the "
+                "supply frequency changed across it (flagged unsteady), and its lines were "
+                "not read. Record while the drive holds its speed"
+            )
+        return f"no healthy line levels, so no eccentricity or bearing alerts: they need {why}"
     said = [f"{fault} ({len(names)} lines)" for fault, names in kept.items() if names]
     if not kept["bearing"]:
         said.append(
@@ -221,6 +231,7 @@ def collect_features(
     lines: dict[str, list[float]] = {n: [] for n in line_names}
     negative: list[tuple[float, float]] = []
     operating: list[tuple[float, float]] = []
+    unsteady = 0
     miswired: list[tuple[str | Path, int, dict[str, str]]] = []
     sources = []
     rate = None
@@ -238,7 +249,9 @@ def collect_features(
             last: dict[str, float] = {}
             running = RUNNING_CURRENT * config.motor.rated_current
             for r in pipe.feed(rec.chunks()):
-                if r["type"] != "window" or r["flags"]:
+                # An unsteady window's short-window features are sound; its long
+                # window's lines are null (not read), and left out below.
+                if r["type"] != "window" or any(f != "unsteady" for f in r["flags"]):
                     continue
                 for name in line_names:
                     # Windows between two analyses of the long window repeat its
@@ -256,6 +269,7 @@ def collect_features(
                     continue
                 rows.append(vec)
                 operating.append((i1, hz))
+                unsteady += "unsteady" in r["flags"]
                 which.append(len(sources))
                 n += 1
         sources.append({"path": Path(path).name, "sha256": sha256_file(path), "windows": n})
@@ -278,7 +292,7 @@ def collect_features(
         )
     return Baseline(
         np.asarray(rows, dtype=np.float64), float(rate), sources, np.asarray(which, dtype=int),
-        lines, negative, miswired, operating,
+        lines, negative, miswired, operating, unsteady,
     )  # fmt: skip
 
 
