@@ -977,8 +977,9 @@ def trend(
     greatest. By default the motor's current and the diagnosis's lines that have data:
     i1, i2_i1, epva_2f_db, brb_lsb_db, ecc_lsb_db, bearing_outer_db, bearing_inner_db,
     v2_v1, score_p95 and anomalous_windows; then stopped_windows,
-    outside_baseline_windows (not judged for an anomaly) and unsteady_windows (the load or
-    speed changing: the rotor and bearing lines not read) when there were any. The event
+    outside_baseline_windows and ramping_windows (not judged for an anomaly) and
+    unsteady_windows (the load or speed changing: the rotor and bearing lines not read)
+    when there were any. The event
     store keeps the summaries hour by hour for store.retention_days, of each motor its
     daemon watched ([output] site and asset): a table each, never averaged together, also
     when the stores of several motors' services are read (--store).

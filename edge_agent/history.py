@@ -55,14 +55,17 @@ __all__ = [
 
 # What `edge-agent trend` shows when not told: the motor's load and the diagnosis's lines
 # (those with data), then the anomaly score; and the windows that were not judged as the
-# others (the motor stopped, running outside the model's baseline, or its load or speed
-# changing, which leaves the rotor and bearing lines unread), when there were any.
+# others (the motor stopped, running outside the model's baseline, its load or speed
+# changing, which leaves the rotor and bearing lines unread, or its drive ramping, which
+# the model does not judge), when there were any.
 TREND_DEFAULT = (
     "i1", "i2_i1", "epva_2f_db", "brb_lsb_db", "ecc_lsb_db", "bearing_outer_db",
     "bearing_inner_db", "v2_v1", "score_p95", "anomalous_windows", "stopped_windows",
-    "outside_baseline_windows", "unsteady_windows",
+    "outside_baseline_windows", "unsteady_windows", "ramping_windows",
 )  # fmt: skip
-_SHOWN_WHEN_SEEN = frozenset({"stopped_windows", "outside_baseline_windows", "unsteady_windows"})
+_SHOWN_WHEN_SEEN = frozenset(
+    {"stopped_windows", "outside_baseline_windows", "unsteady_windows", "ramping_windows"}
+)
 
 # Where the systemd units keep their stores: edge-agent.service in /var/lib/edge-agent
 # (StateDirectory=edge-agent), each edge-agent@NAME.service in /var/lib/edge-agent-NAME.

@@ -71,6 +71,14 @@ MAX_LOAD_VARIATION = 0.05
 # (benchmarks/steady_supply.py, benchmarks/README.md "Steady supply").
 MAX_SUPPLY_WOBBLE_HZ = 0.005
 MAX_SUPPLY_CHANGE_HZ = 0.1
+# A drive ramping its frequency faster than this (Hz/s, from the supply frequencies of two
+# windows in a row) smears the 1 s window's lines too: its phasors and harmonics read low,
+# i1 by 0.03 % at 0.2 Hz/s, 0.2 % at 0.5, 0.7 % at 1, 2.9 % at 2 and 15 % at 5 Hz/s, and
+# THD by about as much (the rms does not change). A model of a motor trained at steady
+# speeds scored accelerations at 0.4-2 Hz/s anomalous and raised an anomaly alert. Such a
+# window is flagged "ramping": scored, but not judged for an anomaly. Slower changes (a
+# flow loop trimming the speed) are judged; the grid's are far slower.
+MAX_RAMP_HZ_PER_S = 0.2
 # NaN runs up to this long are filled by interpolation (window flagged "filled"); longer
 # ones leave the window without features (flagged "nan").
 MAX_FILL_S = 0.001
@@ -91,8 +99,11 @@ class PipelineStats:
     outside_baseline_windows: int = 0
     starting_windows: int = 0
     # Flagged "unsteady": the load or the supply frequency changed across the long window,
-    # so its rotor, air-gap and bearing lines were not read. Not in flagged_windows.
+    # so its rotor, air-gap and bearing lines were not read; "ramping": the supply
+    # frequency changed within the window itself (a drive ramping), so it was not judged
+    # for an anomaly. Neither is counted in flagged_windows.
     unsteady_windows: int = 0
+    ramping_windows: int = 0
 
     def describe(self) -> str:
         """The windows and alerts, for a run's or a replay's summary line."""
@@ -101,6 +112,8 @@ class PipelineStats:
             more += f", {self.starting_windows} starting"
         if self.unsteady_windows:
             more += f", {self.unsteady_windows} with the load or speed changing"
+        if self.ramping_windows:
+            more += f", {self.ramping_windows} with the drive ramping"
         if self.outside_baseline_windows:
             more += f", {self.outside_baseline_windows} outside the model's baseline"
         return (
@@ -222,6 +235,9 @@ class Pipeline:
         self._start_windows: int | None = None
         self._start_settled = False
         self._motor_seen = False  # a window of the motor, stopped or running, was judged
+        # The supply frequency of the window before, when it was of the running motor and
+        # the two are a hop apart (no gap, no window without features between them).
+        self._last_hz: float | None = None
         self._start_i1: deque[float | None] = deque(
             maxlen=round(START_SETTLED_S / w.hop_s) + 1
         )
@@ -373,6 +389,7 @@ class Pipeline:
             self._long_features = None
             self._i1_history.clear()
             self._hz_history.clear()
+            self._last_hz = None
             self.rolling.reset()
         if self._filled < self.length:
             return []
@@ -505,6 +522,7 @@ class Pipeline:
             features.update(long_features)
             features.update(self.rolling.update(features))
         _clean_all(features)
+        last_hz, self._last_hz = self._last_hz, None
         if not has_nan:
             if not wiring_running(features, self.config.motor.rated_current):
                 # A motor at standstill: its features are of the sensors' noise, and its
@@ -524,6 +542,10 @@ class Pipeline:
                     flags.append("starting")
                 if unsteady:
                     flags.append("unsteady")
+                hz = self._last_hz = features["supply_hz"]
+                step = MAX_RAMP_HZ_PER_S * self.config.windows.hop_s
+                if hz is not None and last_hz is not None and abs(hz - last_hz) > step:
+                    flags.append("ramping")
                 self.wiring = wiring_problems(features)
                 if self.wiring:
                     flags.append("wiring")
@@ -532,6 +554,7 @@ class Pipeline:
             self._motor_seen = True
         stopped = "stopped" in flags
         starting = "starting" in flags
+        ramping = "ramping" in flags
         score, threshold, anomalous, outside = None, None, False, False
         if self.scorer is not None and not stopped:
             # float32 overflow on absurd input gives inf: no score rather than invalid JSON.
@@ -543,7 +566,7 @@ class Pipeline:
             outside = score is not None and self.scorer.outside(features, margin) is not None
             if outside:
                 flags.append("outside_baseline")
-            anomalous = not (outside or starting) and self.scorer.is_anomalous(score)
+            anomalous = not (outside or starting or ramping) and self.scorer.is_anomalous(score)
         t_end = self._t_end = self._time(end + self._lost_before(end))
         record = {
             "type": "window",
@@ -562,6 +585,7 @@ class Pipeline:
         self.stats.outside_baseline_windows += outside
         self.stats.starting_windows += starting
         self.stats.unsteady_windows += "unsteady" in flags
+        self.stats.ramping_windows += ramping
         # A miswired window reads as motor faults (a reversed CT as a stator short).
         blocking = [f for f in flags if f in ("gap", "nan", "wiring", "stopped")]
         findings = {} if blocking else diagnose(
@@ -576,7 +600,7 @@ class Pipeline:
         # a window without a fresh analysis of the long window for the faults read off it
         # (a repeat, or none while it refills after a gap or the load is unsteady).
         skip = _ALL_FAULTS if blocking else LONG_WINDOW_FAULTS if stale else frozenset()
-        if outside or starting:
+        if outside or starting or ramping:
             skip |= _ANOMALY
         alerts = self.tracker.update(t_end, findings, score, skip)
         for a in alerts:

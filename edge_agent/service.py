@@ -502,8 +502,8 @@ class BaselineWatch:
     """Logs when the motor has run outside the model's baseline (windows flagged
     ``outside_baseline``: a lighter load or another supply frequency than the model's
     training windows, so no anomaly alerts) for :data:`OUTSIDE_FOR` scored windows, and
-    when it has run within it again for :data:`INSIDE_AGAIN`. Windows of a stop or a
-    start count neither way."""
+    when it has run within it again for :data:`INSIDE_AGAIN`. Windows of a stop, a start
+    or a drive's ramp count neither way."""
 
     def __init__(self) -> None:
         self.outside = False
@@ -516,6 +516,7 @@ class BaselineWatch:
                 or rec["score"] is None
                 or pipe.scorer is None
                 or "starting" in rec["flags"]
+                or "ramping" in rec["flags"]
             ):
                 continue
             if ("outside_baseline" in rec["flags"]) == self.outside:

@@ -46,7 +46,7 @@ MEAN_FEATURES = (
 # event store keeps them all hour by hour, for `edge-agent trend`.
 COUNT_FIELDS = (
     "windows", "flagged_windows", "wiring_windows", "stopped_windows", "starting_windows",
-    "outside_baseline_windows", "unsteady_windows", "anomalous_windows",
+    "outside_baseline_windows", "unsteady_windows", "ramping_windows", "anomalous_windows",
     "alerts_raised", "alerts_cleared", "lost_samples",
 )  # fmt: skip
 MAX_FIELDS = ("i2_i1_max", "score_max")
@@ -63,6 +63,7 @@ class _Period:
     starting: int = 0
     outside: int = 0
     unsteady: int = 0
+    ramping: int = 0
     anomalous: int = 0
     raised: int = 0
     cleared: int = 0
@@ -187,6 +188,7 @@ class Summarizer:
             "starting_windows": p.starting,
             "outside_baseline_windows": p.outside,
             "unsteady_windows": p.unsteady,
+            "ramping_windows": p.ramping,
             "anomalous_windows": p.anomalous,
             "alerts_raised": p.raised,
             "alerts_cleared": p.cleared,
@@ -224,23 +226,25 @@ def _add_window(p: _Period, rec: Mapping[str, Any]) -> None:
     p.starting += starting
     p.outside += outside
     p.unsteady += "unsteady" in flags
+    ramping = "ramping" in flags
+    p.ramping += ramping
     p.anomalous += bool(rec.get("anomalous"))
     features = rec.get("features") or {}
     for name in MEAN_FEATURES:
         _append_finite(p.values[name], features.get(name))
-    if not (starting or outside):  # the scores the model judges the motor by
+    if not (starting or outside or ramping):  # the scores the model judges the motor by
         _append_finite(p.values["score"], rec.get("score"))
 
 
 # Flags of the motor's state, not of the data: a motor at standstill, starting, running as
-# its model never saw it, or with its load or speed changing.
-_STATE_FLAGS = frozenset({"stopped", "starting", "outside_baseline", "unsteady"})
+# its model never saw it, with its load or speed changing, or its drive ramping.
+_STATE_FLAGS = frozenset({"stopped", "starting", "outside_baseline", "unsteady", "ramping"})
 
 
 def flagged(flags: Sequence[str]) -> bool:
     """Whether a window counts in ``flagged_windows``: any flag but ``stopped``,
-    ``starting``, ``outside_baseline`` and ``unsteady`` (the motor's state is no problem
-    of the data)."""
+    ``starting``, ``outside_baseline``, ``unsteady`` and ``ramping`` (the motor's state is
+    no problem of the data)."""
     return any(f not in _STATE_FLAGS for f in flags)
 
 

@@ -182,10 +182,18 @@ class SummaryPayload(_Payload):
         "broken-bar, eccentricity and bearing lines were therefore not read; not counted in "
         "flagged_windows (0 in summaries queued before this field existed)",
     )
+    ramping_windows: int = Field(
+        0,
+        ge=0,
+        description="windows of the motor whose drive ramped its frequency faster than "
+        "0.2 Hz/s, which smears the 1 s window's lines: scored, but neither anomalous nor in "
+        "the score fields, and not counted in flagged_windows (0 in summaries queued before "
+        "this field existed)",
+    )
     anomalous_windows: int = Field(
         ge=0,
-        description="windows scored above the threshold, not starting and within the model's "
-        "baseline",
+        description="windows scored above the threshold, neither starting nor ramping, and "
+        "within the model's baseline",
     )
     alerts_raised: int = Field(ge=0, description="alerts raised in the period")
     alerts_cleared: int = Field(ge=0, description="alerts cleared in the period")
