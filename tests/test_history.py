@@ -532,8 +532,9 @@ def utc(monkeypatch):
 @pytest.fixture
 def weeks(tmp_path, utc) -> Path:
     """Three weeks of summaries, one every 10 minutes, of a broken bar growing 1 dB a day
-    from -60 dB, up to midnight (local time, UTC) last night; the motor never stopped, and
-    ran outside the model's baseline for an hour the day before yesterday."""
+    from -60 dB, up to midnight (local time, UTC) last night; the motor never stopped, ran
+    outside the model's baseline for an hour the day before yesterday, and with its speed
+    changing for an hour the day before."""
     path = tmp_path / "edge-agent.db"
     t = time.localtime()
     midnight = time.mktime((t.tm_year, t.tm_mon, t.tm_mday, 0, 0, 0, 0, 0, -1))
@@ -546,6 +547,8 @@ def weeks(tmp_path, utc) -> Path:
                     "i1": 8.0, "brb_lsb_db": -60.0 + day, "score_max": 0.1 * day,
                     "i2_i1": None, "slip": float("nan"), "stopped_windows": 0,
                     "outside_baseline_windows": 120 if day == 19 and k < 6 else 0,
+                    "unsteady_windows": 300 if day == 18 and k < 6 else 0,
+                    "ramping_windows": 0,
                 })  # fmt: skip
     return path
 
@@ -555,13 +558,14 @@ def test_trend_shows_a_fault_growing_day_by_day(weeks):
     assert res.exit_code == 0, res.output
     head, _, columns, *rows = res.output.splitlines()
     assert head.startswith(f"{weeks}: 7 spans of summaries of site/motor, oldest first")
-    # The windows not judged for an anomaly are shown when there were any.
+    # The windows not judged as the others are shown when there were any.
     assert columns.split() == ["from", "windows", "i1", "brb_lsb_db", "anomalous_windows",
-                               "outside_baseline_windows"]  # fmt: skip
+                               "outside_baseline_windows", "unsteady_windows"]  # fmt: skip
     assert [row.split()[3] for row in rows] == [f"{x:.1f}" for x in range(-46, -39)]
     assert {row.split()[1] for row in rows} == {str(144 * 1200)}
     assert {row.split()[4] for row in rows} == {"1"}
     assert [row.split()[5] for row in rows] == ["0"] * 5 + ["720", "0"]
+    assert [row.split()[6] for row in rows] == ["0"] * 4 + ["1800", "0", "0"]
     # By week (Monday to Monday), a chosen column, and the greatest of a *_max field.
     weekly = [json.loads(line) for line in
               cli("trend", "brb_lsb_db", "score_max", "--every", "1w", "--since", "30d",
