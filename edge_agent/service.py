@@ -317,6 +317,8 @@ def run(
             text += "; WIRING: " + "; ".join(pipe.wiring.values())
         if baseline.outside:
             text += "; outside the model's baseline: no anomaly alerts"
+        if lines.unread:
+            text += "; load or speed unsteady: rotor and bearing lines not read"
         if sink.disk_refused:
             text += f"; DISK FULL OR FAILING: {sink.held} records held in memory, not written"
         if pipe.energised >= ENERGISED_FOR:
@@ -345,6 +347,7 @@ def run(
     overloaded = False  # said so since the current last fell back under the nameplate's
     conflict: Conflict | None = None  # another agent as this asset, told to the plant
     baseline = BaselineWatch()
+    lines = LinesWatch(config.windows.hop_s)
     producer = threading.Thread(target=produce, name="edge-acq", daemon=True)
     producer.start()
     try:
@@ -374,6 +377,7 @@ def run(
                         {"source": "nameplate", "check": "energised_stopped"},
                     )
                 baseline.update(records, pipe)
+                lines.update(records)
             elif ring.closed:
                 break
             sink.poll()
@@ -535,6 +539,54 @@ class BaselineWatch:
                     "record a healthy run (edge-agent check-wiring --record, README) and "
                     "train again", why,
                 )  # fmt: skip
+
+
+# Windows in a row of the running motor flagged "unsteady" (5 minutes) before the daemon
+# says that the rotor and bearing lines go unread (a load or speed change now and then
+# leaves them unread for the 8 s after it, which is no news); read again, for 10 s.
+UNSTEADY_FOR = 600
+STEADY_AGAIN = 20
+
+
+class LinesWatch:
+    """Logs when the running motor's windows have been ``unsteady`` (the load or the speed
+    changed across the long window, whose broken-bar, eccentricity and bearing lines are
+    then not read) for :data:`UNSTEADY_FOR` windows in a row, and when they have not been
+    for :data:`STEADY_AGAIN` again. Windows of a stopped motor, or without features, count
+    neither way."""
+
+    def __init__(self, hop_s: float) -> None:
+        self.hop_s = hop_s
+        self.unread = False
+        self._run = 0  # windows in a row on the other side than self.unread says
+
+    def update(self, records: list[dict[str, Any]]) -> None:
+        for rec in records:
+            if (
+                rec["type"] != "window"
+                or "stopped" in rec["flags"]
+                or rec["features"].get("i1") is None
+            ):
+                continue
+            if ("unsteady" in rec["flags"]) == self.unread:
+                self._run = 0
+                continue
+            self._run += 1
+            if self.unread and self._run >= STEADY_AGAIN:
+                self.unread, self._run = False, 0
+                log.info(
+                    "the load and the speed hold steady again: the broken-bar, eccentricity "
+                    "and bearing lines are read"
+                )
+            elif not self.unread and self._run >= UNSTEADY_FOR:
+                self.unread, self._run = True, 0
+                log.warning(
+                    "for %s the load or the speed has changed within every 8 s: the "
+                    "broken-bar, eccentricity and bearing lines are not read, nor those faults "
+                    "judged (windows flagged 'unsteady'; a drive that never holds its speed, or "
+                    "a load that keeps changing). The other rules and the model judge as usual",
+                    lasted(UNSTEADY_FOR * self.hop_s),
+                )
 
 
 def report_nameplate(

@@ -9,6 +9,7 @@ the lines are searched in scales with it.
 
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
@@ -16,6 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from edge_agent import service
 from edge_agent.config import Config, MotorConfig
 from edge_agent.features import nameplate_slip, slip_band
 from edge_agent.pipeline import (
@@ -237,6 +239,32 @@ def test_train_keeps_the_windows_of_a_speed_change_and_says_why_it_has_no_lines(
     assert said.startswith("no healthy line levels")
     assert f"in {base.unsteady} windows the load or the supply frequency changed" in said
     assert said.endswith("Record while the drive holds its speed")
+
+
+def test_the_daemon_says_when_the_rotor_lines_go_unread_and_when_they_are_back(monkeypatch, caplog):
+    """A drive that hunts for 60 s, then holds its speed. The daemon's watch says so once
+    the hunting has lasted UNSTEADY_FOR windows (patched from 5 minutes to 20 s), and
+    once the lines have been read for STEADY_AGAIN windows; a stop in between counts
+    neither way."""
+    monkeypatch.setattr(service, "UNSTEADY_FOR", 40)
+    steps = ((at, 0.05 if int(at) % 4 else -0.05, 5.0) for at in np.arange(2.0, 60.0, 2.0))
+    x = currents(track(90.0, 45.0, *steps))
+    x[round(30 * FS) : round(33 * FS)] *= 0.001  # a 3 s stop
+    pipe = Pipeline(Config(), FS, scorer=None)
+    watch = service.LinesWatch(pipe.config.windows.hop_s)
+    caplog.set_level(logging.INFO, logger="edge_agent.service")
+    said, hop = [], round(FS / 2)
+    for i in range(0, x.shape[0], hop):
+        watch.update(pipe.update(x[i : i + hop]))
+        said.extend((r.levelname, r.getMessage(), (i + hop) / FS) for r in caplog.records)
+        caplog.clear()
+    assert [level for level, _, _ in said] == ["WARNING", "INFO"], said
+    # Unsteady from the long window's first analysis (6.6 s), 40 windows: 26.5 s.
+    assert 26.0 <= said[0][2] <= 27.0
+    assert said[0][1].startswith("for 20 s the load or the speed has changed within every 8 s")
+    # The speed holds from 58 s; the long window is clear of the last step by 64.7 s, and
+    # 20 read windows after that.
+    assert 74.0 <= said[1][2] <= 76.0 and not watch.unread
 
 
 @settings(max_examples=200, deadline=None)
