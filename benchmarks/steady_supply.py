@@ -11,8 +11,9 @@ line) at 15 kS/s, 40 s per case, its supply frequency changing as:
 
 For each family it prints the long-window analyses that were read (the rest are flagged
 ``unsteady``) and the highest lower broken-bar sideband, eccentricity line and bearing
-line among them, in dB of the fundamental. Run: ``PYTHONPATH=. python
-benchmarks/steady_supply.py`` (about 4 minutes on 2 cores).
+line among them, in dB of the fundamental. Then, for a ramp within one 1 s window, how
+far its i1, THD and rms read from a steady supply's (what the ``ramping`` flag is for).
+Run: ``PYTHONPATH=. python benchmarks/steady_supply.py`` (about 30 s on 2 cores).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import numpy as np
 
 from edge_agent import pipeline
 from edge_agent.config import BearingConfig, Config, MotorConfig
+from edge_agent.features import FeatureExtractor
 from edge_agent.pipeline import Pipeline
 
 FS = 15000.0
@@ -103,6 +105,26 @@ def main() -> None:
             ecc = max(max(f["ecc_lsb_db"], f["ecc_usb_db"]) for f in feats)
             bearing = max(f[f"bearing_{d}_db"] for f in feats for d in BEARINGS)
             print(f"{family:<12} {len(feats):>5} {brb:>10.1f} {ecc:>8.1f} {bearing:>11.1f}")
+    ramp_bias()
+
+
+def ramp_bias() -> None:
+    """i1, THD and rms of one 1 s window at 40 Hz ramping at R Hz/s, against a steady one."""
+    extractor = FeatureExtractor(CONFIG.motor, FS, FS / 7)
+    t = np.arange(round(FS)) / FS
+    steady = None
+    print("\nramp within the 1 s window: how far its features read from a steady supply's")
+    print(f"{'Hz/s':>5} {'i1':>8} {'thd_a':>8} {'rms_a':>8}")
+    for rate in (0.0, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0):
+        x = np.ascontiguousarray(currents(40.0 + rate * (t - 0.5)).T, dtype=np.float32)
+        out = extractor.short(x, None)
+        steady = steady or out
+        print(
+            f"{rate:>5} "
+            + " ".join(
+                f"{100 * (out[k] / steady[k] - 1):>+7.2f}%" for k in ("i1", "thd_a", "rms_a")
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -73,11 +73,12 @@ MAX_SUPPLY_WOBBLE_HZ = 0.005
 MAX_SUPPLY_CHANGE_HZ = 0.1
 # A drive ramping its frequency faster than this (Hz/s, from the supply frequencies of two
 # windows in a row) smears the 1 s window's lines too: its phasors and harmonics read low,
-# i1 by 0.03 % at 0.2 Hz/s, 0.2 % at 0.5, 0.7 % at 1, 2.9 % at 2 and 15 % at 5 Hz/s, and
-# THD by about as much (the rms does not change). A model of a motor trained at steady
-# speeds scored accelerations at 0.4-2 Hz/s anomalous and raised an anomaly alert. Such a
-# window is flagged "ramping": scored, but not judged for an anomaly. Slower changes (a
-# flow loop trimming the speed) are judged; the grid's are far slower.
+# i1 by 0.03 % at 0.2 Hz/s, 0.2 % at 0.5, 0.7 % at 1, 2.9 % at 2 and 15 % at 5 Hz/s, THD
+# by 0.8 % at 1 and 6.8 % at 2 Hz/s (the rms does not change; benchmarks/steady_supply.py).
+# A model of a motor trained at steady speeds scored accelerations at 0.4-2 Hz/s anomalous
+# and raised an anomaly alert. Such a window is flagged "ramping": scored, but not judged
+# for an anomaly. Slower changes (a flow loop trimming the speed) are judged; the grid's
+# are far slower.
 MAX_RAMP_HZ_PER_S = 0.2
 # NaN runs up to this long are filled by interpolation (window flagged "filled"); longer
 # ones leave the window without features (flagged "nan").
