@@ -502,6 +502,27 @@ OUTSIDE_FOR = 20
 INSIDE_AGAIN = 20
 
 
+class Latch:
+    """A state told once it has held for ``on_for`` observations in a row, and told over
+    once its opposite has held for ``off_for``: not at every wobble across an edge."""
+
+    def __init__(self, on_for: int, off_for: int) -> None:
+        self.on = False
+        self.on_for, self.off_for = on_for, off_for
+        self._run = 0  # observations in a row on the other side than self.on says
+
+    def update(self, seen: bool) -> bool:
+        """Take one observation; True when the state has just turned (see :attr:`on`)."""
+        if seen == self.on:
+            self._run = 0
+            return False
+        self._run += 1
+        if self._run < (self.off_for if self.on else self.on_for):
+            return False
+        self.on, self._run = seen, 0
+        return True
+
+
 class BaselineWatch:
     """Logs when the motor has run outside the model's baseline (windows flagged
     ``outside_baseline``: a lighter load or another supply frequency than the model's
@@ -510,8 +531,11 @@ class BaselineWatch:
     or a drive's ramp count neither way."""
 
     def __init__(self) -> None:
-        self.outside = False
-        self._run = 0  # scored windows in a row on the other side than self.outside says
+        self._latch = Latch(OUTSIDE_FOR, INSIDE_AGAIN)
+
+    @property
+    def outside(self) -> bool:
+        return self._latch.on
 
     def update(self, records: list[dict[str, Any]], pipe: Pipeline) -> None:
         for rec in records:
@@ -523,15 +547,11 @@ class BaselineWatch:
                 or "ramping" in rec["flags"]
             ):
                 continue
-            if ("outside_baseline" in rec["flags"]) == self.outside:
-                self._run = 0
+            if not self._latch.update("outside_baseline" in rec["flags"]):
                 continue
-            self._run += 1
-            if self.outside and self._run >= INSIDE_AGAIN:
-                self.outside, self._run = False, 0
+            if not self.outside:
                 log.info("the motor runs within the model's baseline again: anomaly alerts resume")
-            elif not self.outside and self._run >= OUTSIDE_FOR:
-                self.outside, self._run = True, 0
+            else:
                 why = pipe.scorer.outside(rec["features"], pipe.config.alerts.baseline_margin)
                 log.warning(
                     "no anomaly alerts while %s: the model's score says nothing of the motor "
@@ -557,8 +577,11 @@ class LinesWatch:
 
     def __init__(self, hop_s: float) -> None:
         self.hop_s = hop_s
-        self.unread = False
-        self._run = 0  # windows in a row on the other side than self.unread says
+        self._latch = Latch(UNSTEADY_FOR, STEADY_AGAIN)
+
+    @property
+    def unread(self) -> bool:
+        return self._latch.on
 
     def update(self, records: list[dict[str, Any]]) -> None:
         for rec in records:
@@ -568,18 +591,14 @@ class LinesWatch:
                 or rec["features"].get("i1") is None
             ):
                 continue
-            if ("unsteady" in rec["flags"]) == self.unread:
-                self._run = 0
+            if not self._latch.update("unsteady" in rec["flags"]):
                 continue
-            self._run += 1
-            if self.unread and self._run >= STEADY_AGAIN:
-                self.unread, self._run = False, 0
+            if not self.unread:
                 log.info(
                     "the load and the speed hold steady again: the broken-bar, eccentricity "
                     "and bearing lines are read"
                 )
-            elif not self.unread and self._run >= UNSTEADY_FOR:
-                self.unread, self._run = True, 0
+            else:
                 log.warning(
                     "for %s the load or the speed has changed within every 8 s: the "
                     "broken-bar, eccentricity and bearing lines are not read, nor those faults "
