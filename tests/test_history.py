@@ -534,7 +534,7 @@ def weeks(tmp_path, utc) -> Path:
     """Three weeks of summaries, one every 10 minutes, of a broken bar growing 1 dB a day
     from -60 dB, up to midnight (local time, UTC) last night; the motor never stopped, ran
     outside the model's baseline for an hour the day before yesterday, and with its speed
-    changing for an hour the day before."""
+    changing for an hour the day before that."""
     path = tmp_path / "edge-agent.db"
     t = time.localtime()
     midnight = time.mktime((t.tm_year, t.tm_mon, t.tm_mday, 0, 0, 0, 0, 0, -1))
