@@ -186,7 +186,8 @@ def format_report(report: CommissionReport, config: Config) -> str:
         f"{report.windows} windows ({report.clean} without a data flag; the values are "
         "their medians)",
         "",
-        f"supply      {_num(m.get('supply_hz'), '.2f', ' Hz')}",
+        f"supply      {_num(m.get('supply_hz'), '.2f', ' Hz')}"
+        + (" (fixed by [motor] supply_hz)" if config.motor.supply_hz is not None else ""),
     ]
     rms = [m.get(f"rms_{p}") for p in PHASES]
     # The phases' mean, not i1: a miswiring moves current from i1 to i2 and i0.

@@ -225,6 +225,7 @@ class FeatureExtractor:
             top = max(top, SUPPLY_BAND_HZ[1] * (motor.rotor_bars / motor.pole_pairs + 3))
         self.fmax = min(self.fs / 2, top)
         self.slot_spectrum: tuple[np.ndarray, float] | None = None
+        self.peak_hz: float | None = None  # the last short window's fundamental, Hz
         # The FFT library (EDGE_AGENT_FFT), settled once rather than read at every window.
         self.fft_backend = fft_backend()
 
@@ -256,12 +257,13 @@ class FeatureExtractor:
         spec = phase_spectra(x, fs, fmax=self.fmax, backend=self.fft_backend)
         df = spec.df
         motor = self.motor
-        if motor.supply_hz is not None:
-            f = motor.supply_hz
-        else:
-            f = kernels.peak_frequency(
-                spec.pos, df, SUPPLY_BAND_HZ[0], min(SUPPLY_BAND_HZ[1], fs / 2.5)
-            )
+        # The fundamental's frequency, read off the spectrum; also when [motor] supply_hz
+        # fixes the one the features are computed at, so that a wrong one can be told
+        # (wiring.supply_mismatch).
+        self.peak_hz = kernels.peak_frequency(
+            spec.pos, df, SUPPLY_BAND_HZ[0], min(SUPPLY_BAND_HZ[1], fs / 2.5)
+        )
+        f = self.peak_hz if motor.supply_hz is None else motor.supply_hz
         out["supply_hz"] = f
         # One pass at f: phasors and rms of the currents and voltages, the Park's vector line.
         fund = fundamental(x, fs, f, v)

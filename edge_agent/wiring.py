@@ -23,6 +23,12 @@ nameplate current or more). Currents, on a 3-wire motor, whose three currents su
   right) say which: 300° and 60° is ``ia`` reversed, 300° and 240° ``ib``, 120° and 60°
   ``ic``.
 
+And the configuration: ``supply_hz``: ``[motor] supply_hz`` fixes the frequency the
+features are computed at, but the current's fundamental lies more than
+``SUPPLY_MISMATCH_HZ`` from it (a drive, another grid, or a wrong value). Every feature of
+the fundamental is then wrong, and the checks above with them (a 40 Hz current read at
+50 Hz looks reversed and swapped), so this one is said alone.
+
 Voltages, when wired:
 
 - ``voltage_sequence``: v2 > v1: two voltage channels are swapped.
@@ -41,6 +47,9 @@ from edge_agent.diagnosis import RUNNING_CURRENT
 from edge_agent.features import PHASES, wrap_deg
 
 DEAD_SHARE = 0.1
+# A grid stays within 0.2 Hz of its nominal frequency but in an emergency; half a bin of
+# the 1 s window off, a Hann window's phasor reads 15 % low.
+SUPPLY_MISMATCH_HZ = 0.5
 MAX_I0 = 0.3  # i0 over the larger of i1, i2
 # A motoring induction motor draws its current 10-85° behind its voltage (less than 90°:
 # it takes power); a phase paired with another's voltage is 120° off, a reversed CT 180°.
@@ -113,6 +122,19 @@ def energised_warning(features: Mapping[str, float | None], rated_current: float
 def describe_wiring(windows: int, seen: Mapping[str, str]) -> str:
     """A line for a run's summary: how many windows were flagged, and what to check."""
     return f"wiring: {windows} windows flagged; " + "; ".join(seen.values())
+
+
+def supply_mismatch(fixed_hz: float | None, peak_hz: float | None) -> str | None:
+    """What to do when ``[motor] supply_hz`` (``fixed_hz``) is not the frequency the
+    current runs at (``peak_hz``, read off the window's spectrum); None when it is, or
+    when it is not fixed."""
+    if fixed_hz is None or peak_hz is None or abs(peak_hz - fixed_hz) <= SUPPLY_MISMATCH_HZ:
+        return None
+    return (
+        f"the current runs at {peak_hz:.1f} Hz, not at [motor] supply_hz = {fixed_hz:g}, "
+        "so every feature is read at the wrong frequency: leave supply_hz out to detect "
+        "it (a motor on a drive, or on another grid), or set it right"
+    )
 
 
 def running(features: Mapping[str, float | None], rated_current: float) -> bool:

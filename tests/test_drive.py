@@ -206,6 +206,27 @@ def test_a_broken_bar_at_half_speed_under_full_torque_is_found():
     assert abs(windows(healthy[0])[-1]["features"]["slip"] - 0.064) < 0.003
 
 
+def test_a_fixed_supply_hz_the_current_does_not_run_at_is_said_as_such():
+    """[motor] supply_hz = 50 on a motor a drive runs at 40 Hz: every feature of the
+    fundamental is read at the wrong frequency. Before, every window read as miswired, "a
+    CT is reversed" and "two of ia, ib, ic are swapped"; now the one problem said is the
+    frequency, and what to do."""
+    x = currents(track(10.0, 40.0))
+    pipe = Pipeline(Config(motor=MotorConfig(supply_hz=50.0)), FS, scorer=None)
+    ws = windows(pipe.update(x))
+    assert all("wiring" in r["flags"] for r in ws)
+    assert list(pipe.wiring_seen) == ["supply_hz"]
+    assert pipe.wiring_seen["supply_hz"].startswith(
+        "the current runs at 40.0 Hz, not at [motor] supply_hz = 50, so every feature is "
+        "read at the wrong frequency: leave supply_hz out"
+    )
+    # Set right, left out, or off by a grid's wander: nothing to say.
+    for fixed in (40.0, None, 40.4):
+        pipe = Pipeline(Config(motor=MotorConfig(supply_hz=fixed)), FS, scorer=None)
+        ws = windows(pipe.update(x))
+        assert pipe.wiring_seen == {} and not any("wiring" in r["flags"] for r in ws)
+
+
 def test_the_slip_scales_with_the_drives_frequency():
     motor = MotorConfig()  # 50 Hz, 1440 rpm: slip 0.04 at full load
     assert motor.slip_scale(50.0) == 1.0 and motor.slip_scale(None) == 1.0
