@@ -259,7 +259,7 @@ class FeatureExtractor:
         motor = self.motor
         # The fundamental's frequency, read off the spectrum; also when [motor] supply_hz
         # fixes the one the features are computed at, so that a wrong one can be told
-        # (wiring.supply_mismatch).
+        # (wiring.wiring_problems).
         self.peak_hz = kernels.peak_frequency(
             spec.pos, df, SUPPLY_BAND_HZ[0], min(SUPPLY_BAND_HZ[1], fs / 2.5)
         )

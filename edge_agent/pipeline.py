@@ -28,7 +28,7 @@ from edge_agent.features import ROLLING_FEATURES, FeatureExtractor, Rolling, emp
 from edge_agent.kernels import SpaceVectorDecimator
 from edge_agent.kernels.quality import detect_clipping, fill_gaps
 from edge_agent.summary import flagged
-from edge_agent.wiring import energised_warning, supply_mismatch, wiring_problems
+from edge_agent.wiring import energised_warning, wiring_problems
 from edge_agent.wiring import running as wiring_running
 
 if TYPE_CHECKING:
@@ -547,8 +547,9 @@ class Pipeline:
                 step = MAX_RAMP_HZ_PER_S * self.config.windows.hop_s
                 if hz is not None and last_hz is not None and abs(hz - last_hz) > step:
                     flags.append("ramping")
-                said = supply_mismatch(self.config.motor.supply_hz, self.extractor.peak_hz)
-                self.wiring = {"supply_hz": said} if said else wiring_problems(features)
+                self.wiring = wiring_problems(
+                    features, self.config.motor.supply_hz, self.extractor.peak_hz
+                )
                 if self.wiring:
                     flags.append("wiring")
                     for check, said in self.wiring.items():

@@ -124,19 +124,6 @@ def describe_wiring(windows: int, seen: Mapping[str, str]) -> str:
     return f"wiring: {windows} windows flagged; " + "; ".join(seen.values())
 
 
-def supply_mismatch(fixed_hz: float | None, peak_hz: float | None) -> str | None:
-    """What to do when ``[motor] supply_hz`` (``fixed_hz``) is not the frequency the
-    current runs at (``peak_hz``, read off the window's spectrum); None when it is, or
-    when it is not fixed."""
-    if fixed_hz is None or peak_hz is None or abs(peak_hz - fixed_hz) <= SUPPLY_MISMATCH_HZ:
-        return None
-    return (
-        f"the current runs at {peak_hz:.1f} Hz, not at [motor] supply_hz = {fixed_hz:g}, "
-        "so every feature is read at the wrong frequency: leave supply_hz out to detect "
-        "it (a motor on a drive, or on another grid), or set it right"
-    )
-
-
 def running(features: Mapping[str, float | None], rated_current: float) -> bool:
     """Whether the window can be checked: a phase carries ``RUNNING_CURRENT`` of the
     nameplate current or more."""
@@ -144,9 +131,25 @@ def running(features: Mapping[str, float | None], rated_current: float) -> bool:
     return None not in rms and max(rms) >= RUNNING_CURRENT * rated_current
 
 
-def wiring_problems(features: Mapping[str, float | None]) -> dict[str, str]:
+def wiring_problems(
+    features: Mapping[str, float | None],
+    supply_hz: float | None = None,
+    peak_hz: float | None = None,
+) -> dict[str, str]:
     """What the features of a running motor's window (:func:`running`) say is miswired, by
-    check name (module docstring), each with what to do; empty when nothing is."""
+    check name (module docstring), each with what to do; empty when nothing is.
+    ``supply_hz`` is ``[motor] supply_hz`` (None: detected), ``peak_hz`` the frequency
+    the window's current runs at."""
+    if supply_hz is not None and peak_hz is not None:
+        if abs(peak_hz - supply_hz) > SUPPLY_MISMATCH_HZ:
+            # Every feature of the fundamental is read at the wrong frequency, and the
+            # checks below with them: said alone.
+            return {
+                "supply_hz": f"the current runs at {peak_hz:.1f} Hz, not at [motor] supply_hz "
+                f"= {supply_hz:g}, so every feature is read at the wrong frequency: leave "
+                "supply_hz out to detect it (a motor on a drive, or on another grid), or set "
+                "it right"
+            }
     get = features.get  # this runs at every window: plain lookups, no generators
     rms = [get("rms_a"), get("rms_b"), get("rms_c")]
     if None in rms:

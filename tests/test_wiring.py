@@ -317,3 +317,16 @@ def test_systemctl_status_says_when_a_running_motor_reads_stopped(tmp_path):
     )
     before = statuses[: statuses.index(said[0])]
     assert any(" windows (0 anomalous, 0 flagged)" in x for x in before)  # not at once
+
+
+def test_a_fixed_supply_hz_off_the_current_is_said_alone():
+    # Features that read as a missing phase; at a fixed frequency 0.6 Hz from the one the
+    # current runs at they are read at the wrong frequency, and only that is said.
+    features = {"rms_a": 0.5, "rms_b": 0.0, "rms_c": 0.4, "i0": 0.3, "i1": 0.1, "i2": 0.2}
+    assert list(wiring_problems(features, 50.0, 49.4)) == ["supply_hz"]
+    assert wiring_problems(features, 50.0, 49.4)["supply_hz"].startswith(
+        "the current runs at 49.4 Hz, not at [motor] supply_hz = 50"
+    )
+    # Within 0.5 Hz (a grid's wander), or detected: the other checks, as before.
+    for fixed, peak in ((50.0, 49.6), (None, 49.4), (50.0, None)):
+        assert list(wiring_problems(features, fixed, peak)) == ["missing"]
