@@ -420,6 +420,29 @@ def test_a_record_sent_from_memory_that_the_broker_refuses_does_not_block_the_ot
     assert "sent from memory no more" in errors[0]
 
 
+def test_records_sent_from_memory_are_waited_for_until_their_pubacks_come(
+    broker: Mosquitto, make_publisher, tmp_path: Path
+) -> None:
+    """Once the disk has room, the sink waits for the PUBACKs of held records on their
+    way before the outbox takes them (wait_acked), else the outbox sends them again. The
+    broker frozen (SIGSTOP) holds the PUBACKs back."""
+    pub = make_publisher(broker.url, outbox=Outbox(tmp_path / "edge.db"))
+    wait_until(lambda: pub.connected, 10, "publisher connected")
+    assert broker.proc is not None
+    broker.proc.send_signal(signal.SIGSTOP)
+    try:
+        before = pub.stats.published
+        sent = [pub.send_now("summary", record(n)) for n in range(1, 4)]
+        wait_until(lambda: pub.stats.published == before + 3, 10, "the records sent")
+        assert pub.wait_acked(sent, 0.5) is False  # no PUBACK from a frozen broker
+        assert not any(d.delivered for d in sent)
+    finally:
+        broker.proc.send_signal(signal.SIGCONT)
+    assert pub.wait_acked(sent, 10.0) is True
+    assert all(d.delivered for d in sent) and pub.in_memory == 0
+    assert pub.wait_acked([], 0.0) is True
+
+
 # --- TLS --------------------------------------------------------------------------------
 
 

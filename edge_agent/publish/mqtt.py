@@ -309,6 +309,22 @@ class MqttPublisher:
         with self._memory_lock:
             return None if delivery.delivered else delivery.payload
 
+    def wait_acked(self, deliveries: list[Delivery], timeout: float) -> bool:
+        """Wait until none of ``deliveries`` is in flight (sent on this connection, its
+        PUBACK not come yet); False after ``timeout``. Before the outbox takes records
+        sent from memory, so that one whose PUBACK is on its way is not queued and sent
+        again."""
+        deadline = time.monotonic() + timeout
+        with self._drained:
+            while True:
+                with self._memory_lock:
+                    live = set(self._memory)  # not yet PUBACKed, nor refused
+                    busy = any(d in live and d.sent_on == self._connection for d in deliveries)
+                left = deadline - time.monotonic()
+                if not busy or left <= 0:
+                    return not busy
+                self._drained.wait(min(left, 0.1))
+
     def withdraw(self, delivery: Delivery) -> bool:
         """Send ``delivery`` from memory no more (the outbox has it now, or it is let go);
         whether the broker has it already."""

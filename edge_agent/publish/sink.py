@@ -58,6 +58,9 @@ PRUNE_EVERY_S = 6 * 3600.0
 # how often (wall time) to try writing them again.
 MAX_HELD = 3000
 HOLD_RETRY_S = 10.0
+# Once the disk has room, how long to wait for the PUBACKs of held records sent from
+# memory before the outbox takes them: one whose PUBACK came late was sent twice.
+ACK_WAIT_S = 2.0
 
 
 class Reserve:
@@ -494,6 +497,11 @@ class RecordSink:
         if self._closed_disk and not self._opened_late():
             return False
         n, alerts = len(self._held), sum(p.kind == "alert" for p in self._held)
+        if self.publisher is not None:
+            # A PUBACK on its way: let it come, rather than queue the record in the
+            # outbox as well and send it twice.
+            sent = [p.delivery for p in self._held if p.delivery is not None]
+            self.publisher.wait_acked(sent, ACK_WAIT_S)
         delivered = self._delivered()
         while self._held:
             try:
